@@ -1,0 +1,68 @@
+//! Procedural macros for [`multiproc`](https://docs.rs/multiproc). Use them through the
+//! `multiproc` crate, which re-exports them; this crate is an implementation detail.
+
+mod args;
+mod entry;
+mod expand;
+mod parse;
+
+use proc_macro::TokenStream;
+
+/// Turns a free function into a task that can run in a worker process.
+///
+/// ```ignore
+/// use multiproc::prelude::*;
+///
+/// #[pool_task]
+/// fn add(a: i64, b: i64) -> i64 { a + b }
+///
+/// assert_eq!(add(1, 2), 3);                 // still an ordinary function
+/// // pool.apply(add, (1, 2))?               // ...and a task the pools accept
+/// ```
+///
+/// Requirements, checked at compile time with an error on the offending token:
+/// no generics, no `self`, every argument owned (no references, lifetimes or `impl Trait`),
+/// every argument and the return type `serde::Serialize + serde::de::DeserializeOwned`,
+/// not `async`, not `unsafe`, not `extern`.
+///
+/// # What it expands to
+///
+/// The function is emitted unchanged (only this attribute is removed), followed by one hidden
+/// `const _: () = { ... };` block that:
+/// - asserts, spanned at each argument and at the return type, that the type can cross a
+///   process boundary;
+/// - adds a `TaskEntry` to the link-time task table (`linkme` distributed slice, no code runs
+///   before `main`), holding the stable name `module_path!()::fn_name`, the function's `TypeId`
+///   (how a pool finds the entry when handed the function value) and a monomorphised
+///   dispatcher that decodes a chunk of argument tuples, calls the function on each under
+///   `catch_unwind`, and encodes the outcomes.
+///
+/// # Options
+///
+/// `#[pool_task(crate = "path::to::multiproc")]` names the runtime crate when it was renamed
+/// in `Cargo.toml` or re-exported by another crate.
+#[proc_macro_attribute]
+pub fn pool_task(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::pool_task(args.into(), item.into()).into()
+}
+
+/// Marks `main` as the entry point of a program that starts worker processes.
+///
+/// Expands to the same function with `::multiproc::init();` inserted as its first statement.
+/// In the parent, `init` only records that the program is ready to start workers; in a
+/// process started as a worker it runs the worker loop and exits, so the rest of `main`
+/// never runs there. Takes the same `crate = "..."` option as `#[pool_task]`.
+#[proc_macro_attribute]
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry::main(args.into(), item.into()).into()
+}
+
+/// Like `#[test]`, for tests that start worker processes.
+///
+/// Expands to a `#[test]` function whose first statement registers the test's name, so that
+/// worker processes can re-execute the test binary selecting this very test, and enters the
+/// worker loop when the process was started as a worker. Takes the same `crate = "..."` option.
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry::test(args.into(), item.into()).into()
+}

@@ -1,0 +1,162 @@
+//! One error type for the whole crate, with variants a caller can branch on.
+
+use std::sync::Arc;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when running tasks in other processes.
+///
+/// Errors are `Clone` because one failure (a lost worker, say) can be the outcome of many
+/// items at once.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A blocking call did not finish within its timeout. For `AsyncResult::get_timeout` the
+    /// result stays fetchable.
+    #[error("timed out")]
+    Timeout,
+
+    /// The task panicked in the worker. The worker survives and keeps serving.
+    #[error("task `{task}` panicked: {message}")]
+    TaskPanicked {
+        /// Registered name of the task.
+        task: String,
+        /// The panic payload, when it was a string, with its location.
+        message: String,
+        /// The worker's backtrace, when `RUST_BACKTRACE` enabled one.
+        backtrace: Option<String>,
+    },
+
+    /// The worker running this task died (killed by a signal, aborted, out of memory, exited).
+    /// The pool has replaced it.
+    #[error("worker process {pid} died while running task `{task}` ({})", describe_death(*.signal, *.exit_code))]
+    WorkerLost {
+        /// Registered name of the task that was running.
+        task: String,
+        /// Process id of the lost worker.
+        pid: u32,
+        /// The signal that killed it, if any (9 for SIGKILL, 6 for abort).
+        signal: Option<i32>,
+        /// Its exit code, when it exited rather than being killed.
+        exit_code: Option<i32>,
+    },
+
+    /// The pool was closed or terminated: it accepts no new work.
+    #[error("the pool is closed")]
+    PoolClosed,
+
+    /// The pool was terminated before this task finished.
+    #[error("the pool was terminated before the task finished")]
+    PoolTerminated,
+
+    /// The pool can no longer start workers (a replacement worker's initializer failed).
+    #[error("the pool is broken: {reason}")]
+    PoolBroken {
+        /// Why.
+        reason: String,
+    },
+
+    /// `join` was called on a pool that is still running; call `close` or `terminate` first.
+    #[error("join() needs a closed or terminated pool; call close() first")]
+    PoolRunning,
+
+    /// The function handed to a pool is not a `#[pool_task]`, or a worker does not know the
+    /// task name it was sent.
+    #[error("`{name}` is not a registered task: annotate the function with #[pool_task]")]
+    UnregisteredTask {
+        /// The function's type or task name.
+        name: String,
+    },
+
+    /// A value could not be encoded or decoded for the trip between processes.
+    #[error("serialization failed for {what}: {message}")]
+    Serialization {
+        /// Which value (an argument, a result).
+        what: String,
+        /// The codec's message.
+        message: String,
+    },
+
+    /// The task ran but its return value could not be serialized in the worker.
+    #[error("task `{task}` returned a value that could not be serialized: {message}")]
+    ResultEncoding {
+        /// Registered name of the task.
+        task: String,
+        /// The codec's message.
+        message: String,
+    },
+
+    /// A peer sent a malformed or unexpected frame. The connection is dropped.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+
+    /// The worker answered the handshake with another protocol version or build.
+    #[error("handshake with worker failed: {0}")]
+    Handshake(String),
+
+    /// A worker could not be started, or exited before it was ready.
+    #[error("could not start a worker: {0}")]
+    WorkerStart(String),
+
+    /// The program never called `multiproc::init()` (or used `#[multiproc::main]` /
+    /// `#[multiproc::test]`), so workers could not re-enter it as workers.
+    #[error("{0}")]
+    NotInitialized(String),
+
+    /// A pool was created inside a worker process. Workers do not start pools of their own.
+    #[error("pools cannot be created inside a pool worker process")]
+    InWorker,
+
+    /// The pool's initializer failed in a worker.
+    #[error("pool initializer failed: {message}")]
+    InitializerFailed {
+        /// The panic message or other cause.
+        message: String,
+    },
+
+    /// An argument to a library call is out of range (0 processes, chunksize 0, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// `AsyncResult::successful` was asked before the result was ready.
+    #[error("the result is not ready yet")]
+    NotReady,
+
+    /// The result was already taken by an earlier `get_timeout`.
+    #[error("the result was already taken")]
+    ResultTaken,
+
+    /// An operating-system error.
+    #[error("I/O error: {0}")]
+    Io(Arc<std::io::Error>),
+}
+
+fn describe_death(signal: Option<i32>, exit_code: Option<i32>) -> String {
+    match (signal, exit_code) {
+        (Some(sig), _) => format!("killed by signal {sig}"),
+        (None, Some(code)) => format!("exited with code {code}"),
+        (None, None) => "exit status unknown".to_owned(),
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(Arc::new(e))
+    }
+}
+
+impl From<rustix::io::Errno> for Error {
+    fn from(e: rustix::io::Errno) -> Self {
+        Error::Io(Arc::new(e.into()))
+    }
+}
+
+impl Error {
+    pub(crate) fn serialization(what: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        Error::Serialization {
+            what: what.into(),
+            message: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! # multiproc
+//!
+//! Python's `multiprocessing`, done right in Rust. Annotate plain functions with
+//! [`#[pool_task]`](pool_task) and run them in worker *processes* through a [`Pool`] that
+//! speaks Python's vocabulary (`apply`, `map`, `imap_unordered`, `starmap_async`, ...), never
+//! hangs when a worker dies, and runs in constant memory on endless inputs.
+//!
+//! ```no_run
+//! use multiproc::prelude::*;
+//!
+//! #[pool_task]
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! #[pool_task]
+//! fn add(a: i64, b: i64) -> i64 { a + b }
+//!
+//! #[multiproc::main]
+//! fn main() -> multiproc::Result<()> {
+//!     let pool = Pool::new(4)?;
+//!     let v: Vec<u64> = pool.map(square, 0..1000u64)?;
+//!     assert_eq!(v[999], 998_001);
+//!     assert_eq!(pool.apply(add, (1, 2))?, 3);
+//!     for (i, r) in pool.imap(square, 0..u64::MAX)?.take(5).enumerate() {
+//!         assert_eq!(r?, (i * i) as u64);
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Entering worker mode
+//! Workers are started by re-executing the program (or by forking a small server started
+//! that way, [`StartMethod::ForkServer`]). The re-executed program must turn into a worker
+//! before `main` does anything else: put [`#[multiproc::main]`](main) on `main` (or call
+//! [`init()`] first thing), and use [`#[multiproc::test]`](test) instead of `#[test]`.
+//! A program that forgets gets `Error::NotInitialized` from `Pool::new`, never a hang or a
+//! recursive spawn.
+//!
+//! ## What can be a task
+//! A free, non-generic, non-async function whose arguments are owned and, like its return
+//! value, implement serde's `Serialize` and `Deserialize`. The attribute checks all of this
+//! at compile time. The function stays an ordinary function.
+//!
+//! See `ARCHITECTURE.md` in the repository for the process model and the wire protocol.
+
+#![deny(missing_docs)]
+#![cfg(unix)]
+
+extern crate self as multiproc;
+
+mod error;
+mod pool;
+mod registry;
+mod spawn;
+mod wire;
+mod worker;
+
+pub use error::{Error, Result};
+pub use multiproc_macros::{main, pool_task, test};
+pub use pool::{AsyncResult, Imap, Opts, Pool, PoolBuilder};
+pub use registry::{TaskArg, TaskFn, TaskOutput};
+pub use spawn::StartMethod;
+pub use worker::{init, is_worker};
+
+/// Number of CPUs this process may run on (Python's `os.process_cpu_count()`); at least 1.
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The names most programs need: `use multiproc::prelude::*;`.
+pub mod prelude {
+    pub use crate::{pool_task, AsyncResult, Error, Opts, Pool, StartMethod, TaskFn};
+}
+
+/// What generated code refers to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::registry::{assert_task_arg, assert_task_output, type_id_of, TaskEntry, TASKS};
+    pub use crate::worker::{enter_test, run_chunk};
+    pub use linkme;
+}

@@ -1,0 +1,156 @@
+//! `PoolBuilder`: processes, initializer, maxtasksperchild, start method.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::shared::{slot_main, Config, Shared};
+use super::Pool;
+use crate::error::{Error, Result};
+use crate::registry::{self, TaskFn};
+use crate::spawn::StartMethod;
+use crate::wire::codec;
+
+/// Configures and starts a [`Pool`], like the keyword arguments of Python's `Pool(...)`.
+///
+/// ```no_run
+/// # use multiproc::prelude::*;
+/// # #[pool_task] fn setup(level: u32) {}
+/// # fn demo() -> multiproc::Result<()> {
+/// let pool = Pool::builder()
+///     .processes(4)
+///     .initializer(setup, (3,))
+///     .maxtasksperchild(1000)
+///     .start_method(StartMethod::ForkServer)
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "call build() to start the pool"]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    maxtasksperchild: Option<u64>,
+    method: StartMethod,
+    initializer: Option<Result<(String, Vec<u8>)>>,
+    start_timeout: Duration,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        PoolBuilder {
+            processes: None,
+            maxtasksperchild: None,
+            method: StartMethod::default(),
+            initializer: None,
+            start_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// Number of worker processes (default: the available CPUs). 0 is an error at build.
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// Replace each worker after it has run this many jobs (Python's `maxtasksperchild`; a
+    /// chunk of a `map` counts as one job, as in Python). 0 is an error at build.
+    pub fn maxtasksperchild(mut self, n: u64) -> Self {
+        self.maxtasksperchild = Some(n);
+        self
+    }
+
+    /// How workers are started (default: [`StartMethod::Spawn`]).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// A `#[pool_task]` run once in every worker before it serves (Python's `initializer`
+    /// and `initargs`), for instance to fill a worker-global cache. If it panics in a worker
+    /// started by `build`, `build` fails; if it panics in a replacement worker, the pool is
+    /// marked broken instead of restarting workers forever.
+    pub fn initializer<F, Args>(mut self, _f: F, initargs: Args) -> Self
+    where
+        F: TaskFn<Args>,
+        Args: Serialize,
+    {
+        self.initializer = Some(registry::lookup_fn::<F>().and_then(|entry| {
+            let frame = codec::run_frame(0, entry.name, std::slice::from_ref(&initargs))?;
+            // The worker wants just the argument chunk: strip header, job id and name.
+            let skip = crate::wire::frame::HEADER_LEN + 8 + 2 + entry.name.len();
+            Ok((entry.name.to_owned(), frame[skip..].to_vec()))
+        }));
+        self
+    }
+
+    /// How long a starting worker may take to answer the handshake (default 30 s).
+    pub fn start_timeout(mut self, d: Duration) -> Self {
+        self.start_timeout = d;
+        self
+    }
+
+    /// Starts the workers (in parallel) and returns once all are ready.
+    pub fn build(self) -> Result<Pool> {
+        crate::worker::check_can_start_workers()?;
+        let processes = match self.processes {
+            Some(0) => return Err(Error::InvalidArgument("a pool needs at least 1 process".into())),
+            Some(n) => n,
+            None => crate::cpu_count(),
+        };
+        if self.maxtasksperchild == Some(0) {
+            return Err(Error::InvalidArgument("maxtasksperchild must be at least 1".into()));
+        }
+        let initializer = self.initializer.transpose()?;
+        let shared = Shared::new(Config {
+            processes,
+            method: self.method,
+            maxtasksperchild: self.maxtasksperchild,
+            initializer,
+            start_timeout: self.start_timeout,
+        })?;
+        let (tx, rx) = mpsc::channel();
+        let mut threads = Vec::with_capacity(processes);
+        let mut spawn_error = None;
+        for k in 0..processes {
+            let shared = shared.clone();
+            let tx = tx.clone();
+            match std::thread::Builder::new()
+                .name(format!("multiproc-slot-{k}"))
+                .spawn(move || slot_main(shared, k, tx))
+            {
+                Ok(h) => threads.push(h),
+                Err(e) => {
+                    spawn_error = Some(Error::from(e));
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let pool = Pool::from_parts(shared, threads);
+        if let Some(e) = spawn_error {
+            pool.terminate();
+            return Err(e);
+        }
+        let mut first_error = None;
+        for _ in 0..processes {
+            match rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(Error::WorkerStart("a slot thread died".into()));
+                    break;
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            pool.terminate();
+            return Err(e);
+        }
+        Ok(pool)
+    }
+}

@@ -1,0 +1,445 @@
+//! `Pool`: Python's `multiprocessing.Pool`, with worker processes that run `#[pool_task]`
+//! functions.
+
+mod builder;
+mod imap;
+pub(crate) mod options;
+mod result;
+mod shared;
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use builder::PoolBuilder;
+pub use imap::Imap;
+pub use options::Opts;
+pub use result::AsyncResult;
+pub(crate) use shared::check_hello;
+
+use result::{ApplySink, Cell, MapSink};
+use shared::{Job, Shared, State};
+
+use crate::error::{Error, Result};
+use crate::registry::{self, TaskFn};
+use crate::wire::codec;
+
+/// A pool of worker processes.
+///
+/// ```no_run
+/// use multiproc::prelude::*;
+///
+/// #[pool_task]
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let pool = Pool::new(4)?;
+///     let v: Vec<u64> = pool.map(square, 0..1000u64)?;
+///     assert_eq!(v[10], 100);
+///     Ok(())
+/// }
+/// ```
+///
+/// # Calls
+/// Python's names: [`apply`](Pool::apply), [`apply_async`](Pool::apply_async),
+/// [`map`](Pool::map), [`map_async`](Pool::map_async), [`starmap`](Pool::starmap),
+/// [`starmap_async`](Pool::starmap_async), [`imap`](Pool::imap),
+/// [`imap_unordered`](Pool::imap_unordered). Arguments go as a tuple, as in Python:
+/// `pool.apply(add, (1, 2))`, `pool.apply(square, (4,))`. Python's keyword arguments
+/// (`chunksize`, `callback`, `error_callback`, `timeout`) are an [`Opts`] passed to the
+/// `*_with` twin of each method.
+///
+/// # Failures
+/// A task that panics gives `Error::TaskPanicked` for that item only; a worker that dies
+/// mid-task gives `Error::WorkerLost` for the task it was running and is replaced; no call
+/// hangs because a worker went away.
+///
+/// # Shutdown
+/// [`close`](Pool::close) stops accepting work, [`join`](Pool::join) waits for the work and
+/// the workers, [`terminate`](Pool::terminate) kills the workers at once (pending results
+/// fail with `Error::PoolTerminated`). **Dropping** a pool closes and joins it: submitted work
+/// completes first. If the dropping thread is panicking, the pool is terminated instead.
+pub struct Pool {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.shared.config.processes)
+            .field("state", &self.shared.state())
+            .finish()
+    }
+}
+
+/// Python's default chunksize for `map`: `ceil(len / (4 × processes))`, at least 1.
+fn default_chunksize(len: usize, processes: usize) -> usize {
+    len.div_ceil(processes * 4).max(1)
+}
+
+impl Pool {
+    /// A pool of `processes` workers started by re-execution. Same as
+    /// `Pool::builder().processes(processes).build()`.
+    pub fn new(processes: usize) -> Result<Pool> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// Configure a pool: processes, initializer, maxtasksperchild, start method.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    fn from_parts(shared: Arc<Shared>, threads: Vec<JoinHandle<()>>) -> Pool {
+        Pool {
+            shared,
+            threads: Mutex::new(threads),
+        }
+    }
+
+    /// Number of worker processes.
+    pub fn processes(&self) -> usize {
+        self.shared.config.processes
+    }
+
+    /// Process ids of the workers currently serving (they change when workers are replaced).
+    pub fn pids(&self) -> Vec<u32> {
+        self.shared.pids()
+    }
+
+    fn job<A: Serialize>(&self, task: &'static str, args: &[A], part: usize, sink: Arc<dyn shared::Sink>) -> Result<Job> {
+        let id = self.shared.next_job_id();
+        let frame = codec::run_frame(id, task, args)?;
+        Ok(Job {
+            id,
+            task,
+            frame,
+            items: args.len(),
+            part,
+            sink,
+        })
+    }
+
+    fn refuse_if_stopped(&self) -> Result<()> {
+        match self.shared.state() {
+            State::Running => Ok(()),
+            _ => Err(Error::PoolClosed),
+        }
+    }
+
+    /// Runs `f(args...)` in a worker and waits for the result (Python's `apply`).
+    pub fn apply<F, Args>(&self, f: F, args: Args) -> Result<F::Output>
+    where
+        F: TaskFn<Args>,
+        Args: Serialize,
+        F::Output: DeserializeOwned + Send + 'static,
+    {
+        self.apply_with(f, args, Opts::new())
+    }
+
+    /// [`apply`](Pool::apply) with options: reads `timeout`.
+    pub fn apply_with<F, Args>(&self, f: F, args: Args, opts: Opts<F::Output>) -> Result<F::Output>
+    where
+        F: TaskFn<Args>,
+        Args: Serialize,
+        F::Output: DeserializeOwned + Send + 'static,
+    {
+        opts.check("apply", false, false, true)?;
+        let timeout = opts.timeout;
+        let r = self.apply_async_with(f, args, Opts::new())?;
+        match timeout {
+            None => r.get(),
+            Some(t) => r.get_timeout(t),
+        }
+    }
+
+    /// Starts `f(args...)` in a worker and returns at once (Python's `apply_async`).
+    pub fn apply_async<F, Args>(&self, f: F, args: Args) -> Result<AsyncResult<F::Output>>
+    where
+        F: TaskFn<Args>,
+        Args: Serialize,
+        F::Output: DeserializeOwned + Send + 'static,
+    {
+        self.apply_async_with(f, args, Opts::new())
+    }
+
+    /// [`apply_async`](Pool::apply_async) with options: reads `callback` and `error_callback`.
+    pub fn apply_async_with<F, Args>(&self, _f: F, args: Args, opts: Opts<F::Output>) -> Result<AsyncResult<F::Output>>
+    where
+        F: TaskFn<Args>,
+        Args: Serialize,
+        F::Output: DeserializeOwned + Send + 'static,
+    {
+        opts.check("apply_async", false, true, false)?;
+        let entry = registry::lookup_fn::<F>()?;
+        self.refuse_if_stopped()?;
+        let cell = Cell::new();
+        let sink = Arc::new(ApplySink {
+            cell: cell.clone(),
+            callbacks: opts.callbacks,
+        });
+        let job = self.job(entry.name, std::slice::from_ref(&args), 0, sink)?;
+        self.shared.submit(vec![job])?;
+        Ok(AsyncResult::new(cell))
+    }
+
+    fn starmap_inner<F, Args>(&self, items: Vec<Args>, opts: Opts<Vec<F::Output>>) -> Result<AsyncResult<Vec<F::Output>>>
+    where
+        F: TaskFn<Args>,
+        Args: Serialize,
+        F::Output: DeserializeOwned + Send + 'static,
+    {
+        let entry = registry::lookup_fn::<F>()?;
+        self.refuse_if_stopped()?;
+        let chunksize = opts
+            .chunksize
+            .unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
+        let parts = items.len().div_ceil(chunksize);
+        let sink = Arc::new(MapSink::<F::Output>::new(parts, opts.callbacks));
+        let cell = sink.cell.clone();
+        if parts == 0 {
+            sink.complete_empty();
+            return Ok(AsyncResult::new(cell));
+        }
+        // Encode everything first: an argument that does not serialize fails the call
+        // before any work starts.
+        let jobs = items
+            .chunks(chunksize)
+            .enumerate()
+            .map(|(part, chunk)| self.job(entry.name, chunk, part, sink.clone()))
+            .collect::<Result<Vec<Job>>>()?;
+        self.shared.submit(jobs)?;
+        Ok(AsyncResult::new(cell))
+    }
+
+    fn wait_with_timeout<T>(r: AsyncResult<T>, timeout: Option<std::time::Duration>) -> Result<T> {
+        match timeout {
+            None => r.get(),
+            Some(t) => r.get_timeout(t),
+        }
+    }
+
+    /// Applies `f` to every item, in parallel, returning results in input order (Python's
+    /// `map`). The input is collected first, as Python does; chunksize defaults to
+    /// `ceil(len / (4 × processes))`. The first failing item (in input order) is the error.
+    pub fn map<F, A, I>(&self, f: F, iter: I) -> Result<Vec<F::Output>>
+    where
+        F: TaskFn<(A,)>,
+        A: Serialize,
+        I: IntoIterator<Item = A>,
+        F::Output: DeserializeOwned + Send + 'static,
+    {
+        self.map_with(f, iter, Opts::new())
+    }
+
+    /// [`map`](Pool::map) with options: reads `chunksize`, `timeout`.
+    pub fn map_with<F, A, I>(&self, _f: F, iter: I, opts: Opts<Vec<F::Output>>) -> Result<Vec<F::Output>>
+    where
+        F: TaskFn<(A,)>,
+        A: Serialize,
+        I: IntoIterator<Item = A>,
+        F::Output: DeserializeOwned + Send + 'static,
+    {
+        opts.check("map", true, false, true)?;
+        let timeout = opts.timeout;
+        let items: Vec<(A,)> = iter.into_iter().map(|a| (a,)).collect();
+        Self::wait_with_timeout(self.starmap_inner::<F, (A,)>(items, opts)?, timeout)
+    }
+
+    /// Non-blocking [`map`](Pool::map) (Python's `map_async`).
+    pub fn map_async<F, A, I>(&self, f: F, iter: I) -> Result<AsyncResult<Vec<F::Output>>>
+    where
+        F: TaskFn<(A,)>,
+        A: Serialize,
+        I: IntoIterator<Item = A>,
+        F::Output: DeserializeOwned + Send + 'static,
+    {
+        self.map_async_with(f, iter, Opts::new())
+    }
+
+    /// [`map_async`](Pool::map_async) with options: reads `chunksize`, `callback`,
+    /// `error_callback`.
+    pub fn map_async_with<F, A, I>(&self, _f: F, iter: I, opts: Opts<Vec<F::Output>>) -> Result<AsyncResult<Vec<F::Output>>>
+    where
+        F: TaskFn<(A,)>,
+        A: Serialize,
+        I: IntoIterator<Item = A>,
+        F::Output: DeserializeOwned + Send + 'static,
+    {
+        opts.check("map_async", true, true, false)?;
+        let items: Vec<(A,)> = iter.into_iter().map(|a| (a,)).collect();
+        self.starmap_inner::<F, (A,)>(items, opts)
+    }
+
+    /// Like [`map`](Pool::map), each item being the tuple of arguments (Python's `starmap`):
+    /// `pool.starmap(add, vec![(1, 2), (3, 4)])`.
+    pub fn starmap<F, Args, I>(&self, f: F, iter: I) -> Result<Vec<F::Output>>
+    where
+        F: TaskFn<Args>,
+        Args: Serialize,
+        I: IntoIterator<Item = Args>,
+        F::Output: DeserializeOwned + Send + 'static,
+    {
+        self.starmap_with(f, iter, Opts::new())
+    }
+
+    /// [`starmap`](Pool::starmap) with options: reads `chunksize`, `timeout`.
+    pub fn starmap_with<F, Args, I>(&self, _f: F, iter: I, opts: Opts<Vec<F::Output>>) -> Result<Vec<F::Output>>
+    where
+        F: TaskFn<Args>,
+        Args: Serialize,
+        I: IntoIterator<Item = Args>,
+        F::Output: DeserializeOwned + Send + 'static,
+    {
+        opts.check("starmap", true, false, true)?;
+        let timeout = opts.timeout;
+        let items: Vec<Args> = iter.into_iter().collect();
+        Self::wait_with_timeout(self.starmap_inner::<F, Args>(items, opts)?, timeout)
+    }
+
+    /// Non-blocking [`starmap`](Pool::starmap) (Python's `starmap_async`).
+    pub fn starmap_async<F, Args, I>(&self, f: F, iter: I) -> Result<AsyncResult<Vec<F::Output>>>
+    where
+        F: TaskFn<Args>,
+        Args: Serialize,
+        I: IntoIterator<Item = Args>,
+        F::Output: DeserializeOwned + Send + 'static,
+    {
+        self.starmap_async_with(f, iter, Opts::new())
+    }
+
+    /// [`starmap_async`](Pool::starmap_async) with options: reads `chunksize`, `callback`,
+    /// `error_callback`.
+    pub fn starmap_async_with<F, Args, I>(&self, _f: F, iter: I, opts: Opts<Vec<F::Output>>) -> Result<AsyncResult<Vec<F::Output>>>
+    where
+        F: TaskFn<Args>,
+        Args: Serialize,
+        I: IntoIterator<Item = Args>,
+        F::Output: DeserializeOwned + Send + 'static,
+    {
+        opts.check("starmap_async", true, true, false)?;
+        let items: Vec<Args> = iter.into_iter().collect();
+        self.starmap_inner::<F, Args>(items, opts)
+    }
+
+    /// Lazily applies `f` to the items, yielding results in input order (Python's `imap`).
+    /// Chunksize defaults to 1. The input is consumed as results are, within a bounded
+    /// window, so an endless iterator runs in constant memory.
+    pub fn imap<'p, F, A, I>(&'p self, f: F, iter: I) -> Result<Imap<'p, F::Output>>
+    where
+        F: TaskFn<(A,)>,
+        A: Serialize + 'p,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'p,
+        F::Output: DeserializeOwned + Send + 'static,
+    {
+        self.imap_with(f, iter, Opts::new())
+    }
+
+    /// [`imap`](Pool::imap) with options: reads `chunksize` and `timeout` (per item).
+    pub fn imap_with<'p, F, A, I>(&'p self, _f: F, iter: I, opts: Opts<F::Output>) -> Result<Imap<'p, F::Output>>
+    where
+        F: TaskFn<(A,)>,
+        A: Serialize + 'p,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'p,
+        F::Output: DeserializeOwned + Send + 'static,
+    {
+        self.imap_inner::<F, A, I>(iter, opts, true, "imap")
+    }
+
+    /// Like [`imap`](Pool::imap), yielding results as they complete (Python's
+    /// `imap_unordered`).
+    pub fn imap_unordered<'p, F, A, I>(&'p self, f: F, iter: I) -> Result<Imap<'p, F::Output>>
+    where
+        F: TaskFn<(A,)>,
+        A: Serialize + 'p,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'p,
+        F::Output: DeserializeOwned + Send + 'static,
+    {
+        self.imap_unordered_with(f, iter, Opts::new())
+    }
+
+    /// [`imap_unordered`](Pool::imap_unordered) with options: reads `chunksize` and
+    /// `timeout` (per item).
+    pub fn imap_unordered_with<'p, F, A, I>(&'p self, _f: F, iter: I, opts: Opts<F::Output>) -> Result<Imap<'p, F::Output>>
+    where
+        F: TaskFn<(A,)>,
+        A: Serialize + 'p,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'p,
+        F::Output: DeserializeOwned + Send + 'static,
+    {
+        self.imap_inner::<F, A, I>(iter, opts, false, "imap_unordered")
+    }
+
+    fn imap_inner<'p, F, A, I>(&'p self, iter: I, opts: Opts<F::Output>, ordered: bool, method: &str) -> Result<Imap<'p, F::Output>>
+    where
+        F: TaskFn<(A,)>,
+        A: Serialize + 'p,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'p,
+        F::Output: DeserializeOwned + Send + 'static,
+    {
+        opts.check(method, true, false, true)?;
+        let entry = registry::lookup_fn::<F>()?;
+        self.refuse_if_stopped()?;
+        let input = iter.into_iter().map(|a| (a,));
+        Ok(Imap::new(
+            &self.shared,
+            entry.name,
+            input,
+            opts.chunksize.unwrap_or(1),
+            opts.timeout,
+            ordered,
+        ))
+    }
+
+    /// Stops accepting work; submitted work still completes (Python's `close`).
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    /// Kills the workers now. Pending and running calls fail with `Error::PoolTerminated`
+    /// (Python's `terminate`). Returns once every worker has been reaped.
+    pub fn terminate(&self) {
+        self.shared.terminate();
+        self.join_threads();
+    }
+
+    /// Waits for submitted work to complete and the workers to exit (Python's `join`).
+    /// The pool must be closed or terminated first, else `Error::PoolRunning`.
+    pub fn join(&self) -> Result<()> {
+        if self.shared.state() == State::Running {
+            return Err(Error::PoolRunning);
+        }
+        self.shared.drain_and_stop();
+        self.join_threads();
+        Ok(())
+    }
+
+    fn join_threads(&self) {
+        let threads: Vec<JoinHandle<()>> = {
+            let mut t = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+            t.drain(..).collect()
+        };
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if std::thread::panicking() || self.shared.state() == State::Terminated {
+            self.terminate();
+        } else {
+            self.close();
+            let _ = self.join();
+        }
+    }
+}

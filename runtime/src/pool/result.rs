@@ -1,0 +1,233 @@
+//! `AsyncResult` and the sinks that fill it: one for `apply`, one for `map`/`starmap`.
+
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use super::options::Callbacks;
+use super::shared::{JobDone, Sink};
+use crate::error::{Error, Result};
+use crate::wire::codec;
+
+enum Slot<T> {
+    Pending,
+    Done(Result<T>),
+    Taken,
+}
+
+/// Where a result lands; shared by the sink (writer) and the `AsyncResult` (reader).
+pub(crate) struct Cell<T> {
+    slot: Mutex<Slot<T>>,
+    cond: Condvar,
+}
+
+impl<T> Cell<T> {
+    pub(crate) fn new() -> Arc<Cell<T>> {
+        Arc::new(Cell {
+            slot: Mutex::new(Slot::Pending),
+            cond: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slot<T>> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs the callbacks (a panicking callback is contained), then publishes.
+    pub(crate) fn set(&self, value: Result<T>, callbacks: &Callbacks<T>) {
+        callbacks.run(&value);
+        *self.lock() = Slot::Done(value);
+        self.cond.notify_all();
+    }
+
+    /// Waits until done or `deadline`; true if done (or taken).
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        let mut g = self.lock();
+        loop {
+            if !matches!(*g, Slot::Pending) {
+                return true;
+            }
+            g = match deadline {
+                None => self.cond.wait(g).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    self.cond.wait_timeout(g, left).unwrap_or_else(|p| p.into_inner()).0
+                }
+            };
+        }
+    }
+
+    fn take(&self) -> Result<T> {
+        let mut g = self.lock();
+        match std::mem::replace(&mut *g, Slot::Taken) {
+            Slot::Done(v) => v,
+            Slot::Taken => Err(Error::ResultTaken),
+            Slot::Pending => {
+                *g = Slot::Pending;
+                Err(Error::NotReady)
+            }
+        }
+    }
+}
+
+/// The result of an asynchronous call (`apply_async`, `map_async`, `starmap_async`), like
+/// Python's `AsyncResult`.
+///
+/// ```no_run
+/// # use multiproc::prelude::*;
+/// # #[pool_task] fn add(a: i64, b: i64) -> i64 { a + b }
+/// # fn demo(pool: &Pool) -> multiproc::Result<()> {
+/// let r = pool.apply_async(add, (1, 2))?;
+/// r.wait();
+/// assert!(r.ready());
+/// assert_eq!(r.get()?, 3);
+/// # Ok(()) }
+/// ```
+#[must_use = "an AsyncResult does nothing unless you get() or wait() on it"]
+pub struct AsyncResult<T> {
+    cell: Arc<Cell<T>>,
+}
+
+impl<T> std::fmt::Debug for AsyncResult<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncResult").field("ready", &self.ready()).finish()
+    }
+}
+
+impl<T> AsyncResult<T> {
+    pub(crate) fn new(cell: Arc<Cell<T>>) -> Self {
+        AsyncResult { cell }
+    }
+
+    /// Blocks until the result is available and returns it.
+    pub fn get(self) -> Result<T> {
+        self.cell.wait_until(None);
+        self.cell.take()
+    }
+
+    /// Waits at most `timeout`. On `Err(Error::Timeout)` the result stays fetchable by a later
+    /// call; once returned (value or task error) it is taken, and later calls give
+    /// `Error::ResultTaken`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        if !self.cell.wait_until(Some(Instant::now() + timeout)) {
+            return Err(Error::Timeout);
+        }
+        self.cell.take()
+    }
+
+    /// Blocks until the result is available.
+    pub fn wait(&self) {
+        self.cell.wait_until(None);
+    }
+
+    /// Waits at most `timeout`; returns whether the result is available.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.cell.wait_until(Some(Instant::now() + timeout))
+    }
+
+    /// Whether the call has completed.
+    pub fn ready(&self) -> bool {
+        !matches!(*self.cell.lock(), Slot::Pending)
+    }
+
+    /// Whether the call completed without error; `Err(Error::NotReady)` before it completes
+    /// (Python raises `ValueError` there).
+    pub fn successful(&self) -> Result<bool> {
+        match &*self.cell.lock() {
+            Slot::Pending => Err(Error::NotReady),
+            Slot::Done(r) => Ok(r.is_ok()),
+            Slot::Taken => Err(Error::ResultTaken),
+        }
+    }
+}
+
+/// Decodes a finished job into one result per item.
+pub(crate) fn decode_items<R: DeserializeOwned>(done: JobDone) -> Vec<Result<R>> {
+    match done.outcome {
+        Ok(body) => match codec::decode_outcomes::<R>(done.task, &body, done.items) {
+            Ok(items) => items,
+            Err(e) => vec![e; done.items].into_iter().map(Err).collect(),
+        },
+        Err(e) => (0..done.items).map(|_| Err(e.clone())).collect(),
+    }
+}
+
+/// Sink of a single call.
+pub(crate) struct ApplySink<R> {
+    pub cell: Arc<Cell<R>>,
+    pub callbacks: Callbacks<R>,
+}
+
+impl<R: DeserializeOwned + Send + 'static> Sink for ApplySink<R> {
+    fn complete(&self, done: JobDone) {
+        let value = decode_items::<R>(done)
+            .pop()
+            .unwrap_or_else(|| Err(Error::Protocol("no outcome for a single call".into())));
+        self.cell.set(value, &self.callbacks);
+    }
+}
+
+struct MapState<R> {
+    parts: Vec<Option<Vec<Result<R>>>>,
+    remaining: usize,
+}
+
+/// Sink of a `map`/`starmap` call: gathers chunks, publishes the whole list when all are in.
+pub(crate) struct MapSink<R> {
+    state: Mutex<MapState<R>>,
+    pub cell: Arc<Cell<Vec<R>>>,
+    callbacks: Callbacks<Vec<R>>,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R> MapSink<R> {
+    pub(crate) fn new(parts: usize, callbacks: Callbacks<Vec<R>>) -> MapSink<R> {
+        MapSink {
+            state: Mutex::new(MapState {
+                parts: (0..parts).map(|_| None).collect(),
+                remaining: parts,
+            }),
+            cell: Cell::new(),
+            callbacks,
+            _r: PhantomData,
+        }
+    }
+
+    /// An empty map completes at once.
+    pub(crate) fn complete_empty(&self) {
+        self.cell.set(Ok(Vec::new()), &self.callbacks);
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
+    fn complete(&self, done: JobDone) {
+        let part = done.part;
+        let items = decode_items::<R>(done);
+        let all = {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if part >= st.parts.len() || st.parts[part].is_some() {
+                return; // cannot happen: each part completes once
+            }
+            st.parts[part] = Some(items);
+            st.remaining -= 1;
+            if st.remaining > 0 {
+                return;
+            }
+            std::mem::take(&mut st.parts)
+        };
+        // The whole list, or the error of the first failing item in input order.
+        let result: Result<Vec<R>> = all.into_iter().flatten().flatten().collect();
+        self.cell.set(result, &self.callbacks);
+    }
+}
+
+/// Runs a user callback, containing a panic so the slot thread and the pool live on.
+pub(crate) fn run_contained(f: impl FnOnce()) {
+    let _ = catch_unwind(AssertUnwindSafe(f));
+}

@@ -1,0 +1,641 @@
+//! The pool's engine: the scheduler shared by callers and slot threads, and the slot threads
+//! that start, serve, replace and stop worker processes.
+//!
+//! Hand-offs are kept to the minimum: a caller writes its RUN frame straight to an idle
+//! worker's socket (no task-handler thread), the worker answers on the same socket, and that
+//! worker's slot thread (blocked reading it) completes the result and wakes the caller.
+//! The same read notices a dead worker: end of stream.
+
+use std::collections::VecDeque;
+use std::io::BufReader;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::spawn::forkserver::ForkServer;
+use crate::spawn::{self, StartMethod, WorkerProcess};
+use crate::wire::codec::ChunkFailure;
+use crate::wire::frame::{self, Kind};
+use crate::worker::{Hello, Welcome};
+
+/// Jobs written ahead to one worker: one running, one queued in its socket, so it never
+/// waits for the parent between two jobs.
+const PIPELINE_DEPTH: usize = 2;
+/// Consecutive failures to start a replacement worker before the pool is declared broken.
+const MAX_START_FAILURES: u32 = 3;
+
+/// Everything a pool needs to start a worker.
+pub(crate) struct Config {
+    pub processes: usize,
+    pub method: StartMethod,
+    pub maxtasksperchild: Option<u64>,
+    pub initializer: Option<(String, Vec<u8>)>,
+    pub start_timeout: Duration,
+}
+
+/// A finished job, handed to its sink.
+pub(crate) struct JobDone {
+    pub task: &'static str,
+    /// Position of the job within its call (chunk index).
+    pub part: usize,
+    pub items: usize,
+    /// The RESULT body after the job id, or the error every item of the job gets.
+    pub outcome: Result<Vec<u8>>,
+}
+
+/// Receives the outcome of jobs; implemented by each kind of call.
+pub(crate) trait Sink: Send + Sync {
+    fn complete(&self, done: JobDone);
+    /// A cancelled call's jobs that have not started are dropped instead of run.
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// One unit of work: a chunk of calls of one task, ready to write.
+pub(crate) struct Job {
+    pub id: u64,
+    pub task: &'static str,
+    pub frame: Vec<u8>,
+    pub items: usize,
+    pub part: usize,
+    pub sink: Arc<dyn Sink>,
+}
+
+impl Job {
+    pub(crate) fn fail(self, e: Error) {
+        self.sink.complete(JobDone {
+            task: self.task,
+            part: self.part,
+            items: self.items,
+            outcome: Err(e),
+        });
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum State {
+    Running,
+    Closed,
+    Terminated,
+}
+
+#[derive(Default)]
+struct SlotSched {
+    /// A ready worker is attached.
+    usable: bool,
+    inflight: usize,
+    /// Jobs given to the current worker, for maxtasksperchild.
+    assigned: u64,
+    /// No more jobs for this worker: it is due for replacement.
+    retiring: bool,
+}
+
+pub(crate) struct Sched {
+    pending: VecDeque<Job>,
+    slots: Vec<SlotSched>,
+    pub state: State,
+    broken: Option<String>,
+    /// Submitted jobs not yet completed (pending + in flight).
+    outstanding: usize,
+    /// Slot threads exit once their worker has stopped.
+    stopping: bool,
+}
+
+struct SlotIo {
+    stream: Option<UnixStream>,
+    /// Jobs written to the current worker, in write order (= execution order).
+    inflight: VecDeque<Job>,
+    pid: Option<u32>,
+}
+
+pub(crate) struct Shared {
+    sched: Mutex<Sched>,
+    /// Signalled when `outstanding` reaches 0 or the state changes.
+    idle: Condvar,
+    slots: Vec<Mutex<SlotIo>>,
+    pub config: Config,
+    next_id: AtomicU64,
+    server: Option<Arc<ForkServer>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves consistent data (no partial updates
+    // across awaits), so poisoning is ignored rather than spread to every caller.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config) -> Result<Arc<Shared>> {
+        let server = match config.method {
+            StartMethod::ForkServer => Some(ForkServer::shared()?),
+            StartMethod::Spawn => None,
+        };
+        let n = config.processes;
+        Ok(Arc::new(Shared {
+            sched: Mutex::new(Sched {
+                pending: VecDeque::new(),
+                slots: (0..n).map(|_| SlotSched::default()).collect(),
+                state: State::Running,
+                broken: None,
+                outstanding: 0,
+                stopping: false,
+            }),
+            idle: Condvar::new(),
+            slots: (0..n)
+                .map(|_| {
+                    Mutex::new(SlotIo {
+                        stream: None,
+                        inflight: VecDeque::new(),
+                        pid: None,
+                    })
+                })
+                .collect(),
+            config,
+            next_id: AtomicU64::new(1),
+            server,
+        }))
+    }
+
+    pub(crate) fn next_job_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn state(&self) -> State {
+        lock(&self.sched).state
+    }
+
+    /// Queues jobs and starts as many as workers can take.
+    pub(crate) fn submit(&self, jobs: Vec<Job>) -> Result<()> {
+        {
+            let mut s = lock(&self.sched);
+            if s.state != State::Running {
+                return Err(Error::PoolClosed);
+            }
+            if let Some(reason) = &s.broken {
+                return Err(Error::PoolBroken {
+                    reason: reason.clone(),
+                });
+            }
+            s.outstanding += jobs.len();
+            s.pending.extend(jobs);
+        }
+        self.pump();
+        Ok(())
+    }
+
+    /// Moves pending jobs to workers with room, then writes them (outside the scheduler lock).
+    fn pump(&self) {
+        loop {
+            let mut batch: Vec<(usize, Job)> = Vec::new();
+            let mut dropped = 0;
+            {
+                let mut s = lock(&self.sched);
+                let max = self.config.maxtasksperchild;
+                while let Some(k) = pick_slot(&s.slots) {
+                    let Some(job) = s.pending.pop_front() else { break };
+                    if job.sink.is_cancelled() {
+                        dropped += 1;
+                        continue;
+                    }
+                    let slot = &mut s.slots[k];
+                    slot.inflight += 1;
+                    slot.assigned += 1;
+                    if max.is_some_and(|m| slot.assigned >= m) {
+                        slot.retiring = true;
+                    }
+                    batch.push((k, job));
+                }
+                if dropped > 0 {
+                    s.outstanding -= dropped;
+                    if s.outstanding == 0 {
+                        self.idle.notify_all();
+                    }
+                }
+            }
+            if batch.is_empty() {
+                return;
+            }
+            let mut requeue = Vec::new();
+            for (k, job) in batch {
+                if let Err(job) = self.write_job(k, job) {
+                    requeue.push((k, job));
+                }
+            }
+            if requeue.is_empty() {
+                return;
+            }
+            // Those workers are gone: put the jobs back in front, in order, and try again
+            // (their slots are no longer usable, so others, or replacements, take them).
+            let mut s = lock(&self.sched);
+            for (k, job) in requeue.into_iter().rev() {
+                s.slots[k].inflight -= 1;
+                s.slots[k].usable = false;
+                s.pending.push_front(job);
+            }
+        }
+    }
+
+    /// Writes a job to slot `k`'s worker. Gives the job back if the worker is gone.
+    fn write_job(&self, k: usize, job: Job) -> std::result::Result<(), Job> {
+        let mut io = lock(&self.slots[k]);
+        let Some(stream) = io.stream.as_ref() else {
+            return Err(job);
+        };
+        if send_all(stream, &job.frame).is_err() {
+            // A half-written frame cannot be taken back: make sure the worker is replaced.
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            io.stream = None;
+            return Err(job);
+        }
+        io.inflight.push_back(job);
+        Ok(())
+    }
+
+    /// Fails everything not yet started with `e` (terminate, broken pool).
+    fn fail_pending(&self, e: &Error) {
+        let jobs: Vec<Job> = {
+            let mut s = lock(&self.sched);
+            let jobs: Vec<Job> = s.pending.drain(..).collect();
+            s.outstanding -= jobs.len();
+            self.idle.notify_all();
+            jobs
+        };
+        for job in jobs {
+            job.fail(e.clone());
+        }
+    }
+
+    fn finish_jobs(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let mut s = lock(&self.sched);
+        s.outstanding -= n;
+        if s.outstanding == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        let mut s = lock(&self.sched);
+        if s.state == State::Running {
+            s.state = State::Closed;
+        }
+        self.idle.notify_all();
+    }
+
+    /// Stops everything now: pending and running jobs fail with `PoolTerminated`.
+    pub(crate) fn terminate(&self) {
+        {
+            let mut s = lock(&self.sched);
+            s.state = State::Terminated;
+            s.stopping = true;
+        }
+        self.fail_pending(&Error::PoolTerminated);
+        for slot in &self.slots {
+            if let Some(stream) = lock(slot).stream.as_ref() {
+                // The worker's watchdog sees the hang-up and exits at once; the slot thread
+                // sees end of stream, kills and reaps it.
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        self.idle.notify_all();
+    }
+
+    /// Waits until every submitted job has completed, then asks workers to exit.
+    pub(crate) fn drain_and_stop(&self) {
+        let mut s = lock(&self.sched);
+        while s.outstanding > 0 && s.state != State::Terminated {
+            s = self.idle.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        s.stopping = true;
+        drop(s);
+        for slot in &self.slots {
+            let io = lock(slot);
+            if let Some(stream) = io.stream.as_ref() {
+                if let Ok(bytes) = frame::encode(Kind::Shutdown, &[]) {
+                    let _ = send_all(stream, &bytes);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.slots.iter().filter_map(|s| lock(s).pid).collect()
+    }
+
+    fn mark_broken(&self, reason: String) {
+        {
+            let mut s = lock(&self.sched);
+            if s.broken.is_none() {
+                s.broken = Some(reason.clone());
+            }
+        }
+        self.fail_pending(&Error::PoolBroken { reason });
+    }
+}
+
+fn pick_slot(slots: &[SlotSched]) -> Option<usize> {
+    slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.usable && !s.retiring && s.inflight < PIPELINE_DEPTH)
+        .min_by_key(|(_, s)| s.inflight)
+        .map(|(k, _)| k)
+}
+
+/// Writes all of `bytes`; never raises SIGPIPE.
+pub(crate) fn send_all(stream: &UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    use rustix::net::{send, SendFlags};
+    while !bytes.is_empty() {
+        match send(stream, bytes, SendFlags::NOSIGNAL) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Validates a worker's (or fork server's) greeting.
+pub(crate) fn check_hello(h: &Hello) -> Result<()> {
+    if h.version != crate::wire::PROTOCOL_VERSION {
+        return Err(Error::Handshake(format!(
+            "worker speaks protocol {}, this process speaks {}",
+            h.version,
+            crate::wire::PROTOCOL_VERSION
+        )));
+    }
+    if h.build_id != crate::registry::build_id() {
+        return Err(Error::Handshake(format!(
+            "worker {} runs a different build of the program (task table {:016x}, expected \
+             {:016x}); was the executable replaced while running?",
+            h.pid,
+            h.build_id,
+            crate::registry::build_id()
+        )));
+    }
+    Ok(())
+}
+
+/// Starts a worker and runs the handshake (and initializer).
+fn start_worker(shared: &Shared) -> Result<(WorkerProcess, UnixStream)> {
+    let (mut proc, stream) = spawn::start(shared.config.method, shared.server.as_ref())?;
+    match handshake(&stream, &shared.config) {
+        Ok(()) => Ok((proc, stream)),
+        Err(e) => {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            drop(stream);
+            let exit = proc.reap(Duration::from_secs(2));
+            Err(match e {
+                Error::WorkerStart(msg) => Error::WorkerStart(format!(
+                    "{msg} (worker {} {}); a program that starts workers must call \
+                     multiproc::init() first thing in main (#[multiproc::main]), so the worker \
+                     does not run main's own code",
+                    proc.pid,
+                    match (exit.signal, exit.code) {
+                        (Some(sig), _) => format!("killed by signal {sig}"),
+                        (None, Some(code)) => format!("exited with code {code}"),
+                        _ => "did not answer".to_owned(),
+                    }
+                )),
+                other => other,
+            })
+        }
+    }
+}
+
+fn handshake(stream: &UnixStream, config: &Config) -> Result<()> {
+    let timeout_msg = || {
+        Error::WorkerStart(format!(
+            "no handshake within {} s",
+            config.start_timeout.as_secs()
+        ))
+    };
+    let read = |what: Kind| -> Result<Vec<u8>> {
+        match frame::read_frame(&mut &*stream) {
+            Ok(Some(f)) if f.kind == what => Ok(f.body),
+            Ok(Some(f)) => Err(Error::Protocol(format!("expected {what:?}, got {:?}", f.kind))),
+            Ok(None) => Err(Error::WorkerStart("the worker exited before the handshake".into())),
+            Err(Error::Io(e))
+                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+            {
+                Err(timeout_msg())
+            }
+            Err(e) => Err(e),
+        }
+    };
+    stream.set_read_timeout(Some(config.start_timeout))?;
+    let hello: Hello = postcard::from_bytes(&read(Kind::Hello)?)
+        .map_err(|e| Error::Protocol(format!("bad HELLO: {e}")))?;
+    check_hello(&hello)?;
+    let welcome = Welcome {
+        initializer: config.initializer.clone(),
+    };
+    let body = postcard::to_allocvec(&welcome).map_err(|e| Error::serialization("welcome", e))?;
+    send_all(stream, &frame::encode(Kind::Welcome, &body)?)?;
+    let ready: std::result::Result<(), String> = postcard::from_bytes(&read(Kind::Ready)?)
+        .map_err(|e| Error::Protocol(format!("bad READY: {e}")))?;
+    stream.set_read_timeout(None)?;
+    ready.map_err(|message| Error::InitializerFailed { message })
+}
+
+/// Why a worker's read loop ended.
+enum End {
+    /// End of stream or a broken frame: the worker is gone (or must go).
+    Lost(Option<Error>),
+}
+
+/// The life of one slot: start a worker, serve it, replace it when it dies or retires,
+/// until the pool stops. `first` reports the first start to `Pool::build`.
+pub(crate) fn slot_main(shared: Arc<Shared>, k: usize, first: std::sync::mpsc::Sender<Result<()>>) {
+    let mut first = Some(first);
+    let mut failures = 0;
+    loop {
+        if lock(&shared.sched).stopping {
+            break;
+        }
+        let (mut proc, stream) = match start_worker(&shared) {
+            Ok(v) => {
+                failures = 0;
+                v
+            }
+            Err(e) => {
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                failures += 1;
+                if matches!(e, Error::InitializerFailed { .. }) || failures >= MAX_START_FAILURES {
+                    shared.mark_broken(format!("could not replace a worker: {e}"));
+                    break;
+                }
+                continue;
+            }
+        };
+        if let Some(tx) = first.take() {
+            let _ = tx.send(Ok(()));
+        }
+        let reader = match stream.try_clone() {
+            Ok(r) => r,
+            Err(e) => {
+                proc.kill();
+                proc.reap(Duration::ZERO);
+                shared.mark_broken(format!("could not clone a worker channel: {e}"));
+                break;
+            }
+        };
+        {
+            let mut io = lock(&shared.slots[k]);
+            io.stream = Some(stream);
+            io.pid = Some(proc.pid);
+        }
+        let stop_now = {
+            let mut s = lock(&shared.sched);
+            let slot = &mut s.slots[k];
+            *slot = SlotSched {
+                usable: true,
+                ..SlotSched::default()
+            };
+            s.stopping
+        };
+        if stop_now {
+            shared.stop_slot_worker(k);
+        } else {
+            shared.pump();
+        }
+        let End::Lost(err) = shared.serve(k, reader);
+        // Detach the worker so no caller writes to it any more.
+        let inflight: Vec<Job> = {
+            let mut io = lock(&shared.slots[k]);
+            io.stream = None;
+            io.pid = None;
+            io.inflight.drain(..).collect()
+        };
+        let (terminated, retiring) = {
+            let mut s = lock(&shared.sched);
+            let slot = &mut s.slots[k];
+            let retiring = slot.retiring;
+            *slot = SlotSched::default();
+            (s.state == State::Terminated, retiring)
+        };
+        if terminated || err.is_some() {
+            proc.kill();
+        }
+        let grace = if retiring || !inflight.is_empty() { 5 } else { 2 };
+        let exit = proc.reap(Duration::from_secs(grace));
+        let mut jobs = inflight.into_iter();
+        if let Some(running) = jobs.next() {
+            let e = if terminated {
+                Error::PoolTerminated
+            } else if let Some(e) = err {
+                e
+            } else {
+                Error::WorkerLost {
+                    task: running.task.to_owned(),
+                    pid: proc.pid,
+                    signal: exit.signal,
+                    exit_code: exit.code,
+                }
+            };
+            running.fail(e);
+            shared.finish_jobs(1);
+        }
+        // The rest never started: run them elsewhere (or fail them if terminating).
+        let rest: Vec<Job> = jobs.collect();
+        if terminated {
+            let n = rest.len();
+            for job in rest {
+                job.fail(Error::PoolTerminated);
+            }
+            shared.finish_jobs(n);
+        } else if !rest.is_empty() {
+            let mut s = lock(&shared.sched);
+            for job in rest.into_iter().rev() {
+                s.pending.push_front(job);
+            }
+            drop(s);
+            shared.pump();
+        }
+    }
+    let mut io = lock(&shared.slots[k]);
+    io.stream = None;
+    io.pid = None;
+}
+
+impl Shared {
+    /// Reads results from slot `k`'s worker until it goes away.
+    fn serve(&self, k: usize, reader: UnixStream) -> End {
+        let mut reader = BufReader::with_capacity(64 * 1024, reader);
+        loop {
+            let f = match frame::read_frame(&mut reader) {
+                Ok(Some(f)) => f,
+                Ok(None) => return End::Lost(None),
+                Err(Error::Io(_)) => return End::Lost(None),
+                Err(e) => return End::Lost(Some(e)),
+            };
+            let (id, rest) = match frame::split_job_id(&f.body) {
+                Ok(v) => v,
+                Err(e) => return End::Lost(Some(e)),
+            };
+            let job = {
+                let mut io = lock(&self.slots[k]);
+                match io.inflight.iter().position(|j| j.id == id) {
+                    Some(pos) => io.inflight.remove(pos),
+                    None => None,
+                }
+            };
+            let Some(job) = job else {
+                return End::Lost(Some(Error::Protocol(format!("result for unknown job {id}"))));
+            };
+            let outcome = match f.kind {
+                Kind::Result => Ok(rest.to_vec()),
+                Kind::JobFailed => match postcard::from_bytes::<ChunkFailure>(rest) {
+                    Ok(failure) => Err(failure.into_error(job.task)),
+                    Err(e) => Err(Error::Protocol(format!("bad JOB_FAILED: {e}"))),
+                },
+                other => {
+                    let e = Error::Protocol(format!("unexpected {other:?} frame from worker"));
+                    job.fail(e.clone());
+                    self.finish_jobs(1);
+                    return End::Lost(Some(e));
+                }
+            };
+            job.sink.complete(JobDone {
+                task: job.task,
+                part: job.part,
+                items: job.items,
+                outcome,
+            });
+            let retire_now = {
+                let mut s = lock(&self.sched);
+                s.outstanding -= 1;
+                if s.outstanding == 0 {
+                    self.idle.notify_all();
+                }
+                let slot = &mut s.slots[k];
+                slot.inflight -= 1;
+                slot.retiring && slot.inflight == 0
+            };
+            if retire_now {
+                self.stop_slot_worker(k);
+            } else {
+                self.pump();
+            }
+        }
+    }
+
+    /// Asks slot `k`'s worker to exit (its slot thread then replaces it or stops).
+    fn stop_slot_worker(&self, k: usize) {
+        let io = lock(&self.slots[k]);
+        if let Some(stream) = io.stream.as_ref() {
+            let sent = frame::encode(Kind::Shutdown, &[]).map(|b| send_all(stream, &b));
+            if !matches!(sent, Ok(Ok(()))) {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The task table: every `#[pool_task]` adds one [`TaskEntry`] to a link-time slice, so the
+//! parent (which holds a function value) and the worker (which holds a name) can both find it
+//! without any code running before `main`.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Runs one chunk of calls: decodes argument tuples from `input`, appends encoded outcomes to
+/// `out`. An `Err` means the whole chunk could not be decoded.
+pub type RunChunk = fn(input: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String>;
+
+/// One registered task. Built by `#[pool_task]`; not meant to be written by hand.
+#[doc(hidden)]
+pub struct TaskEntry {
+    /// Stable name: `module_path!()::fn_name`.
+    pub name: &'static str,
+    /// `TypeId` of the function item, how a pool recognises the function it is handed.
+    pub type_id: fn() -> TypeId,
+    /// Monomorphised dispatcher.
+    pub run_chunk: RunChunk,
+}
+
+#[doc(hidden)]
+#[linkme::distributed_slice]
+pub static TASKS: [TaskEntry];
+
+struct Index {
+    by_type: HashMap<TypeId, &'static TaskEntry>,
+    by_name: HashMap<&'static str, &'static TaskEntry>,
+    duplicates: Vec<&'static str>,
+    build_id: u64,
+}
+
+fn index() -> &'static Index {
+    static INDEX: OnceLock<Index> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut by_type = HashMap::new();
+        let mut by_name = HashMap::new();
+        let mut duplicates = Vec::new();
+        for entry in TASKS.iter() {
+            by_type.insert((entry.type_id)(), entry);
+            if by_name.insert(entry.name, entry).is_some() {
+                duplicates.push(entry.name);
+            }
+        }
+        let mut names: Vec<&str> = by_name.keys().copied().collect();
+        names.sort_unstable();
+        // FNV-1a over the protocol version, crate version and task names: two processes with
+        // the same id run the same build's task table.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |bytes: &[u8]| {
+            for b in bytes {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            h ^= 0xff;
+        };
+        feed(&crate::wire::PROTOCOL_VERSION.to_le_bytes());
+        feed(env!("CARGO_PKG_VERSION").as_bytes());
+        for n in names {
+            feed(n.as_bytes());
+        }
+        Index {
+            by_type,
+            by_name,
+            duplicates,
+            build_id: h,
+        }
+    })
+}
+
+/// Finds the entry for the function value of type `F`.
+pub(crate) fn lookup_fn<F: 'static>() -> Result<&'static TaskEntry> {
+    let idx = index();
+    match idx.by_type.get(&TypeId::of::<F>()) {
+        Some(e) if idx.duplicates.contains(&e.name) => Err(Error::InvalidArgument(format!(
+            "two tasks are registered under the name `{}`; rename one of them",
+            e.name
+        ))),
+        Some(e) => Ok(e),
+        None => Err(Error::UnregisteredTask {
+            name: std::any::type_name::<F>().to_owned(),
+        }),
+    }
+}
+
+/// Finds the entry for a task name received from the parent.
+pub(crate) fn lookup_name(name: &str) -> Option<&'static TaskEntry> {
+    index().by_name.get(name).copied()
+}
+
+/// Identifies this build's task table; compared during the handshake.
+pub(crate) fn build_id() -> u64 {
+    index().build_id
+}
+
+/// A function a pool can call with the argument tuple `Args`.
+///
+/// Implemented for every `Fn(A, B, ...) -> R` of up to 12 arguments; only functions carrying
+/// `#[pool_task]` can be sent to a process pool (checked when the call is made).
+pub trait TaskFn<Args>: Copy + Send + Sync + 'static {
+    /// What the function returns.
+    type Output;
+    /// Calls the function with the unpacked tuple.
+    fn call(&self, args: Args) -> Self::Output;
+}
+
+macro_rules! impl_task_fn {
+    ($($arg:ident),*) => {
+        impl<Func, Ret, $($arg),*> TaskFn<($($arg,)*)> for Func
+        where
+            Func: Fn($($arg),*) -> Ret + Copy + Send + Sync + 'static,
+        {
+            type Output = Ret;
+            #[allow(non_snake_case)]
+            #[inline]
+            fn call(&self, ($($arg,)*): ($($arg,)*)) -> Ret {
+                (self)($($arg),*)
+            }
+        }
+    };
+}
+impl_task_fn!();
+impl_task_fn!(A1);
+impl_task_fn!(A1, A2);
+impl_task_fn!(A1, A2, A3);
+impl_task_fn!(A1, A2, A3, A4);
+impl_task_fn!(A1, A2, A3, A4, A5);
+impl_task_fn!(A1, A2, A3, A4, A5, A6);
+impl_task_fn!(A1, A2, A3, A4, A5, A6, A7);
+impl_task_fn!(A1, A2, A3, A4, A5, A6, A7, A8);
+impl_task_fn!(A1, A2, A3, A4, A5, A6, A7, A8, A9);
+impl_task_fn!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10);
+impl_task_fn!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11);
+impl_task_fn!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12);
+
+/// A type that can be a task argument: it crosses the process boundary by serde.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be sent to a worker process",
+    label = "task arguments must implement serde's `Serialize` and `Deserialize`",
+    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
+)]
+pub trait TaskArg: Serialize + DeserializeOwned {}
+impl<T: Serialize + DeserializeOwned> TaskArg for T {}
+
+/// A type that can be a task's return value.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned from a worker process",
+    label = "task return values must implement serde's `Serialize` and `Deserialize`",
+    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
+)]
+pub trait TaskOutput: Serialize + DeserializeOwned {}
+impl<T: Serialize + DeserializeOwned> TaskOutput for T {}
+
+#[doc(hidden)]
+pub fn assert_task_arg<T: TaskArg>() {}
+#[doc(hidden)]
+pub fn assert_task_output<T: TaskOutput>() {}
+#[doc(hidden)]
+pub fn type_id_of<T: 'static>(_: &T) -> TypeId {
+    TypeId::of::<T>()
+}

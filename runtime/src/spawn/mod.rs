@@ -1,0 +1,220 @@
+//! Starting worker processes: by re-executing the current program (`Spawn`, the default) or
+//! by asking a small fork server to fork one (`ForkServer`).
+
+pub(crate) mod forkserver;
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
+
+use crate::error::{Error, Result};
+use crate::worker;
+
+/// How a pool starts its worker processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum StartMethod {
+    /// Re-execute the current program (`/proc/self/exe`) for each worker. Safe in
+    /// multi-threaded parents, under `cargo test` and nextest. About 1 ms per worker, started
+    /// in parallel.
+    #[default]
+    Spawn,
+    /// Start one single-threaded server process by re-execution, then fork every worker from
+    /// it. Much cheaper per worker (no exec, no re-linking), and still safe: the server never
+    /// runs the program's own code and has only one thread when it forks. Shared by all pools
+    /// of the process; it exits when the last pool using it is dropped.
+    ForkServer,
+}
+
+/// How a worker process ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ExitInfo {
+    pub signal: Option<i32>,
+    pub code: Option<i32>,
+}
+
+/// A started worker process; the parent's handle to signal and reap it.
+pub(crate) struct WorkerProcess {
+    pub pid: u32,
+    pidfd: Option<OwnedFd>,
+    kind: Kind,
+    exit: Option<ExitInfo>,
+}
+
+enum Kind {
+    Child(Child),
+    /// Forked by the server, which reports its exit status on `status`.
+    Forked {
+        status: OwnedFd,
+        _server: Arc<forkserver::ForkServer>,
+    },
+}
+
+impl WorkerProcess {
+    /// Sends SIGKILL, unless the process was already reaped.
+    pub(crate) fn kill(&self) {
+        if self.exit.is_some() {
+            return;
+        }
+        match (&self.pidfd, &self.kind) {
+            (Some(fd), _) => {
+                let _ = pidfd_send_signal(fd, Signal::KILL);
+            }
+            (None, Kind::Child(_)) => {
+                // Our own unreaped child: its pid cannot have been reused.
+                if let Some(pid) = Pid::from_raw(self.pid as i32) {
+                    let _ = rustix::process::kill_process(pid, Signal::KILL);
+                }
+            }
+            (None, Kind::Forked { .. }) => {}
+        }
+    }
+
+    /// Waits up to `grace` for the process to end, then kills it and reaps it.
+    pub(crate) fn reap(&mut self, grace: Duration) -> ExitInfo {
+        if let Some(e) = self.exit {
+            return e;
+        }
+        if !self.wait_readable(grace) {
+            self.kill();
+        }
+        let info = match &mut self.kind {
+            Kind::Child(child) => match child.wait() {
+                Ok(st) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    ExitInfo {
+                        signal: st.signal(),
+                        code: st.code(),
+                    }
+                }
+                Err(_) => ExitInfo::default(),
+            },
+            Kind::Forked { status, .. } => {
+                let mut buf = [0u8; 8];
+                match read_exact_fd(status.as_fd(), &mut buf) {
+                    Ok(()) => forkserver::decode_exit(buf),
+                    Err(_) => ExitInfo::default(),
+                }
+            }
+        };
+        self.exit = Some(info);
+        info
+    }
+
+    /// True once the process has ended (or its status is available), within `timeout`.
+    fn wait_readable(&self, timeout: Duration) -> bool {
+        let fd = match (&self.pidfd, &self.kind) {
+            (_, Kind::Forked { status, .. }) => status.as_fd(),
+            (Some(p), _) => p.as_fd(),
+            (None, _) => return false,
+        };
+        wait_readable(fd, timeout)
+    }
+}
+
+/// Reads exactly `buf.len()` bytes from a blocking descriptor.
+pub(crate) fn read_exact_fd(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::io::read(fd, &mut buf[got..]) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Polls `fd` for readability up to `timeout`.
+pub(crate) fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, timeout: Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ts = rustix::event::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as _,
+        };
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match poll(&mut fds, Some(&ts)) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) => return false,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Starts one worker; returns its handle and the parent's end of its channel.
+pub(crate) fn start(
+    method: StartMethod,
+    server: Option<&Arc<forkserver::ForkServer>>,
+) -> Result<(WorkerProcess, UnixStream)> {
+    match (method, server) {
+        (StartMethod::ForkServer, Some(server)) => server.fork_worker(),
+        _ => exec_worker(),
+    }
+}
+
+/// Builds the command that re-executes this program with `env` naming the inherited `fd`.
+pub(crate) fn reexec_command(env: &str, fd: i32) -> Command {
+    let mut cmd = Command::new("/proc/self/exe");
+    if let Some(arg0) = std::env::args_os().next() {
+        cmd.arg0(arg0);
+    }
+    if let Some(test) = worker::test_name() {
+        // A test binary: select the test that registered itself; its first statement enters
+        // worker mode. libtest's banner goes to stdout, so silence it.
+        cmd.args([
+            test.as_str(),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "--include-ignored",
+            "-q",
+        ]);
+        cmd.stdout(Stdio::null());
+    }
+    cmd.env(env, fd.to_string())
+        .stdin(Stdio::null())
+        // Own process group: a Ctrl-C aimed at the program does not kill the workers under
+        // it mid-task; they exit when the program does.
+        .process_group(0);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+fn exec_worker() -> Result<(WorkerProcess, UnixStream)> {
+    let (parent_end, child_end) = UnixStream::pair()?;
+    let mut cmd = reexec_command(worker::WORKER_FD_ENV, child_end.as_raw_fd());
+    let child = cmd
+        .spawn()
+        .map_err(|e| Error::WorkerStart(format!("could not execute /proc/self/exe: {e}")))?;
+    drop(child_end);
+    let pid = child.id();
+    let pidfd = Pid::from_raw(pid as i32).and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok());
+    Ok((
+        WorkerProcess {
+            pid,
+            pidfd,
+            kind: Kind::Child(child),
+            exit: None,
+        },
+        parent_end,
+    ))
+}

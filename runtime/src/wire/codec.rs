@@ -1,0 +1,186 @@
+//! Encoding of argument chunks and of per-item outcomes.
+//!
+//! A RUN body is `[job_id u64][name_len u16][name][postcard Vec<Args>]`. A RESULT body is
+//! `[job_id u64]` followed by one outcome per item: a tag byte, a u32 LE payload length,
+//! then the postcard payload. Each item is encoded and length-prefixed on its own, so one
+//! result that fails to serialize, fails to deserialize, or panics affects that item only.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::wire::frame::{self, Kind};
+
+const TAG_OK: u8 = 0;
+const TAG_PANICKED: u8 = 1;
+const TAG_ENCODE_FAILED: u8 = 2;
+
+/// Payload of a panic outcome.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct PanicInfo {
+    pub message: String,
+    pub backtrace: Option<String>,
+}
+
+/// Appends one successful outcome, or an encode failure if `value` does not serialize.
+pub(crate) fn push_ok<R: Serialize>(out: &mut Vec<u8>, value: &R) {
+    let mark = out.len();
+    if let Err(e) = push_item(out, TAG_OK, value) {
+        out.truncate(mark);
+        let _ = push_item(out, TAG_ENCODE_FAILED, &e.to_string());
+    }
+}
+
+/// Appends a panic outcome.
+pub(crate) fn push_panic(out: &mut Vec<u8>, info: &PanicInfo) {
+    // Strings and options always encode.
+    let _ = push_item(out, TAG_PANICKED, info);
+}
+
+fn push_item<T: Serialize + ?Sized>(out: &mut Vec<u8>, tag: u8, value: &T) -> postcard::Result<()> {
+    out.push(tag);
+    let len_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    postcard::to_io(value, &mut *out)?;
+    let len = out.len() - len_at - 4;
+    let len = u32::try_from(len).map_err(|_| postcard::Error::SerializeBufferFull)?;
+    out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+/// Builds a complete RUN frame for `args` (a chunk of argument tuples).
+pub(crate) fn run_frame<A: Serialize>(job_id: u64, task: &str, args: &[A]) -> Result<Vec<u8>, Error> {
+    let mut buf = Vec::with_capacity(64 + task.len());
+    let start = frame::begin(&mut buf, Kind::Run);
+    buf.extend_from_slice(&job_id.to_le_bytes());
+    buf.extend_from_slice(&(task.len() as u16).to_le_bytes());
+    buf.extend_from_slice(task.as_bytes());
+    postcard::to_io(args, &mut buf).map_err(|e| Error::serialization("a task argument", e))?;
+    frame::finish(&mut buf, start)?;
+    Ok(buf)
+}
+
+/// Patches the job id of a RUN frame built by [`run_frame`].
+pub(crate) fn set_job_id(frame_bytes: &mut [u8], job_id: u64) {
+    frame_bytes[frame::HEADER_LEN..frame::HEADER_LEN + 8].copy_from_slice(&job_id.to_le_bytes());
+}
+
+/// Splits a RUN body (after the job id) into task name and argument bytes.
+pub(crate) fn split_run(rest: &[u8]) -> Result<(&str, &[u8]), Error> {
+    if rest.len() < 2 {
+        return Err(Error::Protocol("RUN frame too short".into()));
+    }
+    let n = u16::from_le_bytes([rest[0], rest[1]]) as usize;
+    let name = rest
+        .get(2..2 + n)
+        .ok_or_else(|| Error::Protocol("RUN frame task name truncated".into()))?;
+    let name = std::str::from_utf8(name)
+        .map_err(|_| Error::Protocol("RUN frame task name is not UTF-8".into()))?;
+    Ok((name, &rest[2 + n..]))
+}
+
+/// Decodes `n` outcomes of a RESULT body into results for the caller.
+pub(crate) fn decode_outcomes<R: DeserializeOwned>(
+    task: &str,
+    mut body: &[u8],
+    n: usize,
+) -> Result<Vec<Result<R, Error>>, Error> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        if body.len() < 5 {
+            return Err(Error::Protocol("RESULT frame has fewer outcomes than items".into()));
+        }
+        let tag = body[0];
+        let len = u32::from_le_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        let payload = body
+            .get(5..5 + len)
+            .ok_or_else(|| Error::Protocol("RESULT frame outcome truncated".into()))?;
+        body = &body[5 + len..];
+        let item = match tag {
+            TAG_OK => postcard::from_bytes::<R>(payload)
+                .map_err(|e| Error::serialization(format!("the result of `{task}`"), e)),
+            TAG_PANICKED => match postcard::from_bytes::<PanicInfo>(payload) {
+                Ok(p) => Err(Error::TaskPanicked {
+                    task: task.to_owned(),
+                    message: p.message,
+                    backtrace: p.backtrace,
+                }),
+                Err(e) => Err(Error::Protocol(format!("bad panic outcome: {e}"))),
+            },
+            TAG_ENCODE_FAILED => match postcard::from_bytes::<String>(payload) {
+                Ok(message) => Err(Error::ResultEncoding {
+                    task: task.to_owned(),
+                    message,
+                }),
+                Err(e) => Err(Error::Protocol(format!("bad encode-failure outcome: {e}"))),
+            },
+            other => return Err(Error::Protocol(format!("unknown outcome tag {other}"))),
+        };
+        out.push(item);
+    }
+    if !body.is_empty() {
+        return Err(Error::Protocol("RESULT frame has trailing bytes".into()));
+    }
+    Ok(out)
+}
+
+/// Why a whole chunk failed in the worker before any item ran.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) enum ChunkFailure {
+    /// The worker has no task by this name.
+    Unregistered(String),
+    /// The argument bytes did not decode as the task's argument tuples.
+    BadArgs(String),
+}
+
+impl ChunkFailure {
+    pub(crate) fn into_error(self, task: &str) -> Error {
+        match self {
+            ChunkFailure::Unregistered(name) => Error::UnregisteredTask { name },
+            ChunkFailure::BadArgs(m) => {
+                Error::serialization(format!("the arguments of `{task}` (in the worker)"), m)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_round_trip_per_item() {
+        let mut out = Vec::new();
+        push_ok(&mut out, &7u32);
+        push_panic(&mut out, &PanicInfo { message: "boom".into(), backtrace: None });
+        push_ok(&mut out, &9u32);
+        let items = decode_outcomes::<u32>("t", &out, 3).unwrap();
+        assert_eq!(items[0].as_ref().unwrap(), &7);
+        assert!(matches!(&items[1], Err(Error::TaskPanicked { message, .. }) if message == "boom"));
+        assert_eq!(items[2].as_ref().unwrap(), &9);
+        assert!(matches!(decode_outcomes::<u32>("t", &out, 4), Err(Error::Protocol(_))));
+        assert!(matches!(decode_outcomes::<u32>("t", &out, 2), Err(Error::Protocol(_))));
+        assert!(matches!(decode_outcomes::<u32>("t", &[9, 0, 0, 0, 0], 1), Err(Error::Protocol(_))));
+        // A payload that does not decode as R fails that item only.
+        let mut out = Vec::new();
+        push_ok(&mut out, &"not a number");
+        push_ok(&mut out, &true);
+        let items = decode_outcomes::<bool>("t", &out, 2).unwrap();
+        assert!(matches!(items[0], Err(Error::Serialization { .. })));
+        assert!(items[1].as_ref().unwrap());
+    }
+
+    #[test]
+    fn run_frame_layout() {
+        let mut f = run_frame(5, "m::square", &[(3u64,), (4u64,)]).unwrap();
+        set_job_id(&mut f, 42);
+        let (kind, len) = frame::parse_header(f[..8].try_into().unwrap()).unwrap();
+        assert_eq!((kind, len), (Kind::Run, f.len() - 8));
+        let (id, rest) = frame::split_job_id(&f[8..]).unwrap();
+        assert_eq!(id, 42);
+        let (name, args) = split_run(rest).unwrap();
+        assert_eq!(name, "m::square");
+        let v: Vec<(u64,)> = postcard::from_bytes(args).unwrap();
+        assert_eq!(v, vec![(3,), (4,)]);
+    }
+}

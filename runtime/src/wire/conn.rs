@@ -1,0 +1,135 @@
+//! The worker's end of its channel: a non-blocking socket driven by `poll`.
+//!
+//! While a large result is being written, the worker keeps reading whatever the parent sends
+//! into its input buffer. So a parent blocked writing a large argument frame to a worker that
+//! is itself blocked writing a large result can never deadlock: one of the two always drains.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::net::{RecvFlags, SendFlags};
+
+use crate::error::Error;
+use crate::wire::frame::{self, Frame, HEADER_LEN};
+
+pub(crate) struct Conn {
+    fd: OwnedFd,
+    inbuf: Vec<u8>,
+    /// Start of unconsumed bytes in `inbuf`.
+    pos: usize,
+    eof: bool,
+}
+
+impl Conn {
+    pub(crate) fn new(fd: OwnedFd) -> io::Result<Conn> {
+        rustix::io::ioctl_fionbio(&fd, true)?;
+        Ok(Conn {
+            fd,
+            inbuf: Vec::with_capacity(64 * 1024),
+            pos: 0,
+            eof: false,
+        })
+    }
+
+    /// Reads whatever is available without blocking. Returns false if nothing was.
+    fn fill(&mut self) -> Result<bool, Error> {
+        if self.pos > 0 && self.pos == self.inbuf.len() {
+            self.inbuf.clear();
+            self.pos = 0;
+        }
+        let mut got_any = false;
+        loop {
+            if self.inbuf.capacity() - self.inbuf.len() < 16 * 1024 {
+                self.inbuf.reserve(64 * 1024);
+            }
+            let spare = self.inbuf.spare_capacity_mut();
+            match rustix::net::recv(&self.fd, spare, RecvFlags::empty()) {
+                Ok(((filled, _), _)) if filled.is_empty() => {
+                    self.eof = true;
+                    return Ok(got_any);
+                }
+                Ok(((filled, _), _)) => {
+                    let n = filled.len();
+                    // SAFETY: recv initialised the first n spare bytes.
+                    unsafe { self.inbuf.set_len(self.inbuf.len() + n) };
+                    got_any = true;
+                }
+                Err(Errno::AGAIN) => return Ok(got_any),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn take_buffered_frame(&mut self) -> Result<Option<Frame>, Error> {
+        let avail = &self.inbuf[self.pos..];
+        if avail.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let mut header = [0u8; HEADER_LEN];
+        header.copy_from_slice(&avail[..HEADER_LEN]);
+        let (kind, len) = frame::parse_header(&header)?;
+        if avail.len() < HEADER_LEN + len {
+            self.inbuf.reserve(HEADER_LEN + len - avail.len());
+            return Ok(None);
+        }
+        let body = avail[HEADER_LEN..HEADER_LEN + len].to_vec();
+        self.pos += HEADER_LEN + len;
+        Ok(Some(Frame { kind, body }))
+    }
+
+    /// Blocks until a whole frame arrives. `Ok(None)`: the parent closed the channel.
+    pub(crate) fn recv_frame(&mut self) -> Result<Option<Frame>, Error> {
+        loop {
+            if let Some(f) = self.take_buffered_frame()? {
+                return Ok(Some(f));
+            }
+            if self.eof {
+                return if self.pos == self.inbuf.len() {
+                    Ok(None)
+                } else {
+                    Err(Error::Protocol("channel closed inside a frame".into()))
+                };
+            }
+            if !self.fill()? && !self.eof {
+                self.wait(PollFlags::IN)?;
+            }
+        }
+    }
+
+    /// Writes all of `bytes`, draining input into the buffer whenever the socket is full.
+    pub(crate) fn send_all(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
+        while !bytes.is_empty() {
+            match rustix::net::send(&self.fd, bytes, SendFlags::NOSIGNAL) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(Errno::AGAIN) => {
+                    let flags = if self.eof { PollFlags::OUT } else { PollFlags::OUT | PollFlags::IN };
+                    let revents = self.wait(flags)?;
+                    if revents.intersects(PollFlags::IN | PollFlags::HUP) && !self.eof {
+                        self.fill()?;
+                    }
+                }
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn wait(&self, flags: PollFlags) -> Result<PollFlags, Error> {
+        let mut fds = [PollFd::new(&self.fd, flags)];
+        loop {
+            match poll(&mut fds, None) {
+                Ok(_) => return Ok(fds[0].revents()),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub(crate) fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

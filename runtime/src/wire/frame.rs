@@ -1,0 +1,164 @@
+//! Frame layout: an 8-byte header `[MAGIC, kind, 0, 0, len: u32 LE]`, then `len` body bytes.
+//! The magic byte and the kind catch a desynchronised or corrupted stream at the next frame.
+
+use std::io::{self, Read};
+
+use crate::error::Error;
+
+pub(crate) const MAGIC: u8 = 0xA7;
+pub(crate) const HEADER_LEN: usize = 8;
+/// Bodies above this are refused: a corrupted length must not make us allocate gigabytes.
+pub(crate) const MAX_BODY: usize = 1 << 31;
+
+/// Frame kinds. Parent → worker: WELCOME, RUN, SHUTDOWN. Worker → parent: HELLO, READY,
+/// RESULT, JOB_FAILED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Kind {
+    Hello = 1,
+    Welcome = 2,
+    Ready = 3,
+    Run = 4,
+    Result = 5,
+    JobFailed = 6,
+    Shutdown = 7,
+}
+
+impl Kind {
+    fn from_u8(b: u8) -> Option<Kind> {
+        Some(match b {
+            1 => Kind::Hello,
+            2 => Kind::Welcome,
+            3 => Kind::Ready,
+            4 => Kind::Run,
+            5 => Kind::Result,
+            6 => Kind::JobFailed,
+            7 => Kind::Shutdown,
+            _ => return None,
+        })
+    }
+}
+
+/// One received frame.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    pub kind: Kind,
+    pub body: Vec<u8>,
+}
+
+/// Starts a frame in `buf`: writes a header whose length is patched by [`finish`].
+pub(crate) fn begin(buf: &mut Vec<u8>, kind: Kind) -> usize {
+    let start = buf.len();
+    buf.extend_from_slice(&[MAGIC, kind as u8, 0, 0, 0, 0, 0, 0]);
+    start
+}
+
+/// Patches the length of the frame begun at `start`.
+pub(crate) fn finish(buf: &mut [u8], start: usize) -> Result<(), Error> {
+    let len = buf.len() - start - HEADER_LEN;
+    if len > MAX_BODY {
+        return Err(Error::serialization(
+            "a message",
+            format!("{len} bytes is over the {MAX_BODY}-byte frame limit"),
+        ));
+    }
+    buf[start + 4..start + 8].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+/// A whole frame with the given body, ready to send.
+pub(crate) fn encode(kind: Kind, body: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut buf = Vec::with_capacity(HEADER_LEN + body.len());
+    let start = begin(&mut buf, kind);
+    buf.extend_from_slice(body);
+    finish(&mut buf, start)?;
+    Ok(buf)
+}
+
+/// Validates a header; returns the kind and body length.
+pub(crate) fn parse_header(h: &[u8; HEADER_LEN]) -> Result<(Kind, usize), Error> {
+    if h[0] != MAGIC || h[2] != 0 || h[3] != 0 {
+        return Err(Error::Protocol(format!(
+            "corrupted frame header {h:02x?}"
+        )));
+    }
+    let kind = Kind::from_u8(h[1])
+        .ok_or_else(|| Error::Protocol(format!("unknown frame kind {}", h[1])))?;
+    let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+    if len > MAX_BODY {
+        return Err(Error::Protocol(format!("frame length {len} over the limit")));
+    }
+    Ok((kind, len))
+}
+
+/// Reads one frame from a blocking reader. `Ok(None)` is a clean end of stream between
+/// frames; an end inside a frame is a protocol error.
+pub(crate) fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, Error> {
+    let mut header = [0u8; HEADER_LEN];
+    let mut got = 0;
+    while got < HEADER_LEN {
+        match r.read(&mut header[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(Error::Protocol("stream ended inside a frame header".into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let (kind, len) = parse_header(&header)?;
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            Error::Protocol("stream ended inside a frame body".into())
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(Some(Frame { kind, body }))
+}
+
+/// Splits the `job_id` prefix off a RUN / RESULT / JOB_FAILED body.
+pub(crate) fn split_job_id(body: &[u8]) -> Result<(u64, &[u8]), Error> {
+    if body.len() < 8 {
+        return Err(Error::Protocol("frame too short for a job id".into()));
+    }
+    let (id, rest) = body.split_at(8);
+    let mut b = [0u8; 8];
+    b.copy_from_slice(id);
+    Ok((u64::from_le_bytes(b), rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_eof() {
+        let mut bytes = encode(Kind::Result, b"hello").unwrap();
+        bytes.extend(encode(Kind::Shutdown, b"").unwrap());
+        let mut r = &bytes[..];
+        let f = read_frame(&mut r).unwrap().unwrap();
+        assert_eq!((f.kind, &f.body[..]), (Kind::Result, &b"hello"[..]));
+        let f = read_frame(&mut r).unwrap().unwrap();
+        assert_eq!((f.kind, f.body.len()), (Kind::Shutdown, 0));
+        assert!(read_frame(&mut r).unwrap().is_none());
+    }
+
+    #[test]
+    fn corrupted_frames_are_errors() {
+        let good = encode(Kind::Run, b"abcdefghij").unwrap();
+        for cut in 1..good.len() {
+            let mut r = &good[..cut];
+            assert!(matches!(read_frame(&mut r), Err(Error::Protocol(_))), "cut {cut}");
+        }
+        let mut bad = good.clone();
+        bad[0] ^= 0xff;
+        assert!(matches!(read_frame(&mut &bad[..]), Err(Error::Protocol(_))));
+        let mut bad = good.clone();
+        bad[1] = 99;
+        assert!(matches!(read_frame(&mut &bad[..]), Err(Error::Protocol(_))));
+        let mut bad = good;
+        bad[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(read_frame(&mut &bad[..]), Err(Error::Protocol(_))));
+    }
+}

@@ -1,0 +1,9 @@
+//! The wire protocol between a parent and its workers: length-prefixed frames over a Unix
+//! stream socket, bodies encoded with postcard. See ARCHITECTURE.md for the frame layout.
+
+pub(crate) mod codec;
+pub(crate) mod conn;
+pub(crate) mod frame;
+
+/// Bumped whenever the frame layout or a message changes meaning.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;

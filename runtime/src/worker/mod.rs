@@ -1,0 +1,255 @@
+//! The child side: how a process discovers it was started as a worker, the handshake, and the
+//! loop that serves RUN frames until the parent says SHUTDOWN or goes away.
+
+mod panic;
+mod run;
+
+use std::cell::RefCell;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+pub use run::run_chunk;
+
+use crate::error::{Error, Result};
+use crate::registry;
+use crate::wire::codec::{self, ChunkFailure};
+use crate::wire::conn::Conn;
+use crate::wire::frame::{self, Kind};
+use crate::wire::PROTOCOL_VERSION;
+
+/// Set by the parent on an exec'd worker: the channel's fd number.
+pub(crate) const WORKER_FD_ENV: &str = "MULTIPROC_WORKER_FD";
+/// Set by the parent on an exec'd fork server: its control socket's fd number.
+pub(crate) const FORKSERVER_FD_ENV: &str = "MULTIPROC_FORKSERVER_FD";
+
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+static IN_WORKER: AtomicBool = AtomicBool::new(false);
+static FIRST_TEST: OnceLock<String> = OnceLock::new();
+thread_local! {
+    static CURRENT_TEST: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// First frame a worker sends. Its layout never changes, so any two versions can at least
+/// tell each other apart.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct Hello {
+    pub version: u32,
+    pub build_id: u64,
+    pub pid: u32,
+}
+
+/// The parent's answer to HELLO: what to run before serving.
+#[derive(Serialize, Deserialize, Debug, Default)]
+pub(crate) struct Welcome {
+    /// Task name and encoded one-element argument chunk.
+    pub initializer: Option<(String, Vec<u8>)>,
+}
+
+/// Makes this program able to start worker processes. Call it first thing in `main` (or use
+/// `#[multiproc::main]`, which does).
+///
+/// In the program's own process this only records that the program is ready. In a process
+/// that a pool started as a worker, it never returns: it serves tasks and exits. Code before
+/// the call runs in every worker too, which is why it must come first.
+pub fn init() {
+    if let Some(fd) = take_fd_env(FORKSERVER_FD_ENV) {
+        IN_WORKER.store(true, Ordering::SeqCst);
+        crate::spawn::forkserver::serve(fd);
+    }
+    if let Some(fd) = take_fd_env(WORKER_FD_ENV) {
+        IN_WORKER.store(true, Ordering::SeqCst);
+        serve(fd);
+    }
+    INITIALIZED.store(true, Ordering::SeqCst);
+}
+
+/// Called by `#[multiproc::test]`: remembers the test's libtest name, so workers can
+/// re-execute the test binary selecting this test, then behaves like [`init`].
+#[doc(hidden)]
+pub fn enter_test(module_path: &str, fn_name: &str) {
+    let path = match module_path.split_once("::") {
+        Some((_crate, rest)) => format!("{rest}::{fn_name}"),
+        None => fn_name.to_owned(),
+    };
+    let _ = FIRST_TEST.set(path.clone());
+    CURRENT_TEST.with(|c| *c.borrow_mut() = Some(path));
+    init();
+}
+
+/// The libtest name to select when re-executing a test binary, if this is one.
+pub(crate) fn test_name() -> Option<String> {
+    CURRENT_TEST
+        .with(|c| c.borrow().clone())
+        .or_else(|| FIRST_TEST.get().cloned())
+}
+
+/// Whether this process is a pool worker (or fork server).
+pub fn is_worker() -> bool {
+    IN_WORKER.load(Ordering::SeqCst)
+}
+
+/// Refuses to start workers from a process that cannot be re-entered as a worker.
+pub(crate) fn check_can_start_workers() -> Result<()> {
+    if is_worker() {
+        return Err(Error::InWorker);
+    }
+    if std::env::var_os(WORKER_FD_ENV).is_some() || std::env::var_os(FORKSERVER_FD_ENV).is_some() {
+        return Err(Error::NotInitialized(
+            "this process was started as a multiproc worker, but its main never called \
+             multiproc::init(); add #[multiproc::main] to main (or call multiproc::init() as \
+             its first line) so workers do not run the program's own code"
+                .into(),
+        ));
+    }
+    if !INITIALIZED.load(Ordering::SeqCst) {
+        return Err(Error::NotInitialized(
+            "multiproc::init() was never called: put #[multiproc::main] on main (or call \
+             multiproc::init() as its first line), and use #[multiproc::test] instead of \
+             #[test] in tests, so that worker processes can re-enter this program as workers"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn take_fd_env(name: &str) -> Option<OwnedFd> {
+    let value = std::env::var(name).ok()?;
+    // SAFETY: single-threaded at this point in a freshly exec'd child, and the variable must
+    // not reach the processes the worker's tasks may start.
+    unsafe { std::env::remove_var(name) };
+    let fd: i32 = match value.parse() {
+        Ok(fd) if fd > 2 => fd,
+        _ => {
+            eprintln!("multiproc: bad {name}={value}");
+            std::process::exit(101);
+        }
+    };
+    // SAFETY: the parent passed this descriptor to us open and not close-on-exec, for us alone.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Worker main loop. Never returns.
+pub(crate) fn serve(fd: OwnedFd) -> ! {
+    IN_WORKER.store(true, Ordering::SeqCst);
+    panic::install_hook();
+    let code = match serve_inner(fd) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("multiproc worker {}: {e}", std::process::id());
+            3
+        }
+    };
+    std::process::exit(code)
+}
+
+fn serve_inner(fd: OwnedFd) -> Result<()> {
+    let mut conn = Conn::new(fd)?;
+    start_watchdog(&conn)?;
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        build_id: registry::build_id(),
+        pid: std::process::id(),
+    };
+    let body = postcard::to_allocvec(&hello).map_err(|e| Error::serialization("hello", e))?;
+    conn.send_all(&frame::encode(Kind::Hello, &body)?)?;
+    let welcome = match conn.recv_frame()? {
+        Some(f) if f.kind == Kind::Welcome => postcard::from_bytes::<Welcome>(&f.body)
+            .map_err(|e| Error::Protocol(format!("bad WELCOME: {e}")))?,
+        Some(f) => return Err(Error::Protocol(format!("expected WELCOME, got {:?}", f.kind))),
+        None => return Ok(()),
+    };
+    let ready: std::result::Result<(), String> = match welcome.initializer {
+        None => Ok(()),
+        Some((name, args)) => run_initializer(&name, &args),
+    };
+    let failed = ready.is_err();
+    let body = postcard::to_allocvec(&ready).map_err(|e| Error::serialization("ready", e))?;
+    conn.send_all(&frame::encode(Kind::Ready, &body)?)?;
+    if failed {
+        // The parent will not send work; wait for it to close the channel.
+        while conn.recv_frame()?.is_some() {}
+        return Ok(());
+    }
+    let mut out = Vec::with_capacity(64 * 1024);
+    loop {
+        let Some(f) = conn.recv_frame()? else {
+            return Ok(()); // parent closed the channel
+        };
+        match f.kind {
+            Kind::Run => {
+                let (job_id, rest) = frame::split_job_id(&f.body)?;
+                let (name, args) = codec::split_run(rest)?;
+                out.clear();
+                let start = frame::begin(&mut out, Kind::Result);
+                out.extend_from_slice(&job_id.to_le_bytes());
+                let failure = match registry::lookup_name(name) {
+                    None => Some(ChunkFailure::Unregistered(name.to_owned())),
+                    Some(entry) => (entry.run_chunk)(args, &mut out).err().map(ChunkFailure::BadArgs),
+                };
+                if let Some(failure) = failure {
+                    out.clear();
+                    let start = frame::begin(&mut out, Kind::JobFailed);
+                    out.extend_from_slice(&job_id.to_le_bytes());
+                    postcard::to_io(&failure, &mut out)
+                        .map_err(|e| Error::serialization("a chunk failure", e))?;
+                    frame::finish(&mut out, start)?;
+                } else if let Err(e) = frame::finish(&mut out, start) {
+                    out.clear();
+                    let start = frame::begin(&mut out, Kind::JobFailed);
+                    out.extend_from_slice(&job_id.to_le_bytes());
+                    let failure = ChunkFailure::BadArgs(e.to_string());
+                    postcard::to_io(&failure, &mut out)
+                        .map_err(|e| Error::serialization("a chunk failure", e))?;
+                    frame::finish(&mut out, start)?;
+                }
+                conn.send_all(&out)?;
+                if out.capacity() > 4 << 20 {
+                    out = Vec::with_capacity(64 * 1024); // give a huge result's memory back
+                }
+            }
+            Kind::Shutdown => return Ok(()),
+            other => return Err(Error::Protocol(format!("unexpected {other:?} frame in worker"))),
+        }
+    }
+}
+
+fn run_initializer(name: &str, args: &[u8]) -> std::result::Result<(), String> {
+    let entry = registry::lookup_name(name)
+        .ok_or_else(|| format!("initializer `{name}` is not a registered task"))?;
+    let mut out = Vec::new();
+    (entry.run_chunk)(args, &mut out)?;
+    match codec::decode_outcomes::<serde::de::IgnoredAny>(name, &out, 1) {
+        Ok(mut v) => match v.pop() {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err("initializer produced no outcome".into()),
+        },
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Exits the worker as soon as the parent's end of the channel closes, even in the middle of
+/// a long task: this is how workers die with their parent, including a SIGKILLed one.
+fn start_watchdog(conn: &Conn) -> Result<()> {
+    let fd = rustix::io::fcntl_dupfd_cloexec(conn.as_fd(), 3)?;
+    std::thread::Builder::new()
+        .name("multiproc-watchdog".into())
+        .spawn(move || {
+            use rustix::event::{poll, PollFd, PollFlags};
+            let mut fds = [PollFd::new(&fd, PollFlags::RDHUP)];
+            loop {
+                match poll(&mut fds, None) {
+                    Ok(_) if !fds[0].revents().is_empty() => break,
+                    Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                    Err(_) => break,
+                }
+            }
+            // SAFETY: _exit ends the process without running anything else; the parent is
+            // gone, nobody is waiting for this worker's results.
+            unsafe { libc::_exit(0) }
+        })?;
+    Ok(())
+}
