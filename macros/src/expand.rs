@@ -102,7 +102,6 @@ fn registration(krate: &TokenStream, func: &ItemFn, sig: &crate::parse::TaskSig<
     let tys = &sig.arg_types;
     let args_tuple = quote!((#(#tys,)*));
     let static_name = format_ident!("__MULTIPROC_TASK_{}", name_str.to_uppercase());
-    let linkme_path = quote!(#private::linkme).to_string();
     let slice_path = quote!(#private::TASKS);
     quote! {
         #[doc(hidden)]
@@ -115,7 +114,7 @@ fn registration(krate: &TokenStream, func: &ItemFn, sig: &crate::parse::TaskSig<
             }
 
             #[#private::linkme::distributed_slice(#slice_path)]
-            #[linkme(crate = #linkme_path)]
+            #[linkme(crate = #private::linkme)]
             static #static_name: #private::TaskEntry = #private::TaskEntry {
                 name: ::core::concat!(::core::module_path!(), "::", #name_str),
                 type_id: || #private::type_id_of(&#name),

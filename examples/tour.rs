@@ -1,0 +1,103 @@
+//! A tour of the API, printing what it does. Asserts every result it prints.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use multiproc::prelude::*;
+
+#[pool_task]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[pool_task]
+fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+#[pool_task]
+fn whoami() -> u32 {
+    std::process::id()
+}
+
+#[pool_task]
+fn fail_on(x: u32) -> u32 {
+    if x == 3 {
+        panic!("three is not allowed");
+    }
+    x
+}
+
+#[multiproc::main]
+fn main() -> multiproc::Result<()> {
+    let pool = Pool::new(2)?;
+    println!("pool of {} workers: pids {:?}", pool.processes(), pool.pids());
+
+    let pids = pool.map_with(|_: ()| (), vec![], Opts::new()).err();
+    println!("a closure is not a task: {:?}", pids.map(|e| e.to_string()));
+
+    let v = pool.apply(add, (40, 2))?;
+    println!("apply(add, (40, 2)) = {v}");
+    assert_eq!(v, 42);
+
+    let worker = pool.apply(whoami, ())?;
+    println!("apply ran in process {worker}, the parent is {}", std::process::id());
+    assert_ne!(worker, std::process::id());
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let r = pool.apply_async_with(
+        add,
+        (1, 2),
+        Opts::new().callback(move |v: &i64| {
+            seen.fetch_add(*v as usize, Ordering::SeqCst);
+        }),
+    )?;
+    let v = r.get()?;
+    println!("apply_async(add, (1, 2)) = {v}, callback saw it too");
+    assert_eq!((v, calls.load(Ordering::SeqCst)), (3, 3));
+
+    let squares = pool.map(square, 0..10u64)?;
+    println!("map(square, 0..10) = {squares:?}");
+    assert_eq!(squares, (0..10u64).map(|x| x * x).collect::<Vec<_>>());
+
+    let big = pool.map_with(square, 0..100_000u64, Opts::new().chunksize(1000))?;
+    assert_eq!(big.iter().sum::<u64>(), (0..100_000u64).map(|x| x * x).sum::<u64>());
+    println!("map of 100,000 items at chunksize 1000: sum {}", big.iter().sum::<u64>());
+
+    let sums = pool.starmap(add, vec![(1, 2), (3, 4), (5, 6)])?;
+    println!("starmap(add, [(1,2),(3,4),(5,6)]) = {sums:?}");
+    assert_eq!(sums, vec![3, 7, 11]);
+
+    let first: Vec<u64> = pool.imap(square, 0..)?.take(5).collect::<Result<_, _>>()?;
+    println!("imap(square, 0..) over an endless input, first five: {first:?}");
+    assert_eq!(first, vec![0, 1, 4, 9, 16]);
+
+    let mut unordered: Vec<u64> = pool.imap_unordered(square, 0..20u64)?.collect::<Result<_, _>>()?;
+    unordered.sort_unstable();
+    println!("imap_unordered(square, 0..20), sorted: {unordered:?}");
+    assert_eq!(unordered, (0..20u64).map(|x| x * x).collect::<Vec<_>>());
+
+    let items: Vec<_> = pool.imap(fail_on, 0..5u32)?.collect();
+    for (i, item) in items.iter().enumerate() {
+        match item {
+            Ok(v) => println!("  imap(fail_on)[{i}] = {v}"),
+            Err(e) => println!("  imap(fail_on)[{i}] failed: {e}"),
+        }
+    }
+    assert!(matches!(&items[3], Err(Error::TaskPanicked { .. })));
+    assert_eq!(items.iter().filter(|r| r.is_ok()).count(), 4);
+
+    let r = pool.map_async(square, 0..1000u64)?;
+    assert!(r.wait_timeout(Duration::from_secs(60)));
+    println!("map_async ready: {}, successful: {:?}", r.ready(), r.successful());
+    assert_eq!(r.get()?.len(), 1000);
+
+    pool.close();
+    println!("after close: {:?}", pool.apply(add, (1, 1)).err().map(|e| e.to_string()));
+    assert!(matches!(pool.apply(add, (1, 1)), Err(Error::PoolClosed)));
+    pool.join()?;
+    println!("joined: the tour is complete");
+    Ok(())
+}
