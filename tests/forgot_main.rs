@@ -1,1 +1,51 @@
-fn main(){}
+//! A program that forgets `#[multiproc::main]`: the parent gets a clear error at once, and a
+//! worker whose `main` never calls `init()` neither hangs the parent nor spawns pools of its
+//! own. A plain `main` (harness = false), since the point is the missing attribute.
+
+use multiproc::prelude::*;
+
+#[pool_task]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+const ROLE: &str = "MULTIPROC_TEST_FORGOT_ROLE";
+
+fn main() {
+    if std::env::var_os(ROLE).is_some() {
+        // Re-executed as a worker, but this main "forgot" init(): its own code runs, and
+        // must not be able to start a pool recursively.
+        match Pool::new(2) {
+            Err(Error::NotInitialized(msg)) => {
+                assert!(msg.contains("started as a multiproc worker"), "{msg}");
+                std::process::exit(42);
+            }
+            other => {
+                eprintln!("a forgetful worker could start a pool: {other:?}");
+                std::process::exit(1);
+            }
+        }
+    }
+
+    // 1. The parent never called init(): refused at once, with the fix in the message.
+    match Pool::new(2) {
+        Err(Error::NotInitialized(msg)) => assert!(msg.contains("#[multiproc::main]"), "{msg}"),
+        other => panic!("expected NotInitialized, got {other:?}"),
+    }
+
+    // 2. The parent called init() late, so its workers run main's code instead of serving.
+    multiproc::init();
+    // SAFETY: single-threaded here; the variable tells the re-executed child its role.
+    unsafe { std::env::set_var(ROLE, "child") };
+    match Pool::new(2) {
+        Err(Error::WorkerStart(msg)) => {
+            assert!(msg.contains("exited with code 42"), "{msg}");
+            assert!(msg.contains("multiproc::init()"), "{msg}");
+        }
+        other => panic!("expected WorkerStart, got {other:?}"),
+    }
+    // SAFETY: as above.
+    unsafe { std::env::remove_var(ROLE) };
+    let _ = square(2);
+    println!("forgot_main: 2 passed, 0 failed");
+}

@@ -81,7 +81,7 @@ impl<'p, R: DeserializeOwned + Send + 'static> Imap<'p, R> {
         timeout: Option<Duration>,
         ordered: bool,
     ) -> Self {
-        let mut input = input.peekable();
+        let mut input = input;
         let chunks = std::iter::from_fn(move || {
             let chunk: Vec<A> = input.by_ref().take(chunksize).collect();
             if chunk.is_empty() {

@@ -429,15 +429,15 @@ fn handshake(stream: &UnixStream, config: &Config) -> Result<()> {
         }
     };
     stream.set_read_timeout(Some(config.start_timeout))?;
-    let hello: Hello = postcard::from_bytes(&read(Kind::Hello)?)
+    let hello: Hello = bincode::deserialize(&read(Kind::Hello)?)
         .map_err(|e| Error::Protocol(format!("bad HELLO: {e}")))?;
     check_hello(&hello)?;
     let welcome = Welcome {
         initializer: config.initializer.clone(),
     };
-    let body = postcard::to_allocvec(&welcome).map_err(|e| Error::serialization("welcome", e))?;
+    let body = bincode::serialize(&welcome).map_err(|e| Error::serialization("welcome", e))?;
     send_all(stream, &frame::encode(Kind::Welcome, &body)?)?;
-    let ready: std::result::Result<(), String> = postcard::from_bytes(&read(Kind::Ready)?)
+    let ready: std::result::Result<(), String> = bincode::deserialize(&read(Kind::Ready)?)
         .map_err(|e| Error::Protocol(format!("bad READY: {e}")))?;
     stream.set_read_timeout(None)?;
     ready.map_err(|message| Error::InitializerFailed { message })
@@ -593,7 +593,7 @@ impl Shared {
             };
             let outcome = match f.kind {
                 Kind::Result => Ok(rest.to_vec()),
-                Kind::JobFailed => match postcard::from_bytes::<ChunkFailure>(rest) {
+                Kind::JobFailed => match bincode::deserialize::<ChunkFailure>(rest) {
                     Ok(failure) => Err(failure.into_error(job.task)),
                     Err(e) => Err(Error::Protocol(format!("bad JOB_FAILED: {e}"))),
                 },

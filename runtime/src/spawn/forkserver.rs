@@ -61,7 +61,7 @@ impl ForkServer {
             let f = frame::read_frame(&mut &parent_end)?;
             parent_end.set_read_timeout(None)?;
             match f {
-                Some(f) if f.kind == FrameKind::Hello => postcard::from_bytes::<Hello>(&f.body)
+                Some(f) if f.kind == FrameKind::Hello => bincode::deserialize::<Hello>(&f.body)
                     .map_err(|e| Error::Protocol(format!("bad fork server greeting: {e}"))),
                 Some(f) => Err(Error::Protocol(format!("fork server sent {:?}", f.kind))),
                 None => Err(Error::WorkerStart(
@@ -169,7 +169,7 @@ pub(crate) fn serve(ctl: OwnedFd) -> ! {
         build_id: crate::registry::build_id(),
         pid: std::process::id(),
     };
-    let greeting = postcard::to_allocvec(&hello)
+    let greeting = bincode::serialize(&hello)
         .map_err(|e| Error::serialization("hello", e))
         .and_then(|b| frame::encode(FrameKind::Hello, &b));
     match greeting {

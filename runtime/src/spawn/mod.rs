@@ -189,6 +189,9 @@ pub(crate) fn reexec_command(env: &str, fd: i32) -> Command {
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
+            // The worker inherits stdio and its channel, nothing else: every other descriptor
+            // the program inherited without close-on-exec (a jobserver pipe, say) gets it now.
+            mark_cloexec_from(3);
             let flags = libc::fcntl(fd, libc::F_GETFD);
             if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
                 return Err(std::io::Error::last_os_error());
@@ -197,6 +200,25 @@ pub(crate) fn reexec_command(env: &str, fd: i32) -> Command {
         });
     }
     cmd
+}
+
+/// Sets close-on-exec on every descriptor from `first` up. Async-signal-safe.
+fn mark_cloexec_from(first: u32) {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: plain syscalls on this process's own descriptor table.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) == 0 {
+            return;
+        }
+        // Kernels before 5.11: walk the table.
+        let max = libc::sysconf(libc::_SC_OPEN_MAX).clamp(0, 65_536) as i32;
+        for fd in first as i32..max {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
 }
 
 fn exec_worker() -> Result<(WorkerProcess, UnixStream)> {

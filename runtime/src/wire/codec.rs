@@ -1,8 +1,8 @@
 //! Encoding of argument chunks and of per-item outcomes.
 //!
-//! A RUN body is `[job_id u64][name_len u16][name][postcard Vec<Args>]`. A RESULT body is
+//! A RUN body is `[job_id u64][name_len u16][name][bincode Vec<Args>]`. A RESULT body is
 //! `[job_id u64]` followed by one outcome per item: a tag byte, a u32 LE payload length,
-//! then the postcard payload. Each item is encoded and length-prefixed on its own, so one
+//! then the bincode payload. Each item is encoded and length-prefixed on its own, so one
 //! result that fails to serialize, fails to deserialize, or panics affects that item only.
 
 use serde::de::DeserializeOwned;
@@ -37,13 +37,13 @@ pub(crate) fn push_panic(out: &mut Vec<u8>, info: &PanicInfo) {
     let _ = push_item(out, TAG_PANICKED, info);
 }
 
-fn push_item<T: Serialize + ?Sized>(out: &mut Vec<u8>, tag: u8, value: &T) -> postcard::Result<()> {
+fn push_item<T: Serialize + ?Sized>(out: &mut Vec<u8>, tag: u8, value: &T) -> bincode::Result<()> {
     out.push(tag);
     let len_at = out.len();
     out.extend_from_slice(&[0; 4]);
-    postcard::to_io(value, &mut *out)?;
+    bincode::serialize_into(&mut *out, value)?;
     let len = out.len() - len_at - 4;
-    let len = u32::try_from(len).map_err(|_| postcard::Error::SerializeBufferFull)?;
+    let len = u32::try_from(len).map_err(|_| Box::new(bincode::ErrorKind::SizeLimit))?;
     out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
     Ok(())
 }
@@ -55,7 +55,7 @@ pub(crate) fn run_frame<A: Serialize>(job_id: u64, task: &str, args: &[A]) -> Re
     buf.extend_from_slice(&job_id.to_le_bytes());
     buf.extend_from_slice(&(task.len() as u16).to_le_bytes());
     buf.extend_from_slice(task.as_bytes());
-    postcard::to_io(args, &mut buf).map_err(|e| Error::serialization("a task argument", e))?;
+    bincode::serialize_into(&mut buf, args).map_err(|e| Error::serialization("a task argument", e))?;
     frame::finish(&mut buf, start)?;
     Ok(buf)
 }
@@ -97,9 +97,9 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
             .ok_or_else(|| Error::Protocol("RESULT frame outcome truncated".into()))?;
         body = &body[5 + len..];
         let item = match tag {
-            TAG_OK => postcard::from_bytes::<R>(payload)
+            TAG_OK => bincode::deserialize::<R>(payload)
                 .map_err(|e| Error::serialization(format!("the result of `{task}`"), e)),
-            TAG_PANICKED => match postcard::from_bytes::<PanicInfo>(payload) {
+            TAG_PANICKED => match bincode::deserialize::<PanicInfo>(payload) {
                 Ok(p) => Err(Error::TaskPanicked {
                     task: task.to_owned(),
                     message: p.message,
@@ -107,7 +107,7 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
                 }),
                 Err(e) => Err(Error::Protocol(format!("bad panic outcome: {e}"))),
             },
-            TAG_ENCODE_FAILED => match postcard::from_bytes::<String>(payload) {
+            TAG_ENCODE_FAILED => match bincode::deserialize::<String>(payload) {
                 Ok(message) => Err(Error::ResultEncoding {
                     task: task.to_owned(),
                     message,
@@ -122,6 +122,19 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
         return Err(Error::Protocol("RESULT frame has trailing bytes".into()));
     }
     Ok(out)
+}
+
+/// Checks a one-item outcome list without decoding the value (whose type the caller may not
+/// know): `Ok` if the item succeeded, else its error.
+pub(crate) fn check_single_outcome(task: &str, body: &[u8]) -> Result<(), Error> {
+    match body.first() {
+        Some(&TAG_OK) => Ok(()),
+        Some(_) => match decode_outcomes::<()>(task, body, 1)?.pop() {
+            Some(Err(e)) => Err(e),
+            _ => Err(Error::Protocol("unexpected outcome".into())),
+        },
+        None => Err(Error::Protocol("no outcome".into())),
+    }
 }
 
 /// Why a whole chunk failed in the worker before any item ran.
@@ -180,7 +193,7 @@ mod tests {
         assert_eq!(id, 42);
         let (name, args) = split_run(rest).unwrap();
         assert_eq!(name, "m::square");
-        let v: Vec<(u64,)> = postcard::from_bytes(args).unwrap();
+        let v: Vec<(u64,)> = bincode::deserialize(args).unwrap();
         assert_eq!(v, vec![(3,), (4,)]);
     }
 }

@@ -153,10 +153,10 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
         build_id: registry::build_id(),
         pid: std::process::id(),
     };
-    let body = postcard::to_allocvec(&hello).map_err(|e| Error::serialization("hello", e))?;
+    let body = bincode::serialize(&hello).map_err(|e| Error::serialization("hello", e))?;
     conn.send_all(&frame::encode(Kind::Hello, &body)?)?;
     let welcome = match conn.recv_frame()? {
-        Some(f) if f.kind == Kind::Welcome => postcard::from_bytes::<Welcome>(&f.body)
+        Some(f) if f.kind == Kind::Welcome => bincode::deserialize::<Welcome>(&f.body)
             .map_err(|e| Error::Protocol(format!("bad WELCOME: {e}")))?,
         Some(f) => return Err(Error::Protocol(format!("expected WELCOME, got {:?}", f.kind))),
         None => return Ok(()),
@@ -166,7 +166,7 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
         Some((name, args)) => run_initializer(&name, &args),
     };
     let failed = ready.is_err();
-    let body = postcard::to_allocvec(&ready).map_err(|e| Error::serialization("ready", e))?;
+    let body = bincode::serialize(&ready).map_err(|e| Error::serialization("ready", e))?;
     conn.send_all(&frame::encode(Kind::Ready, &body)?)?;
     if failed {
         // The parent will not send work; wait for it to close the channel.
@@ -193,7 +193,7 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
                     out.clear();
                     let start = frame::begin(&mut out, Kind::JobFailed);
                     out.extend_from_slice(&job_id.to_le_bytes());
-                    postcard::to_io(&failure, &mut out)
+                    bincode::serialize_into(&mut out, &failure)
                         .map_err(|e| Error::serialization("a chunk failure", e))?;
                     frame::finish(&mut out, start)?;
                 } else if let Err(e) = frame::finish(&mut out, start) {
@@ -201,7 +201,7 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
                     let start = frame::begin(&mut out, Kind::JobFailed);
                     out.extend_from_slice(&job_id.to_le_bytes());
                     let failure = ChunkFailure::BadArgs(e.to_string());
-                    postcard::to_io(&failure, &mut out)
+                    bincode::serialize_into(&mut out, &failure)
                         .map_err(|e| Error::serialization("a chunk failure", e))?;
                     frame::finish(&mut out, start)?;
                 }
@@ -221,14 +221,10 @@ fn run_initializer(name: &str, args: &[u8]) -> std::result::Result<(), String> {
         .ok_or_else(|| format!("initializer `{name}` is not a registered task"))?;
     let mut out = Vec::new();
     (entry.run_chunk)(args, &mut out)?;
-    match codec::decode_outcomes::<serde::de::IgnoredAny>(name, &out, 1) {
-        Ok(mut v) => match v.pop() {
-            Some(Ok(_)) => Ok(()),
-            Some(Err(e)) => Err(e.to_string()),
-            None => Err("initializer produced no outcome".into()),
-        },
-        Err(e) => Err(e.to_string()),
-    }
+    codec::check_single_outcome(name, &out).map_err(|e| match e {
+        Error::TaskPanicked { message, .. } => message,
+        other => other.to_string(),
+    })
 }
 
 /// Exits the worker as soon as the parent's end of the channel closes, even in the middle of

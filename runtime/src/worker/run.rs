@@ -17,7 +17,7 @@ where
     F: TaskFn<Args>,
     F::Output: Serialize,
 {
-    let args: Vec<Args> = postcard::from_bytes(input).map_err(|e| e.to_string())?;
+    let args: Vec<Args> = bincode::deserialize(input).map_err(|e| e.to_string())?;
     for a in args {
         let outcome = super::panic::in_task(|| catch_unwind(AssertUnwindSafe(|| f.call(a))));
         match outcome {

@@ -1,0 +1,208 @@
+//! What happens when things go wrong: workers that die mid-task, values that do not cross
+//! the process boundary. Nothing may hang, nothing may be lost silently, and the pool keeps
+//! serving afterwards.
+
+use std::time::Duration;
+
+use multiproc::prelude::*;
+use serde::de::Error as _;
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+const LONG: Duration = Duration::from_secs(120);
+
+#[pool_task]
+fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+#[pool_task]
+fn kill_self(signal: i32) -> u32 {
+    // SAFETY: plain syscalls on our own process.
+    unsafe { libc::kill(libc::getpid(), signal) };
+    std::thread::sleep(Duration::from_secs(60));
+    0
+}
+
+#[pool_task]
+fn abort_now() {
+    std::process::abort();
+}
+
+#[pool_task]
+fn exit_now(code: i32) {
+    std::process::exit(code);
+}
+
+#[pool_task]
+fn sleep_long() -> u32 {
+    std::thread::sleep(Duration::from_secs(300));
+    0
+}
+
+/// Serializes to an error, always.
+#[derive(Debug)]
+struct Unserializable;
+
+impl Serialize for Unserializable {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(S::Error::custom("Unserializable refuses"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Unserializable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d).map(|_| Unserializable)
+    }
+}
+
+/// Serializes fine, never deserializes: does not round-trip.
+#[derive(Debug)]
+struct OneWay(u8);
+
+impl Serialize for OneWay {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for OneWay {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u8::deserialize(d)?;
+        Err(D::Error::custom(format!("OneWay({v}) does not come back")))
+    }
+}
+
+#[pool_task]
+fn make_unserializable(_x: u8) -> Unserializable {
+    Unserializable
+}
+
+#[pool_task]
+fn take_unserializable(_u: Unserializable) -> u8 {
+    1
+}
+
+#[pool_task]
+fn take_one_way(_o: OneWay) -> u8 {
+    1
+}
+
+#[pool_task]
+fn make_one_way(x: u8) -> OneWay {
+    OneWay(x)
+}
+
+#[pool_task]
+fn make_maybe_one_way(x: u8) -> Result<u8, OneWay> {
+    if x == 2 {
+        Err(OneWay(x))
+    } else {
+        Ok(x)
+    }
+}
+
+#[multiproc::test]
+fn a_worker_killed_mid_task_is_reported_and_replaced() {
+    let pool = Pool::new(1).unwrap();
+    let before = pool.pids();
+    match pool.apply(kill_self, (libc::SIGKILL,)) {
+        Err(Error::WorkerLost { task, pid, signal, .. }) => {
+            assert!(task.ends_with("::kill_self"), "{task}");
+            assert_eq!(vec![pid], before);
+            assert_eq!(signal, Some(libc::SIGKILL));
+        }
+        other => panic!("expected WorkerLost, got {other:?}"),
+    }
+    assert_eq!(pool.apply(add, (1, 2)).unwrap(), 3, "the pool keeps serving");
+    assert_ne!(pool.pids(), before, "with a new worker");
+}
+
+#[multiproc::test]
+fn abort_and_exit_are_worker_losses_too() {
+    let pool = Pool::new(2).unwrap();
+    match pool.apply(abort_now, ()) {
+        Err(Error::WorkerLost { signal, .. }) => assert_eq!(signal, Some(libc::SIGABRT)),
+        other => panic!("expected WorkerLost, got {other:?}"),
+    }
+    match pool.apply(exit_now, (7,)) {
+        Err(Error::WorkerLost { signal, exit_code, .. }) => {
+            assert_eq!((signal, exit_code), (None, Some(7)))
+        }
+        other => panic!("expected WorkerLost, got {other:?}"),
+    }
+    assert_eq!(pool.starmap(add, vec![(1, 1), (2, 2)]).unwrap(), vec![2, 4]);
+}
+
+#[multiproc::test]
+fn killing_a_busy_worker_from_outside_fails_only_its_task() {
+    let pool = Pool::new(1).unwrap();
+    let victim = pool.pids()[0];
+    let stuck = pool.apply_async(sleep_long, ()).unwrap();
+    let queued = pool.apply_async(add, (20, 22)).unwrap();
+    // SAFETY: plain syscall on our own worker.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    match stuck.get_timeout(LONG) {
+        Err(Error::WorkerLost { pid, signal, .. }) => {
+            assert_eq!((pid, signal), (victim, Some(libc::SIGKILL)))
+        }
+        other => panic!("expected WorkerLost, got {other:?}"),
+    }
+    // The job queued behind it never started: it runs on the replacement.
+    assert_eq!(queued.get_timeout(LONG).unwrap(), 42);
+}
+
+#[multiproc::test]
+fn a_map_with_a_lost_worker_fails_instead_of_hanging() {
+    let pool = Pool::new(2).unwrap();
+    let r = pool.map_with(kill_self, vec![libc::SIGKILL; 4], Opts::new().chunksize(1));
+    assert!(matches!(r, Err(Error::WorkerLost { .. })), "{r:?}");
+    let items: Vec<_> = pool.imap(kill_self, vec![libc::SIGKILL; 3]).unwrap().collect();
+    assert_eq!(items.len(), 3);
+    assert!(items.iter().all(|r| matches!(r, Err(Error::WorkerLost { .. }))));
+    assert_eq!(pool.apply(add, (2, 2)).unwrap(), 4);
+}
+
+#[multiproc::test]
+fn an_argument_that_does_not_serialize_fails_at_the_call() {
+    let pool = Pool::new(1).unwrap();
+    let e = pool.apply_async(take_unserializable, (Unserializable,)).unwrap_err();
+    assert!(matches!(e, Error::Serialization { .. }), "{e:?}");
+    let e = pool.map(take_unserializable, vec![Unserializable]).unwrap_err();
+    assert!(matches!(e, Error::Serialization { .. }), "{e:?}");
+    let items: Vec<_> = pool.imap(take_unserializable, vec![Unserializable]).unwrap().collect();
+    assert!(matches!(items[..], [Err(Error::Serialization { .. })]), "{items:?}");
+    assert_eq!(pool.apply(add, (1, 1)).unwrap(), 2);
+}
+
+#[multiproc::test]
+fn a_result_that_does_not_serialize_is_an_error_and_the_worker_serves_on() {
+    let pool = Pool::new(1).unwrap();
+    let before = pool.pids();
+    match pool.apply(make_unserializable, (1,)) {
+        Err(Error::ResultEncoding { task, message }) => {
+            assert!(task.ends_with("::make_unserializable"));
+            assert!(message.contains("refuses"), "{message}");
+        }
+        other => panic!("expected ResultEncoding, got {other:?}"),
+    }
+    assert_eq!(pool.pids(), before);
+    assert_eq!(pool.apply(add, (1, 1)).unwrap(), 2);
+}
+
+#[multiproc::test]
+fn values_that_do_not_round_trip_are_errors_for_their_item_only() {
+    let pool = Pool::new(1).unwrap();
+    let e = pool.apply(take_one_way, (OneWay(5),)).unwrap_err();
+    assert!(matches!(&e, Error::Serialization { message, .. } if message.contains("does not come back")), "{e:?}");
+    let e = pool.apply(make_one_way, (5,)).unwrap_err();
+    assert!(matches!(e, Error::Serialization { .. }), "{e:?}");
+    let items: Vec<_> = pool
+        .imap_with(make_maybe_one_way, 0..4u8, Opts::new().chunksize(4))
+        .unwrap()
+        .collect();
+    assert!(matches!(items[2], Err(Error::Serialization { .. })), "{items:?}");
+    for i in [0, 1, 3] {
+        assert_eq!(items[i].as_ref().unwrap().as_ref().unwrap(), &(i as u8));
+    }
+}
