@@ -34,8 +34,9 @@ fn main() -> multiproc::Result<()> {
     let pool = Pool::new(2)?;
     println!("pool of {} workers: pids {:?}", pool.processes(), pool.pids());
 
-    let pids = pool.map_with(|_: ()| (), vec![], Opts::new()).err();
-    println!("a closure is not a task: {:?}", pids.map(|e| e.to_string()));
+    let refused = pool.map(|x: u64| x + 1, 0..3u64);
+    println!("a closure is not a task: {}", refused.as_ref().unwrap_err());
+    assert!(matches!(refused, Err(Error::UnregisteredTask { .. })));
 
     let v = pool.apply(add, (40, 2))?;
     println!("apply(add, (40, 2)) = {v}");

@@ -146,7 +146,7 @@ impl_task_fn!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12);
     label = "task arguments must implement serde's `Serialize` and `Deserialize`",
     note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
 )]
-pub trait TaskArg: Serialize + DeserializeOwned {}
+pub trait TaskArg {}
 impl<T: Serialize + DeserializeOwned> TaskArg for T {}
 
 /// A type that can be a task's return value.
@@ -155,7 +155,7 @@ impl<T: Serialize + DeserializeOwned> TaskArg for T {}
     label = "task return values must implement serde's `Serialize` and `Deserialize`",
     note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
 )]
-pub trait TaskOutput: Serialize + DeserializeOwned {}
+pub trait TaskOutput {}
 impl<T: Serialize + DeserializeOwned> TaskOutput for T {}
 
 #[doc(hidden)]

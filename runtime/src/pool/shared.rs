@@ -84,6 +84,10 @@ pub(crate) enum State {
 
 #[derive(Default)]
 struct SlotSched {
+    /// Which worker of this slot the counts below are about: a fresh number each time a
+    /// worker is attached or lost, so a caller holding an older assignment cannot corrupt
+    /// the counts of its successor.
+    generation: u64,
     /// A ready worker is attached.
     usable: bool,
     inflight: usize,
@@ -105,6 +109,8 @@ pub(crate) struct Sched {
 }
 
 struct SlotIo {
+    /// Generation of the attached worker (see `SlotSched::generation`).
+    generation: u64,
     stream: Option<UnixStream>,
     /// Jobs written to the current worker, in write order (= execution order).
     inflight: VecDeque<Job>,
@@ -118,6 +124,7 @@ pub(crate) struct Shared {
     slots: Vec<Mutex<SlotIo>>,
     pub config: Config,
     next_id: AtomicU64,
+    next_generation: AtomicU64,
     server: Option<Arc<ForkServer>>,
 }
 
@@ -147,6 +154,7 @@ impl Shared {
             slots: (0..n)
                 .map(|_| {
                     Mutex::new(SlotIo {
+                        generation: 0,
                         stream: None,
                         inflight: VecDeque::new(),
                         pid: None,
@@ -155,8 +163,13 @@ impl Shared {
                 .collect(),
             config,
             next_id: AtomicU64::new(1),
+            next_generation: AtomicU64::new(1),
             server,
         }))
+    }
+
+    fn fresh_generation(&self) -> u64 {
+        self.next_generation.fetch_add(1, Ordering::Relaxed)
     }
 
     pub(crate) fn next_job_id(&self) -> u64 {
@@ -189,7 +202,7 @@ impl Shared {
     /// Moves pending jobs to workers with room, then writes them (outside the scheduler lock).
     fn pump(&self) {
         loop {
-            let mut batch: Vec<(usize, Job)> = Vec::new();
+            let mut batch: Vec<(usize, u64, Job)> = Vec::new();
             let mut dropped = 0;
             {
                 let mut s = lock(&self.sched);
@@ -206,7 +219,7 @@ impl Shared {
                     if max.is_some_and(|m| slot.assigned >= m) {
                         slot.retiring = true;
                     }
-                    batch.push((k, job));
+                    batch.push((k, slot.generation, job));
                 }
                 if dropped > 0 {
                     s.outstanding -= dropped;
@@ -219,9 +232,9 @@ impl Shared {
                 return;
             }
             let mut requeue = Vec::new();
-            for (k, job) in batch {
-                if let Err(job) = self.write_job(k, job) {
-                    requeue.push((k, job));
+            for (k, generation, job) in batch {
+                if let Err(job) = self.write_job(k, generation, job) {
+                    requeue.push((k, generation, job));
                 }
             }
             if requeue.is_empty() {
@@ -230,17 +243,24 @@ impl Shared {
             // Those workers are gone: put the jobs back in front, in order, and try again
             // (their slots are no longer usable, so others, or replacements, take them).
             let mut s = lock(&self.sched);
-            for (k, job) in requeue.into_iter().rev() {
-                s.slots[k].inflight -= 1;
-                s.slots[k].usable = false;
+            for (k, generation, job) in requeue.into_iter().rev() {
+                let slot = &mut s.slots[k];
+                if slot.generation == generation {
+                    slot.inflight -= 1;
+                    slot.usable = false;
+                }
                 s.pending.push_front(job);
             }
         }
     }
 
-    /// Writes a job to slot `k`'s worker. Gives the job back if the worker is gone.
-    fn write_job(&self, k: usize, job: Job) -> std::result::Result<(), Job> {
+    /// Writes a job to slot `k`'s worker of the given generation. Gives the job back if
+    /// that worker is gone.
+    fn write_job(&self, k: usize, generation: u64, job: Job) -> std::result::Result<(), Job> {
         let mut io = lock(&self.slots[k]);
+        if io.generation != generation {
+            return Err(job);
+        }
         let Some(stream) = io.stream.as_ref() else {
             return Err(job);
         };
@@ -476,32 +496,40 @@ pub(crate) fn slot_main(shared: Arc<Shared>, k: usize, first: std::sync::mpsc::S
                 continue;
             }
         };
-        if let Some(tx) = first.take() {
-            let _ = tx.send(Ok(()));
-        }
         let reader = match stream.try_clone() {
             Ok(r) => r,
             Err(e) => {
                 proc.kill();
                 proc.reap(Duration::ZERO);
+                let e = Error::from(e);
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
                 shared.mark_broken(format!("could not clone a worker channel: {e}"));
                 break;
             }
         };
+        let generation = shared.fresh_generation();
         {
             let mut io = lock(&shared.slots[k]);
+            io.generation = generation;
             io.stream = Some(stream);
             io.pid = Some(proc.pid);
         }
         let stop_now = {
             let mut s = lock(&shared.sched);
-            let slot = &mut s.slots[k];
-            *slot = SlotSched {
+            s.slots[k] = SlotSched {
+                generation,
                 usable: true,
                 ..SlotSched::default()
             };
             s.stopping
         };
+        // Only now is the worker visible to callers and `pids()`: report readiness.
+        if let Some(tx) = first.take() {
+            let _ = tx.send(Ok(()));
+        }
         if stop_now {
             shared.stop_slot_worker(k);
         } else {
@@ -517,9 +545,11 @@ pub(crate) fn slot_main(shared: Arc<Shared>, k: usize, first: std::sync::mpsc::S
         };
         let (terminated, retiring) = {
             let mut s = lock(&shared.sched);
-            let slot = &mut s.slots[k];
-            let retiring = slot.retiring;
-            *slot = SlotSched::default();
+            let retiring = s.slots[k].retiring;
+            s.slots[k] = SlotSched {
+                generation: shared.fresh_generation(),
+                ..SlotSched::default()
+            };
             (s.state == State::Terminated, retiring)
         };
         if terminated || err.is_some() {

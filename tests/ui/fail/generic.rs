@@ -1,0 +1,8 @@
+use multiproc::prelude::*;
+
+#[pool_task]
+fn identity<T: Clone>(x: T) -> T {
+    x
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use multiproc::prelude::*;
+
+#[pool_task]
+struct Job {
+    id: u32,
+}
+
+fn main() {}

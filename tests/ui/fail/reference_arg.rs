@@ -1,0 +1,8 @@
+use multiproc::prelude::*;
+
+#[pool_task]
+fn length(s: &str, v: Vec<&[u8]>) -> usize {
+    s.len() + v.len()
+}
+
+fn main() {}
