@@ -32,7 +32,10 @@ fn main() -> multiproc::Result<()> {
         })
         .collect::<Result<_, _>>()?;
     println!("8 apply_async calls submitted without waiting");
-    let values: Vec<u64> = results.into_iter().map(AsyncResult::get).collect::<Result<_, _>>()?;
+    let values: Vec<u64> = results
+        .into_iter()
+        .map(AsyncResult::get)
+        .collect::<Result<_, _>>()?;
     println!("results: {values:?}");
     assert_eq!(values, (0..8).map(|x| x * x).collect::<Vec<_>>());
     let mut seen = seen.lock().unwrap().clone();

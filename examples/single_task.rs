@@ -13,6 +13,9 @@ fn main() -> multiproc::Result<()> {
     let msg = pool.apply(greet, ("world".to_string(),))?;
     println!("{msg}");
     assert!(msg.starts_with("hello world, from process "));
-    assert!(!msg.ends_with(&std::process::id().to_string()), "ran in the parent");
+    assert!(
+        !msg.ends_with(&std::process::id().to_string()),
+        "ran in the parent"
+    );
     Ok(())
 }

@@ -38,6 +38,9 @@ fn main() -> multiproc::Result<()> {
     let err = r.get().unwrap_err();
     assert!(matches!(err, Error::TaskPanicked { .. }));
     assert!(failed.load(Ordering::SeqCst));
-    println!("starmap_async reported the failing pair and the pool carries on: {:?}", pool.starmap(power, vec![(5, 2)])?);
+    println!(
+        "starmap_async reported the failing pair and the pool carries on: {:?}",
+        pool.starmap(power, vec![(5, 2)])?
+    );
     Ok(())
 }

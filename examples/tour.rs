@@ -32,7 +32,11 @@ fn fail_on(x: u32) -> u32 {
 #[multiproc::main]
 fn main() -> multiproc::Result<()> {
     let pool = Pool::new(2)?;
-    println!("pool of {} workers: pids {:?}", pool.processes(), pool.pids());
+    println!(
+        "pool of {} workers: pids {:?}",
+        pool.processes(),
+        pool.pids()
+    );
 
     let refused = pool.map(|x: u64| x + 1, 0..3u64);
     println!("a closure is not a task: {}", refused.as_ref().unwrap_err());
@@ -43,7 +47,10 @@ fn main() -> multiproc::Result<()> {
     assert_eq!(v, 42);
 
     let worker = pool.apply(whoami, ())?;
-    println!("apply ran in process {worker}, the parent is {}", std::process::id());
+    println!(
+        "apply ran in process {worker}, the parent is {}",
+        std::process::id()
+    );
     assert_ne!(worker, std::process::id());
 
     let calls = Arc::new(AtomicUsize::new(0));
@@ -64,8 +71,14 @@ fn main() -> multiproc::Result<()> {
     assert_eq!(squares, (0..10u64).map(|x| x * x).collect::<Vec<_>>());
 
     let big = pool.map_with(square, 0..100_000u64, Opts::new().chunksize(1000))?;
-    assert_eq!(big.iter().sum::<u64>(), (0..100_000u64).map(|x| x * x).sum::<u64>());
-    println!("map of 100,000 items at chunksize 1000: sum {}", big.iter().sum::<u64>());
+    assert_eq!(
+        big.iter().sum::<u64>(),
+        (0..100_000u64).map(|x| x * x).sum::<u64>()
+    );
+    println!(
+        "map of 100,000 items at chunksize 1000: sum {}",
+        big.iter().sum::<u64>()
+    );
 
     let sums = pool.starmap(add, vec![(1, 2), (3, 4), (5, 6)])?;
     println!("starmap(add, [(1,2),(3,4),(5,6)]) = {sums:?}");
@@ -75,7 +88,9 @@ fn main() -> multiproc::Result<()> {
     println!("imap(square, 0..) over an endless input, first five: {first:?}");
     assert_eq!(first, vec![0, 1, 4, 9, 16]);
 
-    let mut unordered: Vec<u64> = pool.imap_unordered(square, 0..20u64)?.collect::<Result<_, _>>()?;
+    let mut unordered: Vec<u64> = pool
+        .imap_unordered(square, 0..20u64)?
+        .collect::<Result<_, _>>()?;
     unordered.sort_unstable();
     println!("imap_unordered(square, 0..20), sorted: {unordered:?}");
     assert_eq!(unordered, (0..20u64).map(|x| x * x).collect::<Vec<_>>());
@@ -92,11 +107,18 @@ fn main() -> multiproc::Result<()> {
 
     let r = pool.map_async(square, 0..1000u64)?;
     assert!(r.wait_timeout(Duration::from_secs(60)));
-    println!("map_async ready: {}, successful: {:?}", r.ready(), r.successful());
+    println!(
+        "map_async ready: {}, successful: {:?}",
+        r.ready(),
+        r.successful()
+    );
     assert_eq!(r.get()?.len(), 1000);
 
     pool.close();
-    println!("after close: {:?}", pool.apply(add, (1, 1)).err().map(|e| e.to_string()));
+    println!(
+        "after close: {:?}",
+        pool.apply(add, (1, 1)).err().map(|e| e.to_string())
+    );
     assert!(matches!(pool.apply(add, (1, 1)), Err(Error::PoolClosed)));
     pool.join()?;
     println!("joined: the tour is complete");

@@ -107,14 +107,20 @@ fn a_worker_killed_mid_task_is_reported_and_replaced() {
     let pool = Pool::new(1).unwrap();
     let before = pool.pids();
     match pool.apply(kill_self, (libc::SIGKILL,)) {
-        Err(Error::WorkerLost { task, pid, signal, .. }) => {
+        Err(Error::WorkerLost {
+            task, pid, signal, ..
+        }) => {
             assert!(task.ends_with("::kill_self"), "{task}");
             assert_eq!(vec![pid], before);
             assert_eq!(signal, Some(libc::SIGKILL));
         }
         other => panic!("expected WorkerLost, got {other:?}"),
     }
-    assert_eq!(pool.apply(add, (1, 2)).unwrap(), 3, "the pool keeps serving");
+    assert_eq!(
+        pool.apply(add, (1, 2)).unwrap(),
+        3,
+        "the pool keeps serving"
+    );
     assert_ne!(pool.pids(), before, "with a new worker");
 }
 
@@ -126,7 +132,9 @@ fn abort_and_exit_are_worker_losses_too() {
         other => panic!("expected WorkerLost, got {other:?}"),
     }
     match pool.apply(exit_now, (7,)) {
-        Err(Error::WorkerLost { signal, exit_code, .. }) => {
+        Err(Error::WorkerLost {
+            signal, exit_code, ..
+        }) => {
             assert_eq!((signal, exit_code), (None, Some(7)))
         }
         other => panic!("expected WorkerLost, got {other:?}"),
@@ -157,21 +165,36 @@ fn a_map_with_a_lost_worker_fails_instead_of_hanging() {
     let pool = Pool::new(2).unwrap();
     let r = pool.map_with(kill_self, vec![libc::SIGKILL; 4], Opts::new().chunksize(1));
     assert!(matches!(r, Err(Error::WorkerLost { .. })), "{r:?}");
-    let items: Vec<_> = pool.imap(kill_self, vec![libc::SIGKILL; 3]).unwrap().collect();
+    let items: Vec<_> = pool
+        .imap(kill_self, vec![libc::SIGKILL; 3])
+        .unwrap()
+        .collect();
     assert_eq!(items.len(), 3);
-    assert!(items.iter().all(|r| matches!(r, Err(Error::WorkerLost { .. }))));
+    assert!(items
+        .iter()
+        .all(|r| matches!(r, Err(Error::WorkerLost { .. }))));
     assert_eq!(pool.apply(add, (2, 2)).unwrap(), 4);
 }
 
 #[multiproc::test]
 fn an_argument_that_does_not_serialize_fails_at_the_call() {
     let pool = Pool::new(1).unwrap();
-    let e = pool.apply_async(take_unserializable, (Unserializable,)).unwrap_err();
+    let e = pool
+        .apply_async(take_unserializable, (Unserializable,))
+        .unwrap_err();
     assert!(matches!(e, Error::Serialization { .. }), "{e:?}");
-    let e = pool.map(take_unserializable, vec![Unserializable]).unwrap_err();
+    let e = pool
+        .map(take_unserializable, vec![Unserializable])
+        .unwrap_err();
     assert!(matches!(e, Error::Serialization { .. }), "{e:?}");
-    let items: Vec<_> = pool.imap(take_unserializable, vec![Unserializable]).unwrap().collect();
-    assert!(matches!(items[..], [Err(Error::Serialization { .. })]), "{items:?}");
+    let items: Vec<_> = pool
+        .imap(take_unserializable, vec![Unserializable])
+        .unwrap()
+        .collect();
+    assert!(
+        matches!(items[..], [Err(Error::Serialization { .. })]),
+        "{items:?}"
+    );
     assert_eq!(pool.apply(add, (1, 1)).unwrap(), 2);
 }
 
@@ -194,14 +217,20 @@ fn a_result_that_does_not_serialize_is_an_error_and_the_worker_serves_on() {
 fn values_that_do_not_round_trip_are_errors_for_their_item_only() {
     let pool = Pool::new(1).unwrap();
     let e = pool.apply(take_one_way, (OneWay(5),)).unwrap_err();
-    assert!(matches!(&e, Error::Serialization { message, .. } if message.contains("does not come back")), "{e:?}");
+    assert!(
+        matches!(&e, Error::Serialization { message, .. } if message.contains("does not come back")),
+        "{e:?}"
+    );
     let e = pool.apply(make_one_way, (5,)).unwrap_err();
     assert!(matches!(e, Error::Serialization { .. }), "{e:?}");
     let items: Vec<_> = pool
         .imap_with(make_maybe_one_way, 0..4u8, Opts::new().chunksize(4))
         .unwrap()
         .collect();
-    assert!(matches!(items[2], Err(Error::Serialization { .. })), "{items:?}");
+    assert!(
+        matches!(items[2], Err(Error::Serialization { .. })),
+        "{items:?}"
+    );
     for i in [0, 1, 3] {
         assert_eq!(items[i].as_ref().unwrap().as_ref().unwrap(), &(i as u8));
     }

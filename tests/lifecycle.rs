@@ -27,7 +27,10 @@ fn check_worker_fds(pool: &Pool) {
         .collect();
     // The channel to the parent, and the watchdog's duplicate of it: nothing else.
     assert_eq!(extra.len(), 2, "worker fds: {fds:#?}");
-    assert!(extra.iter().all(|f| f.contains("socket:")), "worker fds: {fds:#?}");
+    assert!(
+        extra.iter().all(|f| f.contains("socket:")),
+        "worker fds: {fds:#?}"
+    );
 }
 
 #[multiproc::test]
@@ -38,20 +41,46 @@ fn pools_leave_no_process_and_no_descriptor_behind() {
 
     for method in [StartMethod::Spawn, StartMethod::ForkServer] {
         // Dropped: close + join.
-        let pool = Pool::builder().processes(3).start_method(method).build().unwrap();
+        let pool = Pool::builder()
+            .processes(3)
+            .start_method(method)
+            .build()
+            .unwrap();
         check_worker_fds(&pool);
         assert_eq!(pool.map(square, 0..100u64).unwrap()[9], 81);
         drop(pool);
-        assert_eq!(common::children_of(me), Vec::<u32>::new(), "{method:?}: children after drop");
-        assert_eq!(common::open_fds(), fds_before, "{method:?}: descriptors after drop");
+        assert_eq!(
+            common::children_of(me),
+            Vec::<u32>::new(),
+            "{method:?}: children after drop"
+        );
+        assert_eq!(
+            common::open_fds(),
+            fds_before,
+            "{method:?}: descriptors after drop"
+        );
 
         // Terminated mid-work.
-        let pool = Pool::builder().processes(2).start_method(method).build().unwrap();
-        let pending: Vec<_> = (0..500).map(|i| pool.apply_async(square, (i,)).unwrap()).collect();
+        let pool = Pool::builder()
+            .processes(2)
+            .start_method(method)
+            .build()
+            .unwrap();
+        let pending: Vec<_> = (0..500)
+            .map(|i| pool.apply_async(square, (i,)).unwrap())
+            .collect();
         pool.terminate();
         drop(pending);
         drop(pool);
-        assert_eq!(common::children_of(me), Vec::<u32>::new(), "{method:?}: children after terminate");
-        assert_eq!(common::open_fds(), fds_before, "{method:?}: descriptors after terminate");
+        assert_eq!(
+            common::children_of(me),
+            Vec::<u32>::new(),
+            "{method:?}: children after terminate"
+        );
+        assert_eq!(
+            common::open_fds(),
+            fds_before,
+            "{method:?}: descriptors after terminate"
+        );
     }
 }

@@ -22,7 +22,12 @@ fn workers_die_when_their_parent_is_killed() {
     }
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
-        .args(["workers_die_when_their_parent_is_killed", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "workers_die_when_their_parent_is_killed",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ROLE, "parent")
         .stdout(Stdio::piped())
         .spawn()
@@ -31,14 +36,20 @@ fn workers_die_when_their_parent_is_killed() {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     loop {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the doomed parent ended early");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the doomed parent ended early"
+        );
         // libtest may print its "test name ... " prefix on the same line.
         if let Some(at) = line.find("DESCENDANTS ") {
             line = line[at + "DESCENDANTS ".len()..].to_owned();
             break;
         }
     }
-    let pids: Vec<u32> = line.split_whitespace().map(|p| p.parse().unwrap()).collect();
+    let pids: Vec<u32> = line
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
     // Two spawned workers, two forked workers and their fork server.
     assert!(pids.len() >= 5, "descendants: {pids:?}");
     child.kill().unwrap();

@@ -33,7 +33,7 @@ fn pid_of(_x: u32) -> u32 {
 
 #[pool_task]
 fn boom(x: u32) -> u32 {
-    if x % 2 == 1 {
+    if !x.is_multiple_of(2) {
         panic!("odd input {x}");
     }
     x
@@ -148,11 +148,19 @@ fn callbacks_run_in_the_parent_and_a_panicking_one_is_contained() {
 
     // A callback that panics neither hangs get() nor breaks the pool.
     let r = pool
-        .apply_async_with(square, (3,), Opts::new().callback(|_: &u64| panic!("callback bug")))
+        .apply_async_with(
+            square,
+            (3,),
+            Opts::new().callback(|_: &u64| panic!("callback bug")),
+        )
         .unwrap();
     assert_eq!(r.get_timeout(LONG).unwrap(), 9);
     let r = pool
-        .map_async_with(square, 0..10u64, Opts::new().callback(|_: &Vec<u64>| panic!("again")))
+        .map_async_with(
+            square,
+            0..10u64,
+            Opts::new().callback(|_: &Vec<u64>| panic!("again")),
+        )
         .unwrap();
     assert_eq!(r.get_timeout(LONG).unwrap().len(), 10);
     assert_eq!(pool.apply(add, (1, 1)).unwrap(), 2);
@@ -164,10 +172,15 @@ fn map_keeps_order_for_every_chunksize() {
     let want: Vec<u64> = (0..1000u64).map(|x| x * x).collect();
     assert_eq!(pool.map(square, 0..1000u64).unwrap(), want);
     for cs in [1, 7, 100, 999, 1000, 5000] {
-        let got = pool.map_with(square, 0..1000u64, Opts::new().chunksize(cs)).unwrap();
+        let got = pool
+            .map_with(square, 0..1000u64, Opts::new().chunksize(cs))
+            .unwrap();
         assert_eq!(got, want, "chunksize {cs}");
     }
-    assert_eq!(pool.map(square, Vec::<u64>::new()).unwrap(), Vec::<u64>::new());
+    assert_eq!(
+        pool.map(square, Vec::<u64>::new()).unwrap(),
+        Vec::<u64>::new()
+    );
 }
 
 #[multiproc::test]
@@ -190,7 +203,9 @@ fn map_async_and_starmap_variants() {
     let pairs: Vec<(i64, i64)> = (0..50).map(|i| (i, 2 * i)).collect();
     let want: Vec<i64> = pairs.iter().map(|(a, b)| a + b).collect();
     assert_eq!(pool.starmap(add, pairs.clone()).unwrap(), want);
-    let r = pool.starmap_async_with(add, pairs, Opts::new().chunksize(4)).unwrap();
+    let r = pool
+        .starmap_async_with(add, pairs, Opts::new().chunksize(4))
+        .unwrap();
     assert_eq!(r.get().unwrap(), want);
 }
 
@@ -198,7 +213,9 @@ fn map_async_and_starmap_variants() {
 fn map_reports_the_first_failing_item_and_the_worker_survives() {
     let pool = Pool::new(1).unwrap();
     let before = pool.pids();
-    let err = pool.map_with(boom, 0..10u32, Opts::new().chunksize(3)).unwrap_err();
+    let err = pool
+        .map_with(boom, 0..10u32, Opts::new().chunksize(3))
+        .unwrap_err();
     match err {
         Error::TaskPanicked { task, message, .. } => {
             assert!(task.ends_with("::boom"), "{task}");
@@ -252,14 +269,19 @@ fn imap_on_an_endless_input_stays_within_its_window() {
         .unwrap();
     assert_eq!(first[49], 49 * 49);
     let pulled = pulled.load(Ordering::SeqCst);
-    assert!(pulled <= 50 + 16, "imap read {pulled} items ahead of a consumer of 50");
+    assert!(
+        pulled <= 50 + 16,
+        "imap read {pulled} items ahead of a consumer of 50"
+    );
 }
 
 #[multiproc::test]
 fn dropping_imap_midway_cancels_and_the_pool_goes_on() {
     let pool = Pool::new(2).unwrap();
     {
-        let mut it = pool.imap(sleep_ms, std::iter::repeat(50u64).take(1000)).unwrap();
+        let mut it = pool
+            .imap(sleep_ms, std::iter::repeat_n(50u64, 1000))
+            .unwrap();
         assert_eq!(it.next().unwrap().unwrap(), 50);
     }
     assert_eq!(pool.map(square, 0..10u64).unwrap()[3], 9);
@@ -296,14 +318,22 @@ fn blocking_calls_honour_a_timeout() {
 fn options_that_do_not_apply_are_errors() {
     let pool = Pool::new(1).unwrap();
     let bad = [
-        pool.map_with(square, 0..3u64, Opts::new().chunksize(0)).err(),
-        pool.apply_with(square, (1,), Opts::new().chunksize(2)).err(),
-        pool.apply_with(square, (1,), Opts::new().callback(|_| {})).err(),
-        pool.apply_async_with(square, (1,), Opts::new().timeout(LONG)).err(),
-        pool.imap_with(square, 0..3u64, Opts::new().callback(|_| {})).err(),
+        pool.map_with(square, 0..3u64, Opts::new().chunksize(0))
+            .err(),
+        pool.apply_with(square, (1,), Opts::new().chunksize(2))
+            .err(),
+        pool.apply_with(square, (1,), Opts::new().callback(|_| {}))
+            .err(),
+        pool.apply_async_with(square, (1,), Opts::new().timeout(LONG))
+            .err(),
+        pool.imap_with(square, 0..3u64, Opts::new().callback(|_| {}))
+            .err(),
     ];
     for (i, e) in bad.into_iter().enumerate() {
-        assert!(matches!(e, Some(Error::InvalidArgument(_))), "case {i}: {e:?}");
+        assert!(
+            matches!(e, Some(Error::InvalidArgument(_))),
+            "case {i}: {e:?}"
+        );
     }
 }
 
@@ -313,8 +343,14 @@ fn closures_and_unannotated_functions_are_refused() {
         x
     }
     let pool = Pool::new(1).unwrap();
-    assert!(matches!(pool.apply(plain, (1,)), Err(Error::UnregisteredTask { .. })));
-    assert!(matches!(pool.map(|x: u64| x, 0..3u64), Err(Error::UnregisteredTask { .. })));
+    assert!(matches!(
+        pool.apply(plain, (1,)),
+        Err(Error::UnregisteredTask { .. })
+    ));
+    assert!(matches!(
+        pool.map(|x: u64| x, 0..3u64),
+        Err(Error::UnregisteredTask { .. })
+    ));
     let e = pool.apply(|| 1u8, ()).unwrap_err().to_string();
     assert!(e.contains("#[pool_task]"), "{e}");
 }
@@ -333,7 +369,9 @@ fn initializer_runs_once_in_every_worker() {
         .initializer(set_greeting, ("hello".to_string(),))
         .build()
         .unwrap();
-    let seen = pool.map_with(|_: u32| greeting(), 0..1u32, Opts::new()).err();
+    let seen = pool
+        .map_with(|_: u32| greeting(), 0..1u32, Opts::new())
+        .err();
     assert!(seen.is_some(), "closures are refused");
     for _ in 0..10 {
         assert_eq!(pool.apply(greeting, ()).unwrap().as_deref(), Some("hello"));
@@ -342,16 +380,25 @@ fn initializer_runs_once_in_every_worker() {
 
 #[multiproc::test]
 fn a_failing_initializer_fails_the_build() {
-    let r = Pool::builder().processes(2).initializer(bad_initializer, ()).build();
+    let r = Pool::builder()
+        .processes(2)
+        .initializer(bad_initializer, ())
+        .build();
     match r {
-        Err(Error::InitializerFailed { message }) => assert!(message.contains("refuses"), "{message}"),
+        Err(Error::InitializerFailed { message }) => {
+            assert!(message.contains("refuses"), "{message}")
+        }
         other => panic!("expected InitializerFailed, got {other:?}"),
     }
 }
 
 #[multiproc::test]
 fn maxtasksperchild_replaces_workers() {
-    let pool = Pool::builder().processes(2).maxtasksperchild(3).build().unwrap();
+    let pool = Pool::builder()
+        .processes(2)
+        .maxtasksperchild(3)
+        .build()
+        .unwrap();
     let pids: HashSet<u32> = pool
         .map_with(pid_of, 0..24u32, Opts::new().chunksize(1))
         .unwrap()
@@ -359,21 +406,31 @@ fn maxtasksperchild_replaces_workers() {
         .collect();
     // 24 jobs, at most 3 per worker: at least 8 distinct workers served them.
     assert!(pids.len() >= 8, "only {} distinct workers", pids.len());
-    assert_ne!(pool.apply(pid, ()).unwrap(), std::process::id(), "the pool still serves");
+    assert_ne!(
+        pool.apply(pid, ()).unwrap(),
+        std::process::id(),
+        "the pool still serves"
+    );
 }
 
 #[multiproc::test]
 fn close_join_and_calls_on_a_closed_pool() {
     let pool = Pool::new(2).unwrap();
     assert!(matches!(pool.join(), Err(Error::PoolRunning)));
-    let pending: Vec<_> = (0..20).map(|i| pool.apply_async(add, (i, i)).unwrap()).collect();
+    let pending: Vec<_> = (0..20)
+        .map(|i| pool.apply_async(add, (i, i)).unwrap())
+        .collect();
     pool.close();
     assert!(matches!(pool.apply(add, (1, 1)), Err(Error::PoolClosed)));
     assert!(matches!(pool.map(square, 0..3u64), Err(Error::PoolClosed)));
     assert!(matches!(pool.imap(square, 0..3u64), Err(Error::PoolClosed)));
     pool.join().unwrap();
     for (i, r) in pending.into_iter().enumerate() {
-        assert_eq!(r.get().unwrap(), 2 * i as i64, "work submitted before close completes");
+        assert_eq!(
+            r.get().unwrap(),
+            2 * i as i64,
+            "work submitted before close completes"
+        );
     }
     assert!(pool.pids().is_empty());
 }
@@ -381,7 +438,9 @@ fn close_join_and_calls_on_a_closed_pool() {
 #[multiproc::test]
 fn terminate_fails_pending_work_promptly() {
     let pool = Pool::new(2).unwrap();
-    let pending: Vec<_> = (0..3000).map(|_| pool.apply_async(sleep_ms, (20,)).unwrap()).collect();
+    let pending: Vec<_> = (0..3000)
+        .map(|_| pool.apply_async(sleep_ms, (20,)).unwrap())
+        .collect();
     pool.terminate();
     let mut terminated = 0;
     for r in pending {
@@ -391,7 +450,10 @@ fn terminate_fails_pending_work_promptly() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(terminated > 2900, "only {terminated} of 3000 were cancelled");
+    assert!(
+        terminated > 2900,
+        "only {terminated} of 3000 were cancelled"
+    );
     assert!(matches!(pool.apply(add, (1, 1)), Err(Error::PoolClosed)));
     pool.join().unwrap();
 }
@@ -438,5 +500,8 @@ fn pools_can_be_shared_between_threads() {
         })
         .collect();
     let total: i64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    assert_eq!(total, (0..4i64).map(|t| (0..50).map(|i| t + i).sum::<i64>()).sum());
+    assert_eq!(
+        total,
+        (0..4i64).map(|t| (0..50).map(|i| t + i).sum::<i64>()).sum()
+    );
 }

@@ -21,9 +21,9 @@ impl Args {
         for meta in metas {
             let result = match &meta {
                 Meta::NameValue(nv) if nv.path.is_ident("crate") => match &nv.value {
-                    Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => {
-                        s.parse::<Path>().map(|p| krate = quote!(#p))
-                    }
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Str(s), ..
+                    }) => s.parse::<Path>().map(|p| krate = quote!(#p)),
                     other => Err(syn::Error::new_spanned(
                         other,
                         "expected a string: `crate = \"path::to::multiproc\"`",

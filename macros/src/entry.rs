@@ -7,7 +7,11 @@ use syn::ItemFn;
 
 use crate::args::Args;
 
-fn parse(args: TokenStream, item: TokenStream, what: &str) -> Result<(TokenStream, ItemFn), TokenStream> {
+fn parse(
+    args: TokenStream,
+    item: TokenStream,
+    what: &str,
+) -> Result<(TokenStream, ItemFn), TokenStream> {
     let item_fn: ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
         Err(_) => {

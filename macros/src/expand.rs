@@ -89,7 +89,11 @@ fn item_keyword(item: &Item) -> TokenStream {
     }
 }
 
-fn registration(krate: &TokenStream, func: &ItemFn, sig: &crate::parse::TaskSig<'_>) -> TokenStream {
+fn registration(
+    krate: &TokenStream,
+    func: &ItemFn,
+    sig: &crate::parse::TaskSig<'_>,
+) -> TokenStream {
     let name = &func.sig.ident;
     let name_str = name.to_string();
     let private = quote!(#krate::__private);

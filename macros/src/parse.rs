@@ -51,8 +51,10 @@ impl<'ast> Visit<'ast> for Borrowed<'_> {
         );
     }
     fn visit_type_ptr(&mut self, p: &'ast syn::TypePtr) {
-        self.errors
-            .push(p, "raw pointers cannot cross a process boundary: pass the data itself");
+        self.errors.push(
+            p,
+            "raw pointers cannot cross a process boundary: pass the data itself",
+        );
     }
 }
 
@@ -71,7 +73,10 @@ pub fn task_signature(f: &ItemFn) -> syn::Result<TaskSig<'_>> {
         errors.push(u, "#[pool_task] cannot be `unsafe`: its callers in other processes cannot uphold a contract");
     }
     if let Some(abi) = &sig.abi {
-        errors.push(abi, "#[pool_task] functions must use the Rust ABI; remove `extern`");
+        errors.push(
+            abi,
+            "#[pool_task] functions must use the Rust ABI; remove `extern`",
+        );
     }
     if let Some(v) = &sig.variadic {
         errors.push(v, "#[pool_task] functions cannot be variadic");
@@ -103,7 +108,10 @@ pub fn task_signature(f: &ItemFn) -> syn::Result<TaskSig<'_>> {
                  a worker; pass the value as an ordinary argument",
             ),
             FnArg::Typed(pt) => {
-                Borrowed { errors: &mut errors }.visit_type(&pt.ty);
+                Borrowed {
+                    errors: &mut errors,
+                }
+                .visit_type(&pt.ty);
                 arg_types.push(&*pt.ty);
             }
         }
@@ -117,7 +125,10 @@ pub fn task_signature(f: &ItemFn) -> syn::Result<TaskSig<'_>> {
     let ret = match &sig.output {
         ReturnType::Default => None,
         ReturnType::Type(_, ty) => {
-            Borrowed { errors: &mut errors }.visit_type(ty);
+            Borrowed {
+                errors: &mut errors,
+            }
+            .visit_type(ty);
             Some(&**ty)
         }
     };

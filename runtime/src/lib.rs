@@ -5,7 +5,7 @@
 //! speaks Python's vocabulary (`apply`, `map`, `imap_unordered`, `starmap_async`, ...), never
 //! hangs when a worker dies, and runs in constant memory on endless inputs.
 //!
-//! ```no_run
+//! ```
 //! use multiproc::prelude::*;
 //!
 //! #[pool_task]
@@ -16,7 +16,7 @@
 //!
 //! #[multiproc::main]
 //! fn main() -> multiproc::Result<()> {
-//!     let pool = Pool::new(4)?;
+//!     let pool = Pool::new(2)?;
 //!     let v: Vec<u64> = pool.map(square, 0..1000u64)?;
 //!     assert_eq!(v[999], 998_001);
 //!     assert_eq!(pool.apply(add, (1, 2))?, 3);

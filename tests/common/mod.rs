@@ -7,9 +7,13 @@ use std::time::Duration;
 /// Pids whose parent is `parent`, zombies included.
 pub fn children_of(parent: u32) -> Vec<u32> {
     let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for entry in dir.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         if let Some((_, ppid)) = stat(pid) {
             if ppid == parent {
                 out.push(pid);
@@ -43,7 +47,11 @@ pub fn wait_exit(pid: u32, timeout: Duration) -> bool {
         if fd < 0 {
             return is_dead(pid); // already gone
         }
-        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let n = libc::poll(&mut p, 1, timeout.as_millis() as libc::c_int);
         libc::close(fd);
         n == 1 || is_dead(pid)
@@ -57,7 +65,11 @@ pub fn open_fds() -> Vec<String> {
             d.flatten()
                 .map(|e| {
                     let target = std::fs::read_link(e.path()).map(|t| t.display().to_string());
-                    format!("{} -> {}", e.file_name().to_string_lossy(), target.unwrap_or_default())
+                    format!(
+                        "{} -> {}",
+                        e.file_name().to_string_lossy(),
+                        target.unwrap_or_default()
+                    )
                 })
                 .collect()
         })

@@ -96,12 +96,18 @@ impl PoolBuilder {
     pub fn build(self) -> Result<Pool> {
         crate::worker::check_can_start_workers()?;
         let processes = match self.processes {
-            Some(0) => return Err(Error::InvalidArgument("a pool needs at least 1 process".into())),
+            Some(0) => {
+                return Err(Error::InvalidArgument(
+                    "a pool needs at least 1 process".into(),
+                ))
+            }
             Some(n) => n,
             None => crate::cpu_count(),
         };
         if self.maxtasksperchild == Some(0) {
-            return Err(Error::InvalidArgument("maxtasksperchild must be at least 1".into()));
+            return Err(Error::InvalidArgument(
+                "maxtasksperchild must be at least 1".into(),
+            ));
         }
         let initializer = self.initializer.transpose()?;
         let shared = Shared::new(Config {

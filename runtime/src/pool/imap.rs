@@ -136,7 +136,8 @@ impl<'p, R: DeserializeOwned + Send + 'static> Imap<'p, R> {
                 Some((Err(e), items)) => {
                     // This chunk cannot be sent: its items fail at their position.
                     self.submit(std::mem::take(&mut jobs));
-                    self.sink.deliver(self.submitted, (0..items).map(|_| Err(e.clone())).collect());
+                    self.sink
+                        .deliver(self.submitted, (0..items).map(|_| Err(e.clone())).collect());
                     self.submitted += 1;
                 }
             }
@@ -153,7 +154,8 @@ impl<'p, R: DeserializeOwned + Send + 'static> Imap<'p, R> {
         let sizes: Vec<usize> = jobs.iter().map(|j| j.items).collect();
         if let Err(e) = self.shared.submit(jobs) {
             for (i, items) in sizes.into_iter().enumerate() {
-                self.sink.deliver(first + i, (0..items).map(|_| Err(e.clone())).collect());
+                self.sink
+                    .deliver(first + i, (0..items).map(|_| Err(e.clone())).collect());
             }
         }
         self.submitted += n;
@@ -172,7 +174,11 @@ impl<'p, R: DeserializeOwned + Send + 'static> Imap<'p, R> {
                 return Some(Ok(items));
             }
             inbox = match deadline {
-                None => self.sink.cond.wait(inbox).unwrap_or_else(|p| p.into_inner()),
+                None => self
+                    .sink
+                    .cond
+                    .wait(inbox)
+                    .unwrap_or_else(|p| p.into_inner()),
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {

@@ -110,7 +110,13 @@ impl Pool {
         self.shared.pids()
     }
 
-    fn job<A: Serialize>(&self, task: &'static str, args: &[A], part: usize, sink: Arc<dyn shared::Sink>) -> Result<Job> {
+    fn job<A: Serialize>(
+        &self,
+        task: &'static str,
+        args: &[A],
+        part: usize,
+        sink: Arc<dyn shared::Sink>,
+    ) -> Result<Job> {
         let id = self.shared.next_job_id();
         let frame = codec::run_frame(id, task, args)?;
         Ok(Job {
@@ -167,7 +173,12 @@ impl Pool {
     }
 
     /// [`apply_async`](Pool::apply_async) with options: reads `callback` and `error_callback`.
-    pub fn apply_async_with<F, Args>(&self, _f: F, args: Args, opts: Opts<F::Output>) -> Result<AsyncResult<F::Output>>
+    pub fn apply_async_with<F, Args>(
+        &self,
+        _f: F,
+        args: Args,
+        opts: Opts<F::Output>,
+    ) -> Result<AsyncResult<F::Output>>
     where
         F: TaskFn<Args>,
         Args: Serialize,
@@ -186,7 +197,11 @@ impl Pool {
         Ok(AsyncResult::new(cell))
     }
 
-    fn starmap_inner<F, Args>(&self, items: Vec<Args>, opts: Opts<Vec<F::Output>>) -> Result<AsyncResult<Vec<F::Output>>>
+    fn starmap_inner<F, Args>(
+        &self,
+        items: Vec<Args>,
+        opts: Opts<Vec<F::Output>>,
+    ) -> Result<AsyncResult<Vec<F::Output>>>
     where
         F: TaskFn<Args>,
         Args: Serialize,
@@ -236,7 +251,12 @@ impl Pool {
     }
 
     /// [`map`](Pool::map) with options: reads `chunksize`, `timeout`.
-    pub fn map_with<F, A, I>(&self, _f: F, iter: I, opts: Opts<Vec<F::Output>>) -> Result<Vec<F::Output>>
+    pub fn map_with<F, A, I>(
+        &self,
+        _f: F,
+        iter: I,
+        opts: Opts<Vec<F::Output>>,
+    ) -> Result<Vec<F::Output>>
     where
         F: TaskFn<(A,)>,
         A: Serialize,
@@ -262,7 +282,12 @@ impl Pool {
 
     /// [`map_async`](Pool::map_async) with options: reads `chunksize`, `callback`,
     /// `error_callback`.
-    pub fn map_async_with<F, A, I>(&self, _f: F, iter: I, opts: Opts<Vec<F::Output>>) -> Result<AsyncResult<Vec<F::Output>>>
+    pub fn map_async_with<F, A, I>(
+        &self,
+        _f: F,
+        iter: I,
+        opts: Opts<Vec<F::Output>>,
+    ) -> Result<AsyncResult<Vec<F::Output>>>
     where
         F: TaskFn<(A,)>,
         A: Serialize,
@@ -287,7 +312,12 @@ impl Pool {
     }
 
     /// [`starmap`](Pool::starmap) with options: reads `chunksize`, `timeout`.
-    pub fn starmap_with<F, Args, I>(&self, _f: F, iter: I, opts: Opts<Vec<F::Output>>) -> Result<Vec<F::Output>>
+    pub fn starmap_with<F, Args, I>(
+        &self,
+        _f: F,
+        iter: I,
+        opts: Opts<Vec<F::Output>>,
+    ) -> Result<Vec<F::Output>>
     where
         F: TaskFn<Args>,
         Args: Serialize,
@@ -313,7 +343,12 @@ impl Pool {
 
     /// [`starmap_async`](Pool::starmap_async) with options: reads `chunksize`, `callback`,
     /// `error_callback`.
-    pub fn starmap_async_with<F, Args, I>(&self, _f: F, iter: I, opts: Opts<Vec<F::Output>>) -> Result<AsyncResult<Vec<F::Output>>>
+    pub fn starmap_async_with<F, Args, I>(
+        &self,
+        _f: F,
+        iter: I,
+        opts: Opts<Vec<F::Output>>,
+    ) -> Result<AsyncResult<Vec<F::Output>>>
     where
         F: TaskFn<Args>,
         Args: Serialize,
@@ -340,7 +375,12 @@ impl Pool {
     }
 
     /// [`imap`](Pool::imap) with options: reads `chunksize` and `timeout` (per item).
-    pub fn imap_with<'p, F, A, I>(&'p self, _f: F, iter: I, opts: Opts<F::Output>) -> Result<Imap<'p, F::Output>>
+    pub fn imap_with<'p, F, A, I>(
+        &'p self,
+        _f: F,
+        iter: I,
+        opts: Opts<F::Output>,
+    ) -> Result<Imap<'p, F::Output>>
     where
         F: TaskFn<(A,)>,
         A: Serialize + 'p,
@@ -366,7 +406,12 @@ impl Pool {
 
     /// [`imap_unordered`](Pool::imap_unordered) with options: reads `chunksize` and
     /// `timeout` (per item).
-    pub fn imap_unordered_with<'p, F, A, I>(&'p self, _f: F, iter: I, opts: Opts<F::Output>) -> Result<Imap<'p, F::Output>>
+    pub fn imap_unordered_with<'p, F, A, I>(
+        &'p self,
+        _f: F,
+        iter: I,
+        opts: Opts<F::Output>,
+    ) -> Result<Imap<'p, F::Output>>
     where
         F: TaskFn<(A,)>,
         A: Serialize + 'p,
@@ -377,7 +422,13 @@ impl Pool {
         self.imap_inner::<F, A, I>(iter, opts, false, "imap_unordered")
     }
 
-    fn imap_inner<'p, F, A, I>(&'p self, iter: I, opts: Opts<F::Output>, ordered: bool, method: &str) -> Result<Imap<'p, F::Output>>
+    fn imap_inner<'p, F, A, I>(
+        &'p self,
+        iter: I,
+        opts: Opts<F::Output>,
+        ordered: bool,
+        method: &str,
+    ) -> Result<Imap<'p, F::Output>>
     where
         F: TaskFn<(A,)>,
         A: Serialize + 'p,

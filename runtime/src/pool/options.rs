@@ -119,12 +119,22 @@ impl<T> Opts<T> {
         self
     }
 
-    pub(crate) fn check(&self, method: &str, chunks: bool, callbacks: bool, timeout: bool) -> Result<()> {
+    pub(crate) fn check(
+        &self,
+        method: &str,
+        chunks: bool,
+        callbacks: bool,
+        timeout: bool,
+    ) -> Result<()> {
         if self.chunksize == Some(0) {
-            return Err(Error::InvalidArgument("chunksize must be at least 1".into()));
+            return Err(Error::InvalidArgument(
+                "chunksize must be at least 1".into(),
+            ));
         }
         if !chunks && self.chunksize.is_some() {
-            return Err(Error::InvalidArgument(format!("{method} takes no chunksize")));
+            return Err(Error::InvalidArgument(format!(
+                "{method} takes no chunksize"
+            )));
         }
         if !callbacks && !self.callbacks.is_empty() {
             return Err(Error::InvalidArgument(format!(

@@ -57,7 +57,10 @@ impl<T> Cell<T> {
                     if left.is_zero() {
                         return false;
                     }
-                    self.cond.wait_timeout(g, left).unwrap_or_else(|p| p.into_inner()).0
+                    self.cond
+                        .wait_timeout(g, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
                 }
             };
         }
@@ -96,7 +99,9 @@ pub struct AsyncResult<T> {
 
 impl<T> std::fmt::Debug for AsyncResult<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AsyncResult").field("ready", &self.ready()).finish()
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.ready())
+            .finish()
     }
 }
 

@@ -208,7 +208,9 @@ impl Shared {
                 let mut s = lock(&self.sched);
                 let max = self.config.maxtasksperchild;
                 while let Some(k) = pick_slot(&s.slots) {
-                    let Some(job) = s.pending.pop_front() else { break };
+                    let Some(job) = s.pending.pop_front() else {
+                        break;
+                    };
                     if job.sink.is_cancelled() {
                         dropped += 1;
                         continue;
@@ -438,10 +440,18 @@ fn handshake(stream: &UnixStream, config: &Config) -> Result<()> {
     let read = |what: Kind| -> Result<Vec<u8>> {
         match frame::read_frame(&mut &*stream) {
             Ok(Some(f)) if f.kind == what => Ok(f.body),
-            Ok(Some(f)) => Err(Error::Protocol(format!("expected {what:?}, got {:?}", f.kind))),
-            Ok(None) => Err(Error::WorkerStart("the worker exited before the handshake".into())),
+            Ok(Some(f)) => Err(Error::Protocol(format!(
+                "expected {what:?}, got {:?}",
+                f.kind
+            ))),
+            Ok(None) => Err(Error::WorkerStart(
+                "the worker exited before the handshake".into(),
+            )),
             Err(Error::Io(e))
-                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
             {
                 Err(timeout_msg())
             }
@@ -555,7 +565,11 @@ pub(crate) fn slot_main(shared: Arc<Shared>, k: usize, first: std::sync::mpsc::S
         if terminated || err.is_some() {
             proc.kill();
         }
-        let grace = if retiring || !inflight.is_empty() { 5 } else { 2 };
+        let grace = if retiring || !inflight.is_empty() {
+            5
+        } else {
+            2
+        };
         let exit = proc.reap(Duration::from_secs(grace));
         let mut jobs = inflight.into_iter();
         if let Some(running) = jobs.next() {
@@ -619,7 +633,9 @@ impl Shared {
                 }
             };
             let Some(job) = job else {
-                return End::Lost(Some(Error::Protocol(format!("result for unknown job {id}"))));
+                return End::Lost(Some(Error::Protocol(format!(
+                    "result for unknown job {id}"
+                ))));
             };
             let outcome = match f.kind {
                 Kind::Result => Ok(rest.to_vec()),

@@ -129,7 +129,8 @@ impl Drop for ForkServer {
             let _ = ctl.shutdown(std::net::Shutdown::Both);
         }
         let process = self.process.get_mut().unwrap_or_else(|p| p.into_inner());
-        let pidfd = Pid::from_raw(process.id() as i32).and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok());
+        let pidfd = Pid::from_raw(process.id() as i32)
+            .and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok());
         let exited = pidfd.is_some_and(|fd| wait_readable(fd.as_fd(), Duration::from_secs(5)));
         if !exited {
             let _ = process.kill();
@@ -193,7 +194,9 @@ pub(crate) fn serve(ctl: OwnedFd) -> ! {
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(_) => std::process::exit(3),
             }
-            let exited: Vec<usize> = (1..fds.len()).filter(|&i| !fds[i].revents().is_empty()).collect();
+            let exited: Vec<usize> = (1..fds.len())
+                .filter(|&i| !fds[i].revents().is_empty())
+                .collect();
             (!fds[0].revents().is_empty(), exited)
         };
         for &i in exited.iter().rev() {
@@ -208,7 +211,12 @@ pub(crate) fn serve(ctl: OwnedFd) -> ! {
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
         let mut anc = RecvAncillaryBuffer::new(&mut space);
         let mut byte = [0u8; 1];
-        let n = match recvmsg(&ctl, &mut [IoSliceMut::new(&mut byte)], &mut anc, RecvFlags::CMSG_CLOEXEC) {
+        let n = match recvmsg(
+            &ctl,
+            &mut [IoSliceMut::new(&mut byte)],
+            &mut anc,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
             Ok(r) => r.bytes,
             Err(rustix::io::Errno::INTR) => continue,
             Err(_) => 0,

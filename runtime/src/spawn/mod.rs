@@ -119,7 +119,10 @@ impl WorkerProcess {
 }
 
 /// Reads exactly `buf.len()` bytes from a blocking descriptor.
-pub(crate) fn read_exact_fd(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<()> {
+pub(crate) fn read_exact_fd(
+    fd: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> std::io::Result<()> {
     let mut got = 0;
     while got < buf.len() {
         match rustix::io::read(fd, &mut buf[got..]) {

@@ -49,13 +49,18 @@ fn push_item<T: Serialize + ?Sized>(out: &mut Vec<u8>, tag: u8, value: &T) -> bi
 }
 
 /// Builds a complete RUN frame for `args` (a chunk of argument tuples).
-pub(crate) fn run_frame<A: Serialize>(job_id: u64, task: &str, args: &[A]) -> Result<Vec<u8>, Error> {
+pub(crate) fn run_frame<A: Serialize>(
+    job_id: u64,
+    task: &str,
+    args: &[A],
+) -> Result<Vec<u8>, Error> {
     let mut buf = Vec::with_capacity(64 + task.len());
     let start = frame::begin(&mut buf, Kind::Run);
     buf.extend_from_slice(&job_id.to_le_bytes());
     buf.extend_from_slice(&(task.len() as u16).to_le_bytes());
     buf.extend_from_slice(task.as_bytes());
-    bincode::serialize_into(&mut buf, args).map_err(|e| Error::serialization("a task argument", e))?;
+    bincode::serialize_into(&mut buf, args)
+        .map_err(|e| Error::serialization("a task argument", e))?;
     frame::finish(&mut buf, start)?;
     Ok(buf)
 }
@@ -88,7 +93,9 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         if body.len() < 5 {
-            return Err(Error::Protocol("RESULT frame has fewer outcomes than items".into()));
+            return Err(Error::Protocol(
+                "RESULT frame has fewer outcomes than items".into(),
+            ));
         }
         let tag = body[0];
         let len = u32::from_le_bytes([body[1], body[2], body[3], body[4]]) as usize;
@@ -165,15 +172,30 @@ mod tests {
     fn outcomes_round_trip_per_item() {
         let mut out = Vec::new();
         push_ok(&mut out, &7u32);
-        push_panic(&mut out, &PanicInfo { message: "boom".into(), backtrace: None });
+        push_panic(
+            &mut out,
+            &PanicInfo {
+                message: "boom".into(),
+                backtrace: None,
+            },
+        );
         push_ok(&mut out, &9u32);
         let items = decode_outcomes::<u32>("t", &out, 3).unwrap();
         assert_eq!(items[0].as_ref().unwrap(), &7);
         assert!(matches!(&items[1], Err(Error::TaskPanicked { message, .. }) if message == "boom"));
         assert_eq!(items[2].as_ref().unwrap(), &9);
-        assert!(matches!(decode_outcomes::<u32>("t", &out, 4), Err(Error::Protocol(_))));
-        assert!(matches!(decode_outcomes::<u32>("t", &out, 2), Err(Error::Protocol(_))));
-        assert!(matches!(decode_outcomes::<u32>("t", &[9, 0, 0, 0, 0], 1), Err(Error::Protocol(_))));
+        assert!(matches!(
+            decode_outcomes::<u32>("t", &out, 4),
+            Err(Error::Protocol(_))
+        ));
+        assert!(matches!(
+            decode_outcomes::<u32>("t", &out, 2),
+            Err(Error::Protocol(_))
+        ));
+        assert!(matches!(
+            decode_outcomes::<u32>("t", &[9, 0, 0, 0, 0], 1),
+            Err(Error::Protocol(_))
+        ));
         // A payload that does not decode as R fails that item only.
         let mut out = Vec::new();
         push_ok(&mut out, &"not a number");

@@ -46,7 +46,7 @@ impl Conn {
             }
             let spare = self.inbuf.spare_capacity_mut();
             match rustix::net::recv(&self.fd, spare, RecvFlags::empty()) {
-                Ok(((filled, _), _)) if filled.is_empty() => {
+                Ok((([], _), _)) => {
                     self.eof = true;
                     return Ok(got_any);
                 }
@@ -105,7 +105,11 @@ impl Conn {
             match rustix::net::send(&self.fd, bytes, SendFlags::NOSIGNAL) {
                 Ok(n) => bytes = &bytes[n..],
                 Err(Errno::AGAIN) => {
-                    let flags = if self.eof { PollFlags::OUT } else { PollFlags::OUT | PollFlags::IN };
+                    let flags = if self.eof {
+                        PollFlags::OUT
+                    } else {
+                        PollFlags::OUT | PollFlags::IN
+                    };
                     let revents = self.wait(flags)?;
                     if revents.intersects(PollFlags::IN | PollFlags::HUP) && !self.eof {
                         self.fill()?;

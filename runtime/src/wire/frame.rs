@@ -78,15 +78,15 @@ pub(crate) fn encode(kind: Kind, body: &[u8]) -> Result<Vec<u8>, Error> {
 /// Validates a header; returns the kind and body length.
 pub(crate) fn parse_header(h: &[u8; HEADER_LEN]) -> Result<(Kind, usize), Error> {
     if h[0] != MAGIC || h[2] != 0 || h[3] != 0 {
-        return Err(Error::Protocol(format!(
-            "corrupted frame header {h:02x?}"
-        )));
+        return Err(Error::Protocol(format!("corrupted frame header {h:02x?}")));
     }
     let kind = Kind::from_u8(h[1])
         .ok_or_else(|| Error::Protocol(format!("unknown frame kind {}", h[1])))?;
     let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
     if len > MAX_BODY {
-        return Err(Error::Protocol(format!("frame length {len} over the limit")));
+        return Err(Error::Protocol(format!(
+            "frame length {len} over the limit"
+        )));
     }
     Ok((kind, len))
 }
@@ -149,7 +149,10 @@ mod tests {
         let good = encode(Kind::Run, b"abcdefghij").unwrap();
         for cut in 1..good.len() {
             let mut r = &good[..cut];
-            assert!(matches!(read_frame(&mut r), Err(Error::Protocol(_))), "cut {cut}");
+            assert!(
+                matches!(read_frame(&mut r), Err(Error::Protocol(_))),
+                "cut {cut}"
+            );
         }
         let mut bad = good.clone();
         bad[0] ^= 0xff;

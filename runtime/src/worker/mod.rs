@@ -158,7 +158,12 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
     let welcome = match conn.recv_frame()? {
         Some(f) if f.kind == Kind::Welcome => bincode::deserialize::<Welcome>(&f.body)
             .map_err(|e| Error::Protocol(format!("bad WELCOME: {e}")))?,
-        Some(f) => return Err(Error::Protocol(format!("expected WELCOME, got {:?}", f.kind))),
+        Some(f) => {
+            return Err(Error::Protocol(format!(
+                "expected WELCOME, got {:?}",
+                f.kind
+            )))
+        }
         None => return Ok(()),
     };
     let ready: std::result::Result<(), String> = match welcome.initializer {
@@ -187,7 +192,9 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
                 out.extend_from_slice(&job_id.to_le_bytes());
                 let failure = match registry::lookup_name(name) {
                     None => Some(ChunkFailure::Unregistered(name.to_owned())),
-                    Some(entry) => (entry.run_chunk)(args, &mut out).err().map(ChunkFailure::BadArgs),
+                    Some(entry) => (entry.run_chunk)(args, &mut out)
+                        .err()
+                        .map(ChunkFailure::BadArgs),
                 };
                 if let Some(failure) = failure {
                     out.clear();
@@ -211,7 +218,11 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
                 }
             }
             Kind::Shutdown => return Ok(()),
-            other => return Err(Error::Protocol(format!("unexpected {other:?} frame in worker"))),
+            other => {
+                return Err(Error::Protocol(format!(
+                    "unexpected {other:?} frame in worker"
+                )))
+            }
         }
     }
 }

@@ -51,8 +51,9 @@ pub(super) fn in_task<R>(f: impl FnOnce() -> R) -> R {
 
 /// What the hook recorded for the panic whose payload is `payload`.
 pub(super) fn take(payload: Box<dyn Any + Send>) -> PanicInfo {
-    LAST.with(|l| l.borrow_mut().take()).unwrap_or_else(|| PanicInfo {
-        message: payload_message(&*payload),
-        backtrace: None,
-    })
+    LAST.with(|l| l.borrow_mut().take())
+        .unwrap_or_else(|| PanicInfo {
+            message: payload_message(&*payload),
+            backtrace: None,
+        })
 }
