@@ -235,3 +235,52 @@ fn values_that_do_not_round_trip_are_errors_for_their_item_only() {
         assert_eq!(items[i].as_ref().unwrap().as_ref().unwrap(), &(i as u8));
     }
 }
+
+#[pool_task]
+fn claim_once(path: String) {
+    // Succeeds for the first worker only: replacements find the marker and fail.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .expect("marker already claimed by an earlier worker");
+}
+
+#[multiproc::test]
+fn a_replacement_whose_initializer_fails_breaks_the_pool_instead_of_looping() {
+    let marker = std::env::temp_dir().join(format!("multiproc-claim-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let pool = Pool::builder()
+        .processes(1)
+        .initializer(claim_once, (marker.display().to_string(),))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(add, (1, 2)).unwrap(), 3);
+    assert!(matches!(
+        pool.apply(kill_self, (libc::SIGKILL,)),
+        Err(Error::WorkerLost { .. })
+    ));
+    // The replacement cannot initialise: the pool says so instead of respawning forever.
+    match pool.apply(add, (1, 2)) {
+        Err(Error::PoolBroken { reason }) => {
+            assert!(reason.contains("already claimed"), "{reason}")
+        }
+        other => panic!("expected PoolBroken, got {other:?}"),
+    }
+    let _ = std::fs::remove_file(&marker);
+}
+
+#[pool_task]
+fn start_nested_pool() -> String {
+    match Pool::new(1) {
+        Ok(_) => "a worker started a pool".to_owned(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[multiproc::test]
+fn workers_cannot_start_pools_of_their_own() {
+    let pool = Pool::new(1).unwrap();
+    let msg = pool.apply(start_nested_pool, ()).unwrap();
+    assert!(msg.contains("inside a pool worker"), "{msg}");
+}

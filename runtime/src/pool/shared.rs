@@ -685,3 +685,52 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_rejects_another_protocol_or_build() {
+        let good = Hello {
+            version: crate::wire::PROTOCOL_VERSION,
+            build_id: crate::registry::build_id(),
+            pid: 1,
+        };
+        assert!(check_hello(&good).is_ok());
+        let old = Hello {
+            version: crate::wire::PROTOCOL_VERSION + 1,
+            ..good
+        };
+        assert!(matches!(check_hello(&old), Err(Error::Handshake(m)) if m.contains("protocol")));
+        let other = Hello {
+            build_id: crate::registry::build_id() ^ 1,
+            ..good
+        };
+        assert!(
+            matches!(check_hello(&other), Err(Error::Handshake(m)) if m.contains("different build"))
+        );
+    }
+
+    #[test]
+    fn pick_slot_prefers_the_least_loaded_usable_worker() {
+        let slot = |usable, inflight, retiring| SlotSched {
+            usable,
+            inflight,
+            retiring,
+            ..SlotSched::default()
+        };
+        assert_eq!(
+            pick_slot(&[slot(true, 1, false), slot(true, 0, false)]),
+            Some(1)
+        );
+        assert_eq!(
+            pick_slot(&[slot(false, 0, false), slot(true, 1, false)]),
+            Some(1)
+        );
+        assert_eq!(
+            pick_slot(&[slot(true, 0, true), slot(true, PIPELINE_DEPTH, false)]),
+            None
+        );
+    }
+}
