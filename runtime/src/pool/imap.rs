@@ -89,7 +89,8 @@ impl<'p, R: DeserializeOwned + Send + 'static> Imap<'p, R> {
             }
             Some((codec::run_frame(0, task, &chunk), chunk.len()))
         });
-        let window = (shared.config.processes * 4).max(8);
+        // Enough chunks to keep every worker's pipeline full, and a constant bound.
+        let window = shared.config.processes * 32;
         Imap {
             shared,
             task,
@@ -114,8 +115,13 @@ impl<'p, R: DeserializeOwned + Send + 'static> Imap<'p, R> {
         }
     }
 
-    /// Submits chunks until the window is full or the input ends.
+    /// Submits chunks until the window is full or the input ends. Waits until half the
+    /// window is free, so chunks go out in batches rather than one per item consumed.
     fn top_up(&mut self) {
+        let in_flight = self.submitted - self.yielded;
+        if in_flight > 0 && in_flight > self.window / 2 {
+            return;
+        }
         let mut jobs = Vec::new();
         while !self.input_done && self.submitted - self.yielded + jobs.len() < self.window {
             let part = self.submitted + jobs.len();
@@ -124,6 +130,7 @@ impl<'p, R: DeserializeOwned + Send + 'static> Imap<'p, R> {
                 Some((Ok(mut frame), items)) => {
                     let id = self.shared.next_job_id();
                     codec::set_job_id(&mut frame, id);
+                    codec::set_may_delay(&mut frame);
                     jobs.push(Job {
                         id,
                         task: self.task,

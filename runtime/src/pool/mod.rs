@@ -224,7 +224,11 @@ impl Pool {
         let jobs = items
             .chunks(chunksize)
             .enumerate()
-            .map(|(part, chunk)| self.job(entry.name, chunk, part, sink.clone()))
+            .map(|(part, chunk)| {
+                let mut job = self.job(entry.name, chunk, part, sink.clone())?;
+                codec::set_may_delay(&mut job.frame);
+                Ok(job)
+            })
             .collect::<Result<Vec<Job>>>()?;
         self.shared.submit(jobs)?;
         Ok(AsyncResult::new(cell))

@@ -23,6 +23,12 @@ use crate::worker::{Hello, Welcome};
 /// Jobs written ahead to one worker: one running, one queued in its socket, so it never
 /// waits for the parent between two jobs.
 const PIPELINE_DEPTH: usize = 2;
+/// Jobs written ahead to a worker whose jobs take microseconds: enough that it always has
+/// work while the parent sleeps through a wake-up. Only for fast jobs, so slow jobs are not
+/// queued behind each other on one worker while another is idle.
+const FAST_PIPELINE_DEPTH: usize = 32;
+/// A worker finishing queued jobs faster than this counts as fast.
+const FAST_JOB: Duration = Duration::from_micros(200);
 /// Consecutive failures to start a replacement worker before the pool is declared broken.
 const MAX_START_FAILURES: u32 = 3;
 
@@ -91,6 +97,9 @@ struct SlotSched {
     /// A ready worker is attached.
     usable: bool,
     inflight: usize,
+    /// How many jobs may be in flight: PIPELINE_DEPTH, or FAST_PIPELINE_DEPTH once the
+    /// worker has shown that its jobs are short.
+    depth: usize,
     /// Jobs given to the current worker, for maxtasksperchild.
     assigned: u64,
     /// No more jobs for this worker: it is due for replacement.
@@ -203,6 +212,7 @@ impl Shared {
     fn pump(&self) {
         loop {
             let mut batch: Vec<(usize, u64, Job)> = Vec::new();
+            let mut per_slot = vec![0usize; self.slots.len()];
             let mut dropped = 0;
             {
                 let mut s = lock(&self.sched);
@@ -222,6 +232,7 @@ impl Shared {
                         slot.retiring = true;
                     }
                     batch.push((k, slot.generation, job));
+                    per_slot[k] += 1;
                 }
                 if dropped > 0 {
                     s.outstanding -= dropped;
@@ -233,10 +244,18 @@ impl Shared {
             if batch.is_empty() {
                 return;
             }
+            // One write per worker: group the batch by slot, keeping each slot's order.
+            batch.sort_by_key(|(k, _, _)| *k);
             let mut requeue = Vec::new();
-            for (k, generation, job) in batch {
-                if let Err(job) = self.write_job(k, generation, job) {
-                    requeue.push((k, generation, job));
+            let mut rest = batch.into_iter().peekable();
+            while let Some((k, generation, first)) = rest.next() {
+                let mut jobs = Vec::with_capacity(per_slot[k]);
+                jobs.push(first);
+                while let Some((_, _, job)) = rest.next_if(|(k2, _, _)| *k2 == k) {
+                    jobs.push(job);
+                }
+                if let Err(jobs) = self.write_jobs(k, generation, jobs) {
+                    requeue.extend(jobs.into_iter().map(|job| (k, generation, job)));
                 }
             }
             if requeue.is_empty() {
@@ -256,23 +275,29 @@ impl Shared {
         }
     }
 
-    /// Writes a job to slot `k`'s worker of the given generation. Gives the job back if
-    /// that worker is gone.
-    fn write_job(&self, k: usize, generation: u64, job: Job) -> std::result::Result<(), Job> {
+    /// Writes jobs to slot `k`'s worker of the given generation, in one vectored write.
+    /// Gives the jobs back if that worker is gone.
+    fn write_jobs(
+        &self,
+        k: usize,
+        generation: u64,
+        jobs: Vec<Job>,
+    ) -> std::result::Result<(), Vec<Job>> {
         let mut io = lock(&self.slots[k]);
         if io.generation != generation {
-            return Err(job);
+            return Err(jobs);
         }
         let Some(stream) = io.stream.as_ref() else {
-            return Err(job);
+            return Err(jobs);
         };
-        if send_all(stream, &job.frame).is_err() {
+        let frames: Vec<&[u8]> = jobs.iter().map(|j| j.frame.as_slice()).collect();
+        if send_all_vectored(stream, &frames).is_err() {
             // A half-written frame cannot be taken back: make sure the worker is replaced.
             let _ = stream.shutdown(std::net::Shutdown::Both);
             io.stream = None;
-            return Err(job);
+            return Err(jobs);
         }
-        io.inflight.push_back(job);
+        io.inflight.extend(jobs);
         Ok(())
     }
 
@@ -364,9 +389,31 @@ fn pick_slot(slots: &[SlotSched]) -> Option<usize> {
     slots
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.usable && !s.retiring && s.inflight < PIPELINE_DEPTH)
+        .filter(|(_, s)| s.usable && !s.retiring && s.inflight < s.depth.max(PIPELINE_DEPTH))
         .min_by_key(|(_, s)| s.inflight)
         .map(|(k, _)| k)
+}
+
+/// Writes all of several buffers with as few system calls as the kernel allows.
+pub(crate) fn send_all_vectored(stream: &UnixStream, bufs: &[&[u8]]) -> std::io::Result<()> {
+    use std::io::{IoSlice, Write};
+    if let [one] = bufs {
+        return send_all(stream, one);
+    }
+    let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+    let mut slices = &mut slices[..];
+    // std's write_vectored uses writev; SIGPIPE is ignored by the Rust runtime, and a closed
+    // peer comes back as EPIPE.
+    let mut w = stream;
+    while !slices.is_empty() {
+        match w.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Writes all of `bytes`; never raises SIGPIPE.
@@ -614,6 +661,7 @@ impl Shared {
     /// Reads results from slot `k`'s worker until it goes away.
     fn serve(&self, k: usize, reader: UnixStream) -> End {
         let mut reader = BufReader::with_capacity(64 * 1024, reader);
+        let mut last_result: Option<std::time::Instant> = None;
         loop {
             let f = match frame::read_frame(&mut reader) {
                 Ok(Some(f)) => f,
@@ -656,6 +704,7 @@ impl Shared {
                 items: job.items,
                 outcome,
             });
+            let now = std::time::Instant::now();
             let retire_now = {
                 let mut s = lock(&self.sched);
                 s.outstanding -= 1;
@@ -663,12 +712,25 @@ impl Shared {
                     self.idle.notify_all();
                 }
                 let slot = &mut s.slots[k];
+                // With another job queued behind this one, the time since the previous
+                // result is the worker's time per job: decides how deep to fill it.
+                if slot.inflight >= 2 {
+                    if let Some(prev) = last_result {
+                        slot.depth = if now - prev < FAST_JOB {
+                            FAST_PIPELINE_DEPTH
+                        } else {
+                            PIPELINE_DEPTH
+                        };
+                    }
+                }
                 slot.inflight -= 1;
                 slot.retiring && slot.inflight == 0
             };
+            last_result = Some(now);
             if retire_now {
                 self.stop_slot_worker(k);
-            } else {
+            } else if reader.buffer().is_empty() {
+                // Refill once per burst of results, not once per result.
                 self.pump();
             }
         }

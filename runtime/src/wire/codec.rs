@@ -65,6 +65,11 @@ pub(crate) fn run_frame<A: Serialize>(
     Ok(buf)
 }
 
+/// Marks a RUN frame built by [`run_frame`] as batchable (see `frame::FLAG_MAY_DELAY`).
+pub(crate) fn set_may_delay(frame_bytes: &mut [u8]) {
+    frame_bytes[2] |= frame::FLAG_MAY_DELAY;
+}
+
 /// Patches the job id of a RUN frame built by [`run_frame`].
 pub(crate) fn set_job_id(frame_bytes: &mut [u8], job_id: u64) {
     frame_bytes[frame::HEADER_LEN..frame::HEADER_LEN + 8].copy_from_slice(&job_id.to_le_bytes());
@@ -209,8 +214,8 @@ mod tests {
     fn run_frame_layout() {
         let mut f = run_frame(5, "m::square", &[(3u64,), (4u64,)]).unwrap();
         set_job_id(&mut f, 42);
-        let (kind, len) = frame::parse_header(f[..8].try_into().unwrap()).unwrap();
-        assert_eq!((kind, len), (Kind::Run, f.len() - 8));
+        let (kind, flags, len) = frame::parse_header(f[..8].try_into().unwrap()).unwrap();
+        assert_eq!((kind, flags, len), (Kind::Run, 0, f.len() - 8));
         let (id, rest) = frame::split_job_id(&f[8..]).unwrap();
         assert_eq!(id, 42);
         let (name, args) = split_run(rest).unwrap();

@@ -70,14 +70,27 @@ impl Conn {
         }
         let mut header = [0u8; HEADER_LEN];
         header.copy_from_slice(&avail[..HEADER_LEN]);
-        let (kind, len) = frame::parse_header(&header)?;
+        let (kind, flags, len) = frame::parse_header(&header)?;
         if avail.len() < HEADER_LEN + len {
             self.inbuf.reserve(HEADER_LEN + len - avail.len());
             return Ok(None);
         }
         let body = avail[HEADER_LEN..HEADER_LEN + len].to_vec();
         self.pos += HEADER_LEN + len;
-        Ok(Some(Frame { kind, body }))
+        Ok(Some(Frame { kind, flags, body }))
+    }
+
+    /// Whether a whole frame is already buffered, after reading what the socket holds.
+    pub(crate) fn frame_ready(&mut self) -> Result<bool, Error> {
+        if !self.eof {
+            self.fill()?;
+        }
+        let avail = &self.inbuf[self.pos..];
+        if avail.len() < HEADER_LEN {
+            return Ok(false);
+        }
+        let len = u32::from_le_bytes([avail[4], avail[5], avail[6], avail[7]]) as usize;
+        Ok(avail.len() >= HEADER_LEN + len)
     }
 
     /// Blocks until a whole frame arrives. `Ok(None)`: the parent closed the channel.

@@ -1,5 +1,6 @@
-//! Frame layout: an 8-byte header `[MAGIC, kind, 0, 0, len: u32 LE]`, then `len` body bytes.
-//! The magic byte and the kind catch a desynchronised or corrupted stream at the next frame.
+//! Frame layout: an 8-byte header `[MAGIC, kind, flags, 0, len: u32 LE]`, then `len` body
+//! bytes. The magic byte, the kind and the reserved zero catch a desynchronised or corrupted
+//! stream at the next frame.
 
 use std::io::{self, Read};
 
@@ -9,6 +10,9 @@ pub(crate) const MAGIC: u8 = 0xA7;
 pub(crate) const HEADER_LEN: usize = 8;
 /// Bodies above this are refused: a corrupted length must not make us allocate gigabytes.
 pub(crate) const MAX_BODY: usize = 1 << 31;
+/// RUN flag: the worker may hold this job's result back briefly to send it together with the
+/// results of the jobs queued behind it (set for `map`/`imap` chunks, never for `apply`).
+pub(crate) const FLAG_MAY_DELAY: u8 = 1;
 
 /// Frame kinds. Parent → worker: WELCOME, RUN, SHUTDOWN. Worker → parent: HELLO, READY,
 /// RESULT, JOB_FAILED.
@@ -43,6 +47,7 @@ impl Kind {
 #[derive(Debug)]
 pub(crate) struct Frame {
     pub kind: Kind,
+    pub flags: u8,
     pub body: Vec<u8>,
 }
 
@@ -75,20 +80,23 @@ pub(crate) fn encode(kind: Kind, body: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(buf)
 }
 
-/// Validates a header; returns the kind and body length.
-pub(crate) fn parse_header(h: &[u8; HEADER_LEN]) -> Result<(Kind, usize), Error> {
-    if h[0] != MAGIC || h[2] != 0 || h[3] != 0 {
+/// Validates a header; returns the kind, flags and body length.
+pub(crate) fn parse_header(h: &[u8; HEADER_LEN]) -> Result<(Kind, u8, usize), Error> {
+    if h[0] != MAGIC || h[3] != 0 || h[2] & !FLAG_MAY_DELAY != 0 {
         return Err(Error::Protocol(format!("corrupted frame header {h:02x?}")));
     }
     let kind = Kind::from_u8(h[1])
         .ok_or_else(|| Error::Protocol(format!("unknown frame kind {}", h[1])))?;
+    if h[2] != 0 && kind != Kind::Run {
+        return Err(Error::Protocol(format!("flags on a {kind:?} frame")));
+    }
     let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
     if len > MAX_BODY {
         return Err(Error::Protocol(format!(
             "frame length {len} over the limit"
         )));
     }
-    Ok((kind, len))
+    Ok((kind, h[2], len))
 }
 
 /// Reads one frame from a blocking reader. `Ok(None)` is a clean end of stream between
@@ -105,7 +113,7 @@ pub(crate) fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, Error> {
             Err(e) => return Err(e.into()),
         }
     }
-    let (kind, len) = parse_header(&header)?;
+    let (kind, flags, len) = parse_header(&header)?;
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).map_err(|e| {
         if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -114,7 +122,7 @@ pub(crate) fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, Error> {
             e.into()
         }
     })?;
-    Ok(Some(Frame { kind, body }))
+    Ok(Some(Frame { kind, flags, body }))
 }
 
 /// Splits the `job_id` prefix off a RUN / RESULT / JOB_FAILED body.

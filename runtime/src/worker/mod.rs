@@ -178,46 +178,45 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
         while conn.recv_frame()?.is_some() {}
         return Ok(());
     }
+    // Results waiting to be sent, as whole frames. Results of batchable jobs are held back
+    // while the next job is already here, so a stream of small jobs costs the parent one
+    // wake-up per batch rather than one per job; never longer than MAX_HOLD, never more than
+    // MAX_BATCH bytes, and never for `apply` jobs.
+    const MAX_HOLD: std::time::Duration = std::time::Duration::from_micros(500);
+    const MAX_BATCH: usize = 256 * 1024;
+    // A job slower than this is not held back: the one behind it is likely slow too.
+    const SHORT_JOB: std::time::Duration = std::time::Duration::from_micros(200);
     let mut out = Vec::with_capacity(64 * 1024);
+    let mut held_since: Option<std::time::Instant> = None;
     loop {
         let Some(f) = conn.recv_frame()? else {
             return Ok(()); // parent closed the channel
         };
         match f.kind {
             Kind::Run => {
-                let (job_id, rest) = frame::split_job_id(&f.body)?;
-                let (name, args) = codec::split_run(rest)?;
-                out.clear();
-                let start = frame::begin(&mut out, Kind::Result);
-                out.extend_from_slice(&job_id.to_le_bytes());
-                let failure = match registry::lookup_name(name) {
-                    None => Some(ChunkFailure::Unregistered(name.to_owned())),
-                    Some(entry) => (entry.run_chunk)(args, &mut out)
-                        .err()
-                        .map(ChunkFailure::BadArgs),
-                };
-                if let Some(failure) = failure {
+                let started = std::time::Instant::now();
+                run_job(&f.body, &mut out)?;
+                let may_hold = f.flags & frame::FLAG_MAY_DELAY != 0
+                    && started.elapsed() < SHORT_JOB
+                    && out.len() < MAX_BATCH
+                    && held_since
+                        .get_or_insert_with(std::time::Instant::now)
+                        .elapsed()
+                        < MAX_HOLD
+                    && conn.frame_ready()?;
+                if !may_hold {
+                    conn.send_all(&out)?;
                     out.clear();
-                    let start = frame::begin(&mut out, Kind::JobFailed);
-                    out.extend_from_slice(&job_id.to_le_bytes());
-                    bincode::serialize_into(&mut out, &failure)
-                        .map_err(|e| Error::serialization("a chunk failure", e))?;
-                    frame::finish(&mut out, start)?;
-                } else if let Err(e) = frame::finish(&mut out, start) {
-                    out.clear();
-                    let start = frame::begin(&mut out, Kind::JobFailed);
-                    out.extend_from_slice(&job_id.to_le_bytes());
-                    let failure = ChunkFailure::BadArgs(e.to_string());
-                    bincode::serialize_into(&mut out, &failure)
-                        .map_err(|e| Error::serialization("a chunk failure", e))?;
-                    frame::finish(&mut out, start)?;
-                }
-                conn.send_all(&out)?;
-                if out.capacity() > 4 << 20 {
-                    out = Vec::with_capacity(64 * 1024); // give a huge result's memory back
+                    held_since = None;
+                    if out.capacity() > 4 << 20 {
+                        out = Vec::with_capacity(64 * 1024); // give a huge result's memory back
+                    }
                 }
             }
-            Kind::Shutdown => return Ok(()),
+            Kind::Shutdown => {
+                conn.send_all(&out)?;
+                return Ok(());
+            }
             other => {
                 return Err(Error::Protocol(format!(
                     "unexpected {other:?} frame in worker"
@@ -225,6 +224,36 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
             }
         }
     }
+}
+
+/// Runs one RUN frame's chunk, appending its RESULT (or JOB_FAILED) frame to `out`.
+fn run_job(body: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    let (job_id, rest) = frame::split_job_id(body)?;
+    let (name, args) = codec::split_run(rest)?;
+    let mark = out.len();
+    let start = frame::begin(out, Kind::Result);
+    out.extend_from_slice(&job_id.to_le_bytes());
+    let failure = match registry::lookup_name(name) {
+        None => Some(ChunkFailure::Unregistered(name.to_owned())),
+        Some(entry) => (entry.run_chunk)(args, out)
+            .err()
+            .map(ChunkFailure::BadArgs),
+    };
+    let failure = match failure {
+        Some(f) => Some(f),
+        None => frame::finish(out, start)
+            .err()
+            .map(|e| ChunkFailure::BadArgs(e.to_string())),
+    };
+    if let Some(failure) = failure {
+        out.truncate(mark);
+        let start = frame::begin(out, Kind::JobFailed);
+        out.extend_from_slice(&job_id.to_le_bytes());
+        bincode::serialize_into(&mut *out, &failure)
+            .map_err(|e| Error::serialization("a chunk failure", e))?;
+        frame::finish(out, start)?;
+    }
+    Ok(())
 }
 
 fn run_initializer(name: &str, args: &[u8]) -> std::result::Result<(), String> {
