@@ -1,0 +1,398 @@
+//! Side-by-side benchmark: every scenario runs for multiproc and, in the same run, for the
+//! peers (Python's multiprocessing through `python/peer.py`, procspawn, rayon), interleaved
+//! round by round so a noisy machine affects all contenders alike. Prints a table of medians
+//! with the ratio peer / multiproc, and writes the same as JSON.
+//!
+//! `cargo run --release -p multiproc-bench [-- --rounds N]`
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use multiproc::prelude::*;
+use rayon::prelude::*;
+use serde::Serialize;
+
+const ITEMS: u64 = 100_000;
+const PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/peer.py");
+
+#[pool_task]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[pool_task]
+fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+#[pool_task]
+fn busy_10ms(_x: u32) -> u32 {
+    let end = Instant::now() + Duration::from_millis(10);
+    while Instant::now() < end {
+        std::hint::spin_loop();
+    }
+    0
+}
+
+/// One measured figure of one contender in one round.
+type Samples = BTreeMap<String, Vec<f64>>;
+
+#[derive(Serialize)]
+struct Row {
+    scenario: String,
+    unit: String,
+    /// "lower" or "higher" is better.
+    better: &'static str,
+    medians: BTreeMap<String, f64>,
+    /// peer median / multiproc median, oriented so that > 1 means multiproc is ahead.
+    ratios: BTreeMap<String, f64>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
+}
+
+fn python(scenario: &str) -> Option<serde_json::Value> {
+    let out = Command::new("python3")
+        .arg(PY)
+        .arg(scenario)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "python {scenario} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn py_value(scenario: &str, key: &str) -> Option<f64> {
+    python(scenario)?.get(key)?.as_f64()
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn peak_rss_mib() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+struct Bench {
+    pool: Pool,
+    samples: BTreeMap<String, Samples>,
+}
+
+impl Bench {
+    fn record(&mut self, scenario: &str, who: &str, v: Option<f64>) {
+        if let Some(v) = v {
+            self.samples
+                .entry(scenario.to_owned())
+                .or_default()
+                .entry(who.to_owned())
+                .or_default()
+                .push(v);
+        }
+    }
+
+    fn round(&mut self) -> multiproc::Result<()> {
+        // apply_async round trip.
+        let mut lat = Vec::with_capacity(2000);
+        for _ in 0..200 {
+            self.pool.apply_async(add, (1, 2))?.get()?;
+        }
+        for _ in 0..2000 {
+            let t = Instant::now();
+            self.pool.apply_async(add, (1, 2))?.get()?;
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        let (p50, p99) = (percentile(&mut lat, 0.5), percentile(&mut lat, 0.99));
+        self.record("apply_async round trip p50 (µs)", "multiproc", Some(p50));
+        self.record("apply_async round trip p99 (µs)", "multiproc", Some(p99));
+        if let Some(py) = python("apply_rtt") {
+            self.record(
+                "apply_async round trip p50 (µs)",
+                "python",
+                py["p50"].as_f64(),
+            );
+            self.record(
+                "apply_async round trip p99 (µs)",
+                "python",
+                py["p99"].as_f64(),
+            );
+        }
+        let ps = procspawn::Pool::new(2).expect("procspawn pool");
+        let mut lat = Vec::with_capacity(500);
+        for i in 0..500 {
+            let t = Instant::now();
+            let h = ps.spawn((1i64, i as i64), |(a, b)| a + b);
+            let _ = h.join();
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        self.record(
+            "apply_async round trip p50 (µs)",
+            "procspawn",
+            Some(percentile(&mut lat, 0.5)),
+        );
+        self.record(
+            "apply_async round trip p99 (µs)",
+            "procspawn",
+            Some(percentile(&mut lat, 0.99)),
+        );
+        drop(ps);
+
+        // map / imap per item.
+        for (name, cs) in [("map_cs1", Some(1)), ("map_csdefault", None)] {
+            let opts = match cs {
+                Some(c) => Opts::new().chunksize(c),
+                None => Opts::new(),
+            };
+            let t = Instant::now();
+            let v = self.pool.map_with(square, 0..ITEMS, opts)?;
+            assert_eq!(v.len() as u64, ITEMS);
+            let label = format!(
+                "map 100k, chunksize {} (µs/item)",
+                cs.map_or("default".into(), |c| c.to_string())
+            );
+            self.record(
+                &label,
+                "multiproc",
+                Some(t.elapsed().as_secs_f64() * 1e6 / ITEMS as f64),
+            );
+            self.record(&label, "python", py_value(name, "value"));
+            if cs.is_none() {
+                let t = Instant::now();
+                let v: Vec<u64> = (0..ITEMS).into_par_iter().map(|x| x * x).collect();
+                assert_eq!(v.len() as u64, ITEMS);
+                self.record(
+                    &label,
+                    "rayon (threads)",
+                    Some(t.elapsed().as_secs_f64() * 1e6 / ITEMS as f64),
+                );
+            }
+        }
+        for (kind, ordered) in [("imap", true), ("imap_unordered", false)] {
+            for cs in [1usize, 100] {
+                let t = Instant::now();
+                let it = if ordered {
+                    self.pool
+                        .imap_with(square, 0..ITEMS, Opts::new().chunksize(cs))?
+                } else {
+                    self.pool
+                        .imap_unordered_with(square, 0..ITEMS, Opts::new().chunksize(cs))?
+                };
+                let n = it.filter(Result::is_ok).count();
+                assert_eq!(n as u64, ITEMS);
+                let label = format!("{kind} 100k, chunksize {cs} (µs/item)");
+                self.record(
+                    &label,
+                    "multiproc",
+                    Some(t.elapsed().as_secs_f64() * 1e6 / ITEMS as f64),
+                );
+                self.record(
+                    &label,
+                    "python",
+                    py_value(&format!("{kind}_cs{cs}"), "value"),
+                );
+            }
+        }
+
+        // Pool start → first result, then close + join.
+        for (method, py_methods) in [
+            (StartMethod::Spawn, vec!["spawn", "fork"]),
+            (StartMethod::ForkServer, vec!["forkserver"]),
+        ] {
+            let label = format!("Pool(2) start → first result, {method:?} (ms)");
+            let t = Instant::now();
+            let pool = Pool::builder().processes(2).start_method(method).build()?;
+            pool.apply(add, (1, 2))?;
+            self.record(&label, "multiproc", Some(t.elapsed().as_secs_f64() * 1e3));
+            let t = Instant::now();
+            pool.close();
+            pool.join()?;
+            let cj = format!("Pool(2) close + join, {method:?} (ms)");
+            self.record(&cj, "multiproc", Some(t.elapsed().as_secs_f64() * 1e3));
+            for m in py_methods {
+                if let Some(py) = python(&format!("start_{m}")) {
+                    self.record(&label, &format!("python {m}"), py["value"].as_f64());
+                    self.record(&cj, &format!("python {m}"), py["close_join_ms"].as_f64());
+                }
+            }
+        }
+        let t = Instant::now();
+        let ps = procspawn::Pool::new(2).expect("procspawn pool");
+        let _ = ps.spawn((1i64, 2i64), |(a, b)| a + b).join();
+        self.record(
+            "Pool(2) start → first result, Spawn (ms)",
+            "procspawn",
+            Some(t.elapsed().as_secs_f64() * 1e3),
+        );
+        drop(ps);
+
+        // CPU-bound 10 ms tasks: speedup from 1 to N workers.
+        let n = multiproc::cpu_count();
+        let mut times = BTreeMap::new();
+        for workers in [1, n] {
+            let pool = Pool::new(workers)?;
+            pool.map(square, 0..10u64)?;
+            let t = Instant::now();
+            pool.map_with(busy_10ms, 0..40u32, Opts::new().chunksize(1))?;
+            times.insert(workers, t.elapsed().as_secs_f64());
+        }
+        let label = format!("40 × 10 ms CPU tasks: speedup 1 → {n} workers (×)");
+        self.record(&label, "multiproc", Some(times[&1] / times[&n]));
+        if let (Some(a), Some(b)) = (
+            py_value("cpu_1", "value"),
+            py_value(&format!("cpu_{n}"), "value"),
+        ) {
+            self.record(&label, "python", Some(a / b));
+        }
+
+        // Idle worker memory.
+        let pids = self.pool.pids();
+        let rss = pids.iter().map(|p| rss_mib(*p)).sum::<f64>() / pids.len().max(1) as f64;
+        self.record("idle worker RSS (MiB)", "multiproc", Some(rss));
+        self.record(
+            "idle worker RSS (MiB)",
+            "python",
+            py_value("idle_rss", "value"),
+        );
+        Ok(())
+    }
+}
+
+/// Peak memory of an imap over 10M items, in a fresh process so earlier scenarios do not
+/// count.
+fn imap_memory_child() -> multiproc::Result<()> {
+    let pool = Pool::new(2)?;
+    let n = pool
+        .imap_with(square, 0..10_000_000u64, Opts::new().chunksize(1000))?
+        .filter(Result::is_ok)
+        .count();
+    assert_eq!(n, 10_000_000);
+    println!("{}", peak_rss_mib());
+    Ok(())
+}
+
+fn better(scenario: &str) -> &'static str {
+    if scenario.contains("speedup") {
+        "higher"
+    } else {
+        "lower"
+    }
+}
+
+#[multiproc::main]
+fn main() -> multiproc::Result<()> {
+    procspawn::init();
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--imap-memory") {
+        return imap_memory_child();
+    }
+    let rounds: usize = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(5);
+    let mut bench = Bench {
+        pool: Pool::new(2)?,
+        samples: BTreeMap::new(),
+    };
+    for r in 0..rounds {
+        eprintln!("round {}/{rounds}", r + 1);
+        bench.round()?;
+        let exe = std::env::current_exe()?;
+        let ours = Command::new(exe).arg("--imap-memory").output()?;
+        let ours = String::from_utf8_lossy(&ours.stdout)
+            .trim()
+            .parse::<f64>()
+            .ok();
+        bench.record(
+            "imap over 10M items, chunksize 1000: peak parent RSS (MiB)",
+            "multiproc",
+            ours,
+        );
+        bench.record(
+            "imap over 10M items, chunksize 1000: peak parent RSS (MiB)",
+            "python",
+            py_value("imap_memory", "value"),
+        );
+    }
+
+    let mut rows = Vec::new();
+    for (scenario, by_who) in &bench.samples {
+        let medians: BTreeMap<String, f64> =
+            by_who.iter().map(|(w, v)| (w.clone(), median(v))).collect();
+        let Some(&ours) = medians.get("multiproc") else {
+            continue;
+        };
+        let dir = better(scenario);
+        let ratios = medians
+            .iter()
+            .filter(|(w, _)| *w != "multiproc")
+            .map(|(w, &m)| (w.clone(), if dir == "lower" { m / ours } else { ours / m }))
+            .collect();
+        rows.push(Row {
+            scenario: scenario.clone(),
+            unit: scenario
+                .rsplit('(')
+                .next()
+                .unwrap_or("")
+                .trim_end_matches(')')
+                .to_owned(),
+            better: dir,
+            medians,
+            ratios,
+        });
+    }
+    println!("\nmedians of {rounds} interleaved rounds; ratio = how many times multiproc is ahead (peer / multiproc, or multiproc / peer where higher is better)\n");
+    println!("| scenario | multiproc | peer | peer median | ratio |");
+    println!("|---|---|---|---|---|");
+    for row in &rows {
+        let ours = row.medians["multiproc"];
+        if row.ratios.is_empty() {
+            println!("| {} | {ours:.3} | — | — | — |", row.scenario);
+        }
+        for (who, ratio) in &row.ratios {
+            println!(
+                "| {} | {ours:.3} | {who} | {:.3} | {ratio:.2}× |",
+                row.scenario, row.medians[who]
+            );
+        }
+    }
+    for missing in [
+        "Process start+join",
+        "Queue small items / 1 MiB items",
+        "Pipe ping-pong / 1 MiB",
+        "2 processes × locked Value increments",
+    ] {
+        println!("| {missing} | not built yet | | | |");
+    }
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-results.json");
+    std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&rows).unwrap_or_default(),
+    )?;
+    println!("\nJSON: {}", out.display());
+    Ok(())
+}
