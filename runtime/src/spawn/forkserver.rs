@@ -8,7 +8,7 @@
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::Child;
 use std::sync::{Arc, Mutex, Weak};
@@ -51,11 +51,11 @@ impl ForkServer {
 
     fn start() -> Result<ForkServer> {
         let (parent_end, child_end) = UnixStream::pair()?;
-        let mut cmd = reexec_command(worker::FORKSERVER_FD_ENV, child_end.as_raw_fd());
+        let mut cmd = reexec_command(worker::FORKSERVER_FD_ENV, child_end.into());
         let mut process = cmd
             .spawn()
             .map_err(|e| Error::WorkerStart(format!("could not start the fork server: {e}")))?;
-        drop(child_end);
+        drop(cmd); // closes our copy of the server's end
         let greeting = (|| {
             parent_end.set_read_timeout(Some(START_TIMEOUT))?;
             let f = frame::read_frame(&mut &parent_end)?;

@@ -3,7 +3,7 @@
 
 pub(crate) mod forkserver;
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -165,8 +165,14 @@ pub(crate) fn start(
     }
 }
 
-/// Builds the command that re-executes this program with `env` naming the inherited `fd`.
-pub(crate) fn reexec_command(env: &str, fd: i32) -> Command {
+/// Builds the command that re-executes this program as a worker (or fork server), its
+/// channel on stdin and `env` set to say so.
+///
+/// The channel travels as stdin so that no `pre_exec` hook is needed: std can then start the
+/// child with `posix_spawn` (vfork-like, cheap however much memory the parent has) instead of
+/// fork + exec (whose cost grows with the parent's page tables). The child moves the channel
+/// off fd 0 and closes every other inherited descriptor first thing (`worker::init`).
+pub(crate) fn reexec_command(env: &str, channel: OwnedFd) -> Command {
     let mut cmd = Command::new("/proc/self/exe");
     if let Some(arg0) = std::env::args_os().next() {
         cmd.arg0(arg0);
@@ -184,53 +190,21 @@ pub(crate) fn reexec_command(env: &str, fd: i32) -> Command {
         ]);
         cmd.stdout(Stdio::null());
     }
-    cmd.env(env, fd.to_string())
-        .stdin(Stdio::null())
+    cmd.env(env, "0")
+        .stdin(Stdio::from(channel))
         // Own process group: a Ctrl-C aimed at the program does not kill the workers under
         // it mid-task; they exit when the program does.
         .process_group(0);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            // The worker inherits stdio and its channel, nothing else: every other descriptor
-            // the program inherited without close-on-exec (a jobserver pipe, say) gets it now.
-            mark_cloexec_from(3);
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     cmd
-}
-
-/// Sets close-on-exec on every descriptor from `first` up. Async-signal-safe.
-fn mark_cloexec_from(first: u32) {
-    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    // SAFETY: plain syscalls on this process's own descriptor table.
-    unsafe {
-        if libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) == 0 {
-            return;
-        }
-        // Kernels before 5.11: walk the table.
-        let max = libc::sysconf(libc::_SC_OPEN_MAX).clamp(0, 65_536) as i32;
-        for fd in first as i32..max {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            }
-        }
-    }
 }
 
 fn exec_worker() -> Result<(WorkerProcess, UnixStream)> {
     let (parent_end, child_end) = UnixStream::pair()?;
-    let mut cmd = reexec_command(worker::WORKER_FD_ENV, child_end.as_raw_fd());
+    let mut cmd = reexec_command(worker::WORKER_FD_ENV, child_end.into());
     let child = cmd
         .spawn()
         .map_err(|e| Error::WorkerStart(format!("could not execute /proc/self/exe: {e}")))?;
-    drop(child_end);
+    drop(cmd); // closes our copy of the child's end
     let pid = child.id();
     let pidfd = Pid::from_raw(pid as i32).and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok());
     Ok((

@@ -5,7 +5,7 @@ mod panic;
 mod run;
 
 use std::cell::RefCell;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
@@ -20,9 +20,9 @@ use crate::wire::conn::Conn;
 use crate::wire::frame::{self, Kind};
 use crate::wire::PROTOCOL_VERSION;
 
-/// Set by the parent on an exec'd worker: the channel's fd number.
+/// Set (to "0": the channel is on stdin) by the parent on an exec'd worker.
 pub(crate) const WORKER_FD_ENV: &str = "MULTIPROC_WORKER_FD";
-/// Set by the parent on an exec'd fork server: its control socket's fd number.
+/// Set (to "0": the control socket is on stdin) by the parent on an exec'd fork server.
 pub(crate) const FORKSERVER_FD_ENV: &str = "MULTIPROC_FORKSERVER_FD";
 
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
@@ -115,20 +115,60 @@ pub(crate) fn check_can_start_workers() -> Result<()> {
     Ok(())
 }
 
+/// If this process was started as a worker (or fork server), takes its channel from stdin:
+/// moves it to a private close-on-exec descriptor, puts `/dev/null` on stdin, and closes every
+/// other descriptor the process inherited, so nothing leaks into the worker.
 fn take_fd_env(name: &str) -> Option<OwnedFd> {
     let value = std::env::var(name).ok()?;
-    // SAFETY: single-threaded at this point in a freshly exec'd child, and the variable must
-    // not reach the processes the worker's tasks may start.
+    // SAFETY: nothing else runs yet (this is the first statement of main), and the variable
+    // must not reach the processes the worker's tasks may start.
     unsafe { std::env::remove_var(name) };
-    let fd: i32 = match value.parse() {
-        Ok(fd) if fd > 2 => fd,
-        _ => {
-            eprintln!("multiproc: bad {name}={value}");
+    if value != "0" {
+        eprintln!("multiproc: bad {name}={value}");
+        std::process::exit(101);
+    }
+    match adopt_channel_from_stdin() {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            eprintln!("multiproc: cannot take the worker channel: {e}");
             std::process::exit(101);
         }
-    };
-    // SAFETY: the parent passed this descriptor to us open and not close-on-exec, for us alone.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+fn adopt_channel_from_stdin() -> std::io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let channel = rustix::io::fcntl_dupfd_cloexec(std::io::stdin(), 3)?;
+    let null = std::fs::File::open("/dev/null")?;
+    // SAFETY: plain descriptor syscalls on descriptors this process owns; nothing else runs.
+    unsafe {
+        if libc::dup2(null.as_raw_fd(), 0) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        drop(null);
+        let keep = channel.as_raw_fd() as libc::c_uint;
+        close_range(3, keep - 1);
+        close_range(keep + 1, libc::c_uint::MAX);
+    }
+    Ok(channel)
+}
+
+/// Closes descriptors `first..=last` (nothing if the range is empty).
+///
+/// # Safety
+/// No live `OwnedFd` or `File` may refer to a descriptor in the range.
+unsafe fn close_range(first: libc::c_uint, last: libc::c_uint) {
+    if first > last {
+        return;
+    }
+    if libc::syscall(libc::SYS_close_range, first, last, 0) == 0 {
+        return;
+    }
+    // Kernels before 5.9: walk the open descriptors.
+    let max = libc::sysconf(libc::_SC_OPEN_MAX).clamp(0, 65_536) as libc::c_uint;
+    for fd in first..=last.min(max) {
+        libc::close(fd as libc::c_int);
+    }
 }
 
 /// Worker main loop. Never returns.
@@ -137,6 +177,16 @@ pub(crate) fn serve(fd: OwnedFd) -> ! {
     panic::install_hook();
     let code = match serve_inner(fd) {
         Ok(()) => 0,
+        // The parent closed the channel while this worker was answering (terminate, or the
+        // parent exited): nobody is left to tell.
+        Err(Error::Io(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            0
+        }
         Err(e) => {
             eprintln!("multiproc worker {}: {e}", std::process::id());
             3
