@@ -284,3 +284,35 @@ fn workers_cannot_start_pools_of_their_own() {
     let msg = pool.apply(start_nested_pool, ()).unwrap();
     assert!(msg.contains("inside a pool worker"), "{msg}");
 }
+
+#[pool_task]
+fn reverse_bytes(mut v: Vec<u8>) -> Vec<u8> {
+    v.reverse();
+    v
+}
+
+#[multiproc::test]
+fn big_frames_both_ways_do_not_deadlock() {
+    // Arguments and results ten times the socket buffer, several in flight on each worker at
+    // once: a parent
+    // blocked writing an argument and a worker blocked writing a result must both progress.
+    let pool = Pool::new(2).unwrap();
+    let big: Vec<u8> = (0..2 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let back = pool.apply(reverse_bytes, (big.clone(),)).unwrap();
+    assert_eq!(back.len(), big.len());
+    assert!(back.iter().rev().eq(big.iter()));
+    let inputs: Vec<Vec<u8>> = (0..6u8).map(|k| vec![k; 1 << 20]).collect();
+    let outs = pool
+        .map_with(reverse_bytes, inputs, Opts::new().chunksize(1))
+        .unwrap();
+    for (k, out) in outs.iter().enumerate() {
+        assert_eq!(out.len(), 1 << 20);
+        assert!(out.iter().all(|&b| b == k as u8));
+    }
+    let pending: Vec<_> = (0..4)
+        .map(|_| pool.apply_async(reverse_bytes, (big.clone(),)).unwrap())
+        .collect();
+    for r in pending {
+        assert_eq!(r.get_timeout(LONG).unwrap().len(), 2 << 20);
+    }
+}
