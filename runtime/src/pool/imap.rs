@@ -1,9 +1,9 @@
 //! `imap` and `imap_unordered`: lazy iterators with a bounded window of chunks in flight, so
 //! an endless input runs in constant memory, and dropping the iterator cancels what has not
-//! started.
+//! started. The iterator is shared by both pools; each supplies a *feeder* that submits the
+//! next chunks of the input to its own workers, delivering results into the [`Inbox`].
 
 use std::collections::{HashMap, VecDeque};
-use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -16,184 +16,74 @@ use super::shared::{Job, JobDone, Shared, Sink};
 use crate::error::{Error, Result};
 use crate::wire::codec;
 
-struct Inbox<R> {
+struct Chunks<R> {
     /// Finished chunks by part number (ordered) or in completion order (unordered).
     by_part: HashMap<usize, Vec<Result<R>>>,
     arrived: VecDeque<Vec<Result<R>>>,
 }
 
-struct ImapShared<R> {
-    inbox: Mutex<Inbox<R>>,
+/// Where finished chunks of one imap call land.
+pub(crate) struct Inbox<R> {
+    chunks: Mutex<Chunks<R>>,
     cond: Condvar,
     cancelled: AtomicBool,
     ordered: bool,
 }
 
-impl<R> ImapShared<R> {
-    fn deliver(&self, part: usize, items: Vec<Result<R>>) {
-        let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+impl<R> Inbox<R> {
+    pub(crate) fn new(ordered: bool) -> Arc<Inbox<R>> {
+        Arc::new(Inbox {
+            chunks: Mutex::new(Chunks {
+                by_part: HashMap::new(),
+                arrived: VecDeque::new(),
+            }),
+            cond: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+            ordered,
+        })
+    }
+
+    pub(crate) fn deliver(&self, part: usize, items: Vec<Result<R>>) {
+        let mut chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
         if self.ordered {
-            inbox.by_part.insert(part, items);
+            chunks.by_part.insert(part, items);
         } else {
-            inbox.arrived.push_back(items);
+            chunks.arrived.push_back(items);
         }
         self.cond.notify_all();
     }
-}
 
-impl<R: DeserializeOwned + Send + 'static> Sink for ImapShared<R> {
-    fn complete(&self, done: JobDone) {
-        let part = done.part;
-        self.deliver(part, decode_items::<R>(done));
+    /// Delivers `items` copies of `e` for a chunk that could not run.
+    pub(crate) fn fail(&self, part: usize, items: usize, e: &Error) {
+        self.deliver(part, (0..items).map(|_| Err(e.clone())).collect());
     }
-    fn is_cancelled(&self) -> bool {
+
+    /// Whether the iterator was dropped: chunks not yet started need not run.
+    pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
     }
-}
 
-/// Lazy results of `imap` (in input order) or `imap_unordered` (in completion order).
-///
-/// Each item is a `Result`: a task that panicked yields its error at its position and the
-/// iteration goes on. At most a fixed window of chunks is in flight or buffered, whatever
-/// the input's length. Dropping the iterator early cancels the chunks not yet started.
-pub struct Imap<'p, R> {
-    shared: &'p Arc<Shared>,
-    task: &'static str,
-    /// Encoded chunks and their lengths.
-    input: Box<dyn Iterator<Item = (Result<Vec<u8>>, usize)> + 'p>,
-    chunksize: usize,
-    window: usize,
-    timeout: Option<Duration>,
-    sink: Arc<ImapShared<R>>,
-    submitted: usize,
-    yielded: usize,
-    input_done: bool,
-    current: VecDeque<Result<R>>,
-    _r: PhantomData<fn() -> R>,
-}
-
-impl<'p, R: DeserializeOwned + Send + 'static> Imap<'p, R> {
-    pub(crate) fn new<A: Serialize + 'p>(
-        shared: &'p Arc<Shared>,
-        task: &'static str,
-        input: impl Iterator<Item = A> + 'p,
-        chunksize: usize,
-        timeout: Option<Duration>,
-        ordered: bool,
-    ) -> Self {
-        let mut input = input;
-        let chunks = std::iter::from_fn(move || {
-            let chunk: Vec<A> = input.by_ref().take(chunksize).collect();
-            if chunk.is_empty() {
-                return None;
-            }
-            Some((codec::run_frame(0, task, &chunk), chunk.len()))
-        });
-        // Enough chunks to keep every worker's pipeline full, and a constant bound.
-        let window = shared.config.processes * 32;
-        Imap {
-            shared,
-            task,
-            input: Box::new(chunks),
-            chunksize,
-            window,
-            timeout,
-            sink: Arc::new(ImapShared {
-                inbox: Mutex::new(Inbox {
-                    by_part: HashMap::new(),
-                    arrived: VecDeque::new(),
-                }),
-                cond: Condvar::new(),
-                cancelled: AtomicBool::new(false),
-                ordered,
-            }),
-            submitted: 0,
-            yielded: 0,
-            input_done: false,
-            current: VecDeque::new(),
-            _r: PhantomData,
-        }
-    }
-
-    /// Submits chunks until the window is full or the input ends. Waits until half the
-    /// window is free, so chunks go out in batches rather than one per item consumed.
-    fn top_up(&mut self) {
-        let in_flight = self.submitted - self.yielded;
-        if in_flight > 0 && in_flight > self.window / 2 {
-            return;
-        }
-        let mut jobs = Vec::new();
-        while !self.input_done && self.submitted - self.yielded + jobs.len() < self.window {
-            let part = self.submitted + jobs.len();
-            match self.input.next() {
-                None => self.input_done = true,
-                Some((Ok(mut frame), items)) => {
-                    let id = self.shared.next_job_id();
-                    codec::set_job_id(&mut frame, id);
-                    codec::set_may_delay(&mut frame);
-                    jobs.push(Job {
-                        id,
-                        task: self.task,
-                        frame,
-                        items,
-                        part,
-                        sink: self.sink.clone(),
-                    });
-                }
-                Some((Err(e), items)) => {
-                    // This chunk cannot be sent: its items fail at their position.
-                    self.submit(std::mem::take(&mut jobs));
-                    self.sink
-                        .deliver(self.submitted, (0..items).map(|_| Err(e.clone())).collect());
-                    self.submitted += 1;
-                }
-            }
-        }
-        self.submit(jobs);
-    }
-
-    fn submit(&mut self, jobs: Vec<Job>) {
-        if jobs.is_empty() {
-            return;
-        }
-        let n = jobs.len();
-        let first = self.submitted;
-        let sizes: Vec<usize> = jobs.iter().map(|j| j.items).collect();
-        if let Err(e) = self.shared.submit(jobs) {
-            for (i, items) in sizes.into_iter().enumerate() {
-                self.sink
-                    .deliver(first + i, (0..items).map(|_| Err(e.clone())).collect());
-            }
-        }
-        self.submitted += n;
-    }
-
-    fn wait_next_chunk(&mut self) -> Option<Result<Vec<Result<R>>>> {
-        let deadline = self.timeout.map(|t| Instant::now() + t);
-        let mut inbox = self.sink.inbox.lock().unwrap_or_else(|p| p.into_inner());
+    /// The next chunk to yield: part `next` (ordered) or whichever came first.
+    fn wait(&self, next: usize, deadline: Option<Instant>) -> Result<Vec<Result<R>>> {
+        let mut chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            let got = if self.sink.ordered {
-                inbox.by_part.remove(&self.yielded)
+            let got = if self.ordered {
+                chunks.by_part.remove(&next)
             } else {
-                inbox.arrived.pop_front()
+                chunks.arrived.pop_front()
             };
             if let Some(items) = got {
-                return Some(Ok(items));
+                return Ok(items);
             }
-            inbox = match deadline {
-                None => self
-                    .sink
-                    .cond
-                    .wait(inbox)
-                    .unwrap_or_else(|p| p.into_inner()),
+            chunks = match deadline {
+                None => self.cond.wait(chunks).unwrap_or_else(|p| p.into_inner()),
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return Some(Err(Error::Timeout));
+                        return Err(Error::Timeout);
                     }
-                    self.sink
-                        .cond
-                        .wait_timeout(inbox, left)
+                    self.cond
+                        .wait_timeout(chunks, left)
                         .unwrap_or_else(|p| p.into_inner())
                         .0
                 }
@@ -202,7 +92,71 @@ impl<'p, R: DeserializeOwned + Send + 'static> Imap<'p, R> {
     }
 }
 
-impl<R: DeserializeOwned + Send + 'static> Iterator for Imap<'_, R> {
+impl<R: DeserializeOwned + Send + 'static> Sink for Inbox<R> {
+    fn complete(&self, done: JobDone) {
+        let part = done.part;
+        self.deliver(part, decode_items::<R>(done));
+    }
+    fn is_cancelled(&self) -> bool {
+        Inbox::is_cancelled(self)
+    }
+}
+
+/// Submits up to `max` further chunks, numbered from `first_part`, delivering their results
+/// (or their errors) into the inbox. Returns how many parts it used and whether the input is
+/// exhausted.
+pub(crate) type Feeder<'p> = Box<dyn FnMut(usize, usize) -> (usize, bool) + 'p>;
+
+/// Lazy results of `imap` (in input order) or `imap_unordered` (in completion order), on
+/// either pool.
+///
+/// Each item is a `Result`: a task that panicked yields its error at its position and the
+/// iteration goes on. At most a fixed window of chunks is in flight or buffered, whatever
+/// the input's length. Dropping the iterator early cancels the chunks not yet started.
+pub struct Imap<'p, R> {
+    inbox: Arc<Inbox<R>>,
+    feed: Feeder<'p>,
+    window: usize,
+    timeout: Option<Duration>,
+    submitted: usize,
+    yielded: usize,
+    input_done: bool,
+    current: VecDeque<Result<R>>,
+}
+
+impl<'p, R> Imap<'p, R> {
+    pub(crate) fn new(
+        inbox: Arc<Inbox<R>>,
+        feed: Feeder<'p>,
+        window: usize,
+        timeout: Option<Duration>,
+    ) -> Self {
+        Imap {
+            inbox,
+            feed,
+            window: window.max(2),
+            timeout,
+            submitted: 0,
+            yielded: 0,
+            input_done: false,
+            current: VecDeque::new(),
+        }
+    }
+
+    /// Submits chunks until the window is full or the input ends. Waits until half the
+    /// window is free, so chunks go out in batches rather than one per item consumed.
+    fn top_up(&mut self) {
+        let in_flight = self.submitted - self.yielded;
+        if self.input_done || (in_flight > 0 && in_flight > self.window / 2) {
+            return;
+        }
+        let (used, done) = (self.feed)(self.submitted, self.window - in_flight);
+        self.submitted += used;
+        self.input_done = done;
+    }
+}
+
+impl<R> Iterator for Imap<'_, R> {
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
@@ -214,7 +168,8 @@ impl<R: DeserializeOwned + Send + 'static> Iterator for Imap<'_, R> {
             if self.submitted == self.yielded && self.input_done {
                 return None;
             }
-            match self.wait_next_chunk()? {
+            let deadline = self.timeout.map(|t| Instant::now() + t);
+            match self.inbox.wait(self.yielded, deadline) {
                 Ok(items) => {
                     self.yielded += 1;
                     self.current.extend(items);
@@ -227,16 +182,68 @@ impl<R: DeserializeOwned + Send + 'static> Iterator for Imap<'_, R> {
 
 impl<R> Drop for Imap<'_, R> {
     fn drop(&mut self) {
-        self.sink.cancelled.store(true, Ordering::Relaxed);
+        self.inbox.cancelled.store(true, Ordering::Relaxed);
     }
 }
 
 impl<R> std::fmt::Debug for Imap<'_, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Imap")
-            .field("task", &self.task)
-            .field("chunksize", &self.chunksize)
             .field("in_flight", &(self.submitted - self.yielded))
+            .field("input_done", &self.input_done)
             .finish()
     }
+}
+
+/// The process pool's feeder: encodes chunks of the input as RUN frames.
+pub(crate) fn process_feeder<'p, A, R>(
+    shared: &'p Arc<Shared>,
+    task: &'static str,
+    mut input: impl Iterator<Item = A> + 'p,
+    chunksize: usize,
+    inbox: Arc<Inbox<R>>,
+) -> Feeder<'p>
+where
+    A: Serialize + 'p,
+    R: DeserializeOwned + Send + 'static,
+{
+    Box::new(move |first_part, max| {
+        let mut jobs = Vec::new();
+        let mut used = 0;
+        let mut done = false;
+        while used < max {
+            let chunk: Vec<A> = input.by_ref().take(chunksize).collect();
+            if chunk.is_empty() {
+                done = true;
+                break;
+            }
+            let part = first_part + used;
+            used += 1;
+            let id = shared.next_job_id();
+            match codec::run_frame(id, task, &chunk) {
+                Ok(mut frame) => {
+                    codec::set_may_delay(&mut frame);
+                    jobs.push(Job {
+                        id,
+                        task,
+                        frame,
+                        items: chunk.len(),
+                        part,
+                        sink: inbox.clone(),
+                    });
+                }
+                // This chunk cannot be sent: its items fail at their position.
+                Err(e) => inbox.fail(part, chunk.len(), &e),
+            }
+        }
+        let parts: Vec<(usize, usize)> = jobs.iter().map(|j| (j.part, j.items)).collect();
+        if !jobs.is_empty() {
+            if let Err(e) = shared.submit(jobs) {
+                for (part, items) in parts {
+                    inbox.fail(part, items, &e);
+                }
+            }
+        }
+        (used, done)
+    })
 }

@@ -2,9 +2,9 @@
 //! functions.
 
 mod builder;
-mod imap;
+pub(crate) mod imap;
 pub(crate) mod options;
-mod result;
+pub(crate) mod result;
 mod shared;
 
 use std::sync::{Arc, Mutex};
@@ -444,14 +444,12 @@ impl Pool {
         let entry = registry::lookup_fn::<F>()?;
         self.refuse_if_stopped()?;
         let input = iter.into_iter().map(|a| (a,));
-        Ok(Imap::new(
-            &self.shared,
-            entry.name,
-            input,
-            opts.chunksize.unwrap_or(1),
-            opts.timeout,
-            ordered,
-        ))
+        let inbox = imap::Inbox::new(ordered);
+        let chunksize = opts.chunksize.unwrap_or(1);
+        let feed = imap::process_feeder(&self.shared, entry.name, input, chunksize, inbox.clone());
+        // Enough chunks to keep every worker's pipeline full, and a constant bound.
+        let window = self.processes() * 32;
+        Ok(Imap::new(inbox, feed, window, opts.timeout))
     }
 
     /// Stops accepting work; submitted work still completes (Python's `close`).

@@ -70,11 +70,6 @@ pub(crate) fn set_may_delay(frame_bytes: &mut [u8]) {
     frame_bytes[2] |= frame::FLAG_MAY_DELAY;
 }
 
-/// Patches the job id of a RUN frame built by [`run_frame`].
-pub(crate) fn set_job_id(frame_bytes: &mut [u8], job_id: u64) {
-    frame_bytes[frame::HEADER_LEN..frame::HEADER_LEN + 8].copy_from_slice(&job_id.to_le_bytes());
-}
-
 /// Splits a RUN body (after the job id) into task name and argument bytes.
 pub(crate) fn split_run(rest: &[u8]) -> Result<(&str, &[u8]), Error> {
     if rest.len() < 2 {
@@ -212,8 +207,7 @@ mod tests {
 
     #[test]
     fn run_frame_layout() {
-        let mut f = run_frame(5, "m::square", &[(3u64,), (4u64,)]).unwrap();
-        set_job_id(&mut f, 42);
+        let f = run_frame(42, "m::square", &[(3u64,), (4u64,)]).unwrap();
         let (kind, flags, len) = frame::parse_header(f[..8].try_into().unwrap()).unwrap();
         assert_eq!((kind, flags, len), (Kind::Run, 0, f.len() - 8));
         let (id, rest) = frame::split_job_id(&f[8..]).unwrap();
