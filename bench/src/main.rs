@@ -141,6 +141,27 @@ impl Bench {
                 py["p99"].as_f64(),
             );
         }
+        let threads = multiproc::dummy::Pool::new(2)?;
+        let mut lat = Vec::with_capacity(2000);
+        for _ in 0..2000 {
+            let t = Instant::now();
+            threads.apply_async(add, (1, 2))?.get()?;
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        self.record(
+            "apply_async round trip p50 (µs)",
+            "multiproc::dummy (threads)",
+            Some(percentile(&mut lat, 0.5)),
+        );
+        let t = Instant::now();
+        let v = threads.map(square, 0..ITEMS)?;
+        assert_eq!(v.len() as u64, ITEMS);
+        self.record(
+            "map 100k, chunksize default (µs/item)",
+            "multiproc::dummy (threads)",
+            Some(t.elapsed().as_secs_f64() * 1e6 / ITEMS as f64),
+        );
+        drop(threads);
         let ps = procspawn::Pool::new(2).expect("procspawn pool");
         let mut lat = Vec::with_capacity(500);
         for i in 0..500 {

@@ -47,10 +47,12 @@
 
 extern crate self as multiproc;
 
+pub mod dummy;
 mod error;
 mod pool;
 mod registry;
 mod spawn;
+mod task_pool;
 mod wire;
 mod worker;
 
@@ -59,6 +61,7 @@ pub use multiproc_macros::{main, pool_task, test};
 pub use pool::{AsyncResult, Imap, Opts, Pool, PoolBuilder};
 pub use registry::{TaskArg, TaskFn, TaskOutput};
 pub use spawn::StartMethod;
+pub use task_pool::TaskPool;
 pub use worker::{init, is_worker};
 
 /// Number of CPUs this process may run on (Python's `os.process_cpu_count()`); at least 1.
@@ -68,7 +71,7 @@ pub fn cpu_count() -> usize {
 
 /// The names most programs need: `use multiproc::prelude::*;`.
 pub mod prelude {
-    pub use crate::{pool_task, AsyncResult, Error, Opts, Pool, StartMethod, TaskFn};
+    pub use crate::{pool_task, AsyncResult, Error, Opts, Pool, StartMethod, TaskFn, TaskPool};
 }
 
 /// What generated code refers to. Not public API.

@@ -102,9 +102,10 @@ pub(crate) fn build_id() -> u64 {
 
 /// A function a pool can call with the argument tuple `Args`.
 ///
-/// Implemented for every `Fn(A, B, ...) -> R` of up to 12 arguments; only functions carrying
-/// `#[pool_task]` can be sent to a process pool (checked when the call is made).
-pub trait TaskFn<Args>: Copy + Send + Sync + 'static {
+/// Implemented for every `Fn(A, B, ...) -> R` of up to 12 arguments. Only functions carrying
+/// `#[pool_task]` can be sent to a process pool (checked when the call is made); the thread
+/// pool, [`dummy::Pool`](crate::dummy::Pool), takes closures too.
+pub trait TaskFn<Args>: Send + Sync + 'static {
     /// What the function returns.
     type Output;
     /// Calls the function with the unpacked tuple.
@@ -115,7 +116,7 @@ macro_rules! impl_task_fn {
     ($($arg:ident),*) => {
         impl<Func, Ret, $($arg),*> TaskFn<($($arg,)*)> for Func
         where
-            Func: Fn($($arg),*) -> Ret + Copy + Send + Sync + 'static,
+            Func: Fn($($arg),*) -> Ret + Send + Sync + 'static,
         {
             type Output = Ret;
             #[allow(non_snake_case)]

@@ -20,7 +20,8 @@ pub use result::AsyncResult;
 pub(crate) use shared::check_hello;
 
 use result::{ApplySink, Cell, MapSink};
-use shared::{Job, Shared, State};
+pub(crate) use shared::State;
+use shared::{Job, Shared};
 
 use crate::error::{Error, Result};
 use crate::registry::{self, TaskFn};
@@ -77,7 +78,7 @@ impl std::fmt::Debug for Pool {
 }
 
 /// Python's default chunksize for `map`: `ceil(len / (4 × processes))`, at least 1.
-fn default_chunksize(len: usize, processes: usize) -> usize {
+pub(crate) fn default_chunksize(len: usize, processes: usize) -> usize {
     len.div_ceil(processes * 4).max(1)
 }
 

@@ -213,7 +213,13 @@ impl<R> MapSink<R> {
 impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
     fn complete(&self, done: JobDone) {
         let part = done.part;
-        let items = decode_items::<R>(done);
+        self.complete_part(part, decode_items::<R>(done));
+    }
+}
+
+impl<R> MapSink<R> {
+    /// Records one chunk's results; the last chunk publishes the whole list.
+    pub(crate) fn complete_part(&self, part: usize, items: Vec<Result<R>>) {
         let all = {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             if part >= st.parts.len() || st.parts[part].is_some() {
