@@ -50,6 +50,7 @@ use crate::pool::options::Opts;
 use crate::pool::result::{AsyncResult, Cell, MapSink};
 use crate::pool::State;
 use crate::registry::TaskFn;
+use crate::worker::panic::payload_message;
 
 /// A job: runs the task (argument `false`) or, when cancelled, delivers `PoolTerminated`.
 type Job = Box<dyn FnOnce(bool) + Send>;
@@ -145,7 +146,7 @@ impl PoolBuilder {
             catch_unwind(AssertUnwindSafe(|| {
                 f.call(initargs.clone());
             }))
-            .map_err(|p| panic_message(&*p))
+            .map_err(|p| payload_message(&*p))
         }));
         self
     }
@@ -219,21 +220,11 @@ impl PoolBuilder {
     }
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "Box<dyn Any> (a non-string panic payload)".to_owned()
-    }
-}
-
 /// Calls `f` with `args`, turning a panic into the same error the process pool gives.
 fn run_one<F: TaskFn<Args>, Args>(f: &F, args: Args) -> Result<F::Output> {
     catch_unwind(AssertUnwindSafe(|| f.call(args))).map_err(|p| Error::TaskPanicked {
         task: std::any::type_name::<F>().to_owned(),
-        message: panic_message(&*p),
+        message: payload_message(&*p),
         backtrace: None,
     })
 }

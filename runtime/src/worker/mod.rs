@@ -1,7 +1,7 @@
 //! The child side: how a process discovers it was started as a worker, the handshake, and the
 //! loop that serves RUN frames until the parent says SHUTDOWN or goes away.
 
-mod panic;
+pub(crate) mod panic;
 mod run;
 
 use std::cell::RefCell;

@@ -31,7 +31,8 @@ pub(super) fn install_hook() {
     }));
 }
 
-fn payload_message(payload: &(dyn Any + Send)) -> String {
+/// The text of a panic payload (`&str` or `String`), as Rust's own hook prints it.
+pub(crate) fn payload_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
