@@ -316,3 +316,44 @@ fn big_frames_both_ways_do_not_deadlock() {
         assert_eq!(r.get_timeout(LONG).unwrap().len(), 2 << 20);
     }
 }
+
+/// Writes `junk` into this worker's channel to the parent, as a corrupted frame would arrive.
+#[pool_task]
+fn corrupt_my_channel(junk: Vec<u8>) -> u8 {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    let fds = std::fs::read_dir("/proc/self/fd").expect("list fds");
+    let channel = fds
+        .flatten()
+        .filter_map(|e| {
+            let fd: i32 = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            (fd > 2 && target.to_string_lossy().starts_with("socket:")).then_some(fd)
+        })
+        .min()
+        .expect("a channel socket");
+    // SAFETY: borrowed for one write and forgotten, never closed here.
+    let mut f = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(channel) });
+    f.write_all(&junk).expect("write junk");
+    1
+}
+
+#[multiproc::test]
+fn a_corrupted_frame_is_a_protocol_error_and_the_worker_is_replaced() {
+    let pool = Pool::new(1).unwrap();
+    let cases: Vec<Vec<u8>> = vec![
+        vec![0xFF; 64],                              // bad magic
+        vec![0xA7, 99, 0, 0, 0, 0, 0, 0],            // unknown kind
+        vec![0xA7, 5, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF], // absurd length
+        vec![0xA7, 5, 0, 0, 4, 0, 0, 0, 1, 2, 3, 4], // RESULT too short for a job id
+    ];
+    for junk in cases {
+        let before = pool.pids();
+        match pool.apply(corrupt_my_channel, (junk.clone(),)) {
+            Err(Error::Protocol(_)) => {}
+            other => panic!("junk {junk:02x?}: expected a protocol error, got {other:?}"),
+        }
+        assert_eq!(pool.apply(add, (2, 3)).unwrap(), 5, "the pool serves on");
+        assert_ne!(pool.pids(), before, "with a replacement worker");
+    }
+}
