@@ -42,7 +42,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::pool::imap::{Feeder, Imap, Inbox};
@@ -266,37 +265,7 @@ impl Pool {
         self.processes
     }
 
-    /// Runs `f(args...)` on a pool thread and waits for the result.
-    pub fn apply<F, Args>(&self, f: F, args: Args) -> Result<F::Output>
-    where
-        F: TaskFn<Args>,
-        Args: Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.apply_with(f, args, Opts::new())
-    }
-
-    /// [`apply`](Pool::apply) with options: reads `timeout`.
-    pub fn apply_with<F, Args>(&self, f: F, args: Args, opts: Opts<F::Output>) -> Result<F::Output>
-    where
-        F: TaskFn<Args>,
-        Args: Send + 'static,
-        F::Output: Send + 'static,
-    {
-        opts.check("apply", false, false, true)?;
-        let timeout = opts.timeout;
-        wait(self.apply_async_with(f, args, Opts::new())?, timeout)
-    }
-
-    /// Starts `f(args...)` on a pool thread and returns at once.
-    pub fn apply_async<F, Args>(&self, f: F, args: Args) -> Result<AsyncResult<F::Output>>
-    where
-        F: TaskFn<Args>,
-        Args: Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.apply_async_with(f, args, Opts::new())
-    }
+    crate::pool::family::pool_family!(args: [Send + 'static], output: [Send + 'static]);
 
     /// [`apply_async`](Pool::apply_async) with options: reads `callback`, `error_callback`.
     pub fn apply_async_with<F, Args>(
@@ -372,192 +341,12 @@ impl Pool {
         Ok(AsyncResult::new(cell))
     }
 
-    /// Applies `f` to every item, results in input order (Python's `map`).
-    pub fn map<F, A, I>(&self, f: F, iter: I) -> Result<Vec<F::Output>>
-    where
-        F: TaskFn<(A,)>,
-        A: Send + 'static,
-        I: IntoIterator<Item = A>,
-        F::Output: Send + 'static,
-    {
-        self.map_with(f, iter, Opts::new())
-    }
-
-    /// [`map`](Pool::map) with options: reads `chunksize`, `timeout`.
-    pub fn map_with<F, A, I>(
-        &self,
-        f: F,
-        iter: I,
-        opts: Opts<Vec<F::Output>>,
-    ) -> Result<Vec<F::Output>>
-    where
-        F: TaskFn<(A,)>,
-        A: Send + 'static,
-        I: IntoIterator<Item = A>,
-        F::Output: Send + 'static,
-    {
-        opts.check("map", true, false, true)?;
-        let timeout = opts.timeout;
-        let items = iter.into_iter().map(|a| (a,)).collect();
-        wait(self.starmap_inner(f, items, opts)?, timeout)
-    }
-
-    /// Non-blocking [`map`](Pool::map).
-    pub fn map_async<F, A, I>(&self, f: F, iter: I) -> Result<AsyncResult<Vec<F::Output>>>
-    where
-        F: TaskFn<(A,)>,
-        A: Send + 'static,
-        I: IntoIterator<Item = A>,
-        F::Output: Send + 'static,
-    {
-        self.map_async_with(f, iter, Opts::new())
-    }
-
-    /// [`map_async`](Pool::map_async) with options: reads `chunksize`, `callback`,
-    /// `error_callback`.
-    pub fn map_async_with<F, A, I>(
-        &self,
-        f: F,
-        iter: I,
-        opts: Opts<Vec<F::Output>>,
-    ) -> Result<AsyncResult<Vec<F::Output>>>
-    where
-        F: TaskFn<(A,)>,
-        A: Send + 'static,
-        I: IntoIterator<Item = A>,
-        F::Output: Send + 'static,
-    {
-        opts.check("map_async", true, true, false)?;
-        let items = iter.into_iter().map(|a| (a,)).collect();
-        self.starmap_inner(f, items, opts)
-    }
-
-    /// Like [`map`](Pool::map), each item being the tuple of arguments.
-    pub fn starmap<F, Args, I>(&self, f: F, iter: I) -> Result<Vec<F::Output>>
-    where
-        F: TaskFn<Args>,
-        Args: Send + 'static,
-        I: IntoIterator<Item = Args>,
-        F::Output: Send + 'static,
-    {
-        self.starmap_with(f, iter, Opts::new())
-    }
-
-    /// [`starmap`](Pool::starmap) with options: reads `chunksize`, `timeout`.
-    pub fn starmap_with<F, Args, I>(
-        &self,
-        f: F,
-        iter: I,
-        opts: Opts<Vec<F::Output>>,
-    ) -> Result<Vec<F::Output>>
-    where
-        F: TaskFn<Args>,
-        Args: Send + 'static,
-        I: IntoIterator<Item = Args>,
-        F::Output: Send + 'static,
-    {
-        opts.check("starmap", true, false, true)?;
-        let timeout = opts.timeout;
-        wait(
-            self.starmap_inner(f, iter.into_iter().collect(), opts)?,
-            timeout,
-        )
-    }
-
-    /// Non-blocking [`starmap`](Pool::starmap).
-    pub fn starmap_async<F, Args, I>(&self, f: F, iter: I) -> Result<AsyncResult<Vec<F::Output>>>
-    where
-        F: TaskFn<Args>,
-        Args: Send + 'static,
-        I: IntoIterator<Item = Args>,
-        F::Output: Send + 'static,
-    {
-        self.starmap_async_with(f, iter, Opts::new())
-    }
-
-    /// [`starmap_async`](Pool::starmap_async) with options: reads `chunksize`, `callback`,
-    /// `error_callback`.
-    pub fn starmap_async_with<F, Args, I>(
-        &self,
-        f: F,
-        iter: I,
-        opts: Opts<Vec<F::Output>>,
-    ) -> Result<AsyncResult<Vec<F::Output>>>
-    where
-        F: TaskFn<Args>,
-        Args: Send + 'static,
-        I: IntoIterator<Item = Args>,
-        F::Output: Send + 'static,
-    {
-        opts.check("starmap_async", true, true, false)?;
-        self.starmap_inner(f, iter.into_iter().collect(), opts)
-    }
-
-    /// Lazy results in input order (Python's `imap`); chunksize defaults to 1.
-    pub fn imap<'p, F, A, I>(&'p self, f: F, iter: I) -> Result<Imap<'p, F::Output>>
-    where
-        F: TaskFn<(A,)>,
-        A: Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: 'p,
-        F::Output: Send + 'static,
-    {
-        self.imap_with(f, iter, Opts::new())
-    }
-
-    /// [`imap`](Pool::imap) with options: reads `chunksize`, `timeout` (per item).
-    pub fn imap_with<'p, F, A, I>(
-        &'p self,
-        f: F,
-        iter: I,
-        opts: Opts<F::Output>,
-    ) -> Result<Imap<'p, F::Output>>
-    where
-        F: TaskFn<(A,)>,
-        A: Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: 'p,
-        F::Output: Send + 'static,
-    {
-        self.imap_inner(f, iter, opts, true, "imap")
-    }
-
-    /// Lazy results in completion order (Python's `imap_unordered`).
-    pub fn imap_unordered<'p, F, A, I>(&'p self, f: F, iter: I) -> Result<Imap<'p, F::Output>>
-    where
-        F: TaskFn<(A,)>,
-        A: Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: 'p,
-        F::Output: Send + 'static,
-    {
-        self.imap_unordered_with(f, iter, Opts::new())
-    }
-
-    /// [`imap_unordered`](Pool::imap_unordered) with options: reads `chunksize`, `timeout`.
-    pub fn imap_unordered_with<'p, F, A, I>(
-        &'p self,
-        f: F,
-        iter: I,
-        opts: Opts<F::Output>,
-    ) -> Result<Imap<'p, F::Output>>
-    where
-        F: TaskFn<(A,)>,
-        A: Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: 'p,
-        F::Output: Send + 'static,
-    {
-        self.imap_inner(f, iter, opts, false, "imap_unordered")
-    }
-
     fn imap_inner<'p, F, A, I>(
         &'p self,
         f: F,
         iter: I,
         opts: Opts<F::Output>,
         ordered: bool,
-        method: &str,
     ) -> Result<Imap<'p, F::Output>>
     where
         F: TaskFn<(A,)>,
@@ -566,7 +355,6 @@ impl Pool {
         I::IntoIter: 'p,
         F::Output: Send + 'static,
     {
-        opts.check(method, true, false, true)?;
         if self.shared.lock().state != State::Running {
             return Err(Error::PoolClosed);
         }
@@ -662,13 +450,6 @@ impl Pool {
         for t in threads {
             let _ = t.join();
         }
-    }
-}
-
-fn wait<T>(r: AsyncResult<T>, timeout: Option<Duration>) -> Result<T> {
-    match timeout {
-        None => r.get(),
-        Some(t) => r.get_timeout(t),
     }
 }
 

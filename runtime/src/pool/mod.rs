@@ -2,6 +2,7 @@
 //! functions.
 
 mod builder;
+pub(crate) mod family;
 pub(crate) mod imap;
 pub(crate) mod options;
 pub(crate) mod result;
@@ -111,6 +112,8 @@ impl Pool {
         self.shared.pids()
     }
 
+    family::pool_family!(args: [Serialize], output: [DeserializeOwned + Send + 'static]);
+
     fn job<A: Serialize>(
         &self,
         task: &'static str,
@@ -135,42 +138,6 @@ impl Pool {
             State::Running => Ok(()),
             _ => Err(Error::PoolClosed),
         }
-    }
-
-    /// Runs `f(args...)` in a worker and waits for the result (Python's `apply`).
-    pub fn apply<F, Args>(&self, f: F, args: Args) -> Result<F::Output>
-    where
-        F: TaskFn<Args>,
-        Args: Serialize,
-        F::Output: DeserializeOwned + Send + 'static,
-    {
-        self.apply_with(f, args, Opts::new())
-    }
-
-    /// [`apply`](Pool::apply) with options: reads `timeout`.
-    pub fn apply_with<F, Args>(&self, f: F, args: Args, opts: Opts<F::Output>) -> Result<F::Output>
-    where
-        F: TaskFn<Args>,
-        Args: Serialize,
-        F::Output: DeserializeOwned + Send + 'static,
-    {
-        opts.check("apply", false, false, true)?;
-        let timeout = opts.timeout;
-        let r = self.apply_async_with(f, args, Opts::new())?;
-        match timeout {
-            None => r.get(),
-            Some(t) => r.get_timeout(t),
-        }
-    }
-
-    /// Starts `f(args...)` in a worker and returns at once (Python's `apply_async`).
-    pub fn apply_async<F, Args>(&self, f: F, args: Args) -> Result<AsyncResult<F::Output>>
-    where
-        F: TaskFn<Args>,
-        Args: Serialize,
-        F::Output: DeserializeOwned + Send + 'static,
-    {
-        self.apply_async_with(f, args, Opts::new())
     }
 
     /// [`apply_async`](Pool::apply_async) with options: reads `callback` and `error_callback`.
@@ -200,6 +167,7 @@ impl Pool {
 
     fn starmap_inner<F, Args>(
         &self,
+        _f: F,
         items: Vec<Args>,
         opts: Opts<Vec<F::Output>>,
     ) -> Result<AsyncResult<Vec<F::Output>>>
@@ -235,204 +203,12 @@ impl Pool {
         Ok(AsyncResult::new(cell))
     }
 
-    fn wait_with_timeout<T>(r: AsyncResult<T>, timeout: Option<std::time::Duration>) -> Result<T> {
-        match timeout {
-            None => r.get(),
-            Some(t) => r.get_timeout(t),
-        }
-    }
-
-    /// Applies `f` to every item, in parallel, returning results in input order (Python's
-    /// `map`). The input is collected first, as Python does; chunksize defaults to
-    /// `ceil(len / (4 × processes))`. The first failing item (in input order) is the error.
-    pub fn map<F, A, I>(&self, f: F, iter: I) -> Result<Vec<F::Output>>
-    where
-        F: TaskFn<(A,)>,
-        A: Serialize,
-        I: IntoIterator<Item = A>,
-        F::Output: DeserializeOwned + Send + 'static,
-    {
-        self.map_with(f, iter, Opts::new())
-    }
-
-    /// [`map`](Pool::map) with options: reads `chunksize`, `timeout`.
-    pub fn map_with<F, A, I>(
-        &self,
-        _f: F,
-        iter: I,
-        opts: Opts<Vec<F::Output>>,
-    ) -> Result<Vec<F::Output>>
-    where
-        F: TaskFn<(A,)>,
-        A: Serialize,
-        I: IntoIterator<Item = A>,
-        F::Output: DeserializeOwned + Send + 'static,
-    {
-        opts.check("map", true, false, true)?;
-        let timeout = opts.timeout;
-        let items: Vec<(A,)> = iter.into_iter().map(|a| (a,)).collect();
-        Self::wait_with_timeout(self.starmap_inner::<F, (A,)>(items, opts)?, timeout)
-    }
-
-    /// Non-blocking [`map`](Pool::map) (Python's `map_async`).
-    pub fn map_async<F, A, I>(&self, f: F, iter: I) -> Result<AsyncResult<Vec<F::Output>>>
-    where
-        F: TaskFn<(A,)>,
-        A: Serialize,
-        I: IntoIterator<Item = A>,
-        F::Output: DeserializeOwned + Send + 'static,
-    {
-        self.map_async_with(f, iter, Opts::new())
-    }
-
-    /// [`map_async`](Pool::map_async) with options: reads `chunksize`, `callback`,
-    /// `error_callback`.
-    pub fn map_async_with<F, A, I>(
-        &self,
-        _f: F,
-        iter: I,
-        opts: Opts<Vec<F::Output>>,
-    ) -> Result<AsyncResult<Vec<F::Output>>>
-    where
-        F: TaskFn<(A,)>,
-        A: Serialize,
-        I: IntoIterator<Item = A>,
-        F::Output: DeserializeOwned + Send + 'static,
-    {
-        opts.check("map_async", true, true, false)?;
-        let items: Vec<(A,)> = iter.into_iter().map(|a| (a,)).collect();
-        self.starmap_inner::<F, (A,)>(items, opts)
-    }
-
-    /// Like [`map`](Pool::map), each item being the tuple of arguments (Python's `starmap`):
-    /// `pool.starmap(add, vec![(1, 2), (3, 4)])`.
-    pub fn starmap<F, Args, I>(&self, f: F, iter: I) -> Result<Vec<F::Output>>
-    where
-        F: TaskFn<Args>,
-        Args: Serialize,
-        I: IntoIterator<Item = Args>,
-        F::Output: DeserializeOwned + Send + 'static,
-    {
-        self.starmap_with(f, iter, Opts::new())
-    }
-
-    /// [`starmap`](Pool::starmap) with options: reads `chunksize`, `timeout`.
-    pub fn starmap_with<F, Args, I>(
-        &self,
-        _f: F,
-        iter: I,
-        opts: Opts<Vec<F::Output>>,
-    ) -> Result<Vec<F::Output>>
-    where
-        F: TaskFn<Args>,
-        Args: Serialize,
-        I: IntoIterator<Item = Args>,
-        F::Output: DeserializeOwned + Send + 'static,
-    {
-        opts.check("starmap", true, false, true)?;
-        let timeout = opts.timeout;
-        let items: Vec<Args> = iter.into_iter().collect();
-        Self::wait_with_timeout(self.starmap_inner::<F, Args>(items, opts)?, timeout)
-    }
-
-    /// Non-blocking [`starmap`](Pool::starmap) (Python's `starmap_async`).
-    pub fn starmap_async<F, Args, I>(&self, f: F, iter: I) -> Result<AsyncResult<Vec<F::Output>>>
-    where
-        F: TaskFn<Args>,
-        Args: Serialize,
-        I: IntoIterator<Item = Args>,
-        F::Output: DeserializeOwned + Send + 'static,
-    {
-        self.starmap_async_with(f, iter, Opts::new())
-    }
-
-    /// [`starmap_async`](Pool::starmap_async) with options: reads `chunksize`, `callback`,
-    /// `error_callback`.
-    pub fn starmap_async_with<F, Args, I>(
-        &self,
-        _f: F,
-        iter: I,
-        opts: Opts<Vec<F::Output>>,
-    ) -> Result<AsyncResult<Vec<F::Output>>>
-    where
-        F: TaskFn<Args>,
-        Args: Serialize,
-        I: IntoIterator<Item = Args>,
-        F::Output: DeserializeOwned + Send + 'static,
-    {
-        opts.check("starmap_async", true, true, false)?;
-        let items: Vec<Args> = iter.into_iter().collect();
-        self.starmap_inner::<F, Args>(items, opts)
-    }
-
-    /// Lazily applies `f` to the items, yielding results in input order (Python's `imap`).
-    /// Chunksize defaults to 1. The input is consumed as results are, within a bounded
-    /// window, so an endless iterator runs in constant memory.
-    pub fn imap<'p, F, A, I>(&'p self, f: F, iter: I) -> Result<Imap<'p, F::Output>>
-    where
-        F: TaskFn<(A,)>,
-        A: Serialize + 'p,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: 'p,
-        F::Output: DeserializeOwned + Send + 'static,
-    {
-        self.imap_with(f, iter, Opts::new())
-    }
-
-    /// [`imap`](Pool::imap) with options: reads `chunksize` and `timeout` (per item).
-    pub fn imap_with<'p, F, A, I>(
-        &'p self,
-        _f: F,
-        iter: I,
-        opts: Opts<F::Output>,
-    ) -> Result<Imap<'p, F::Output>>
-    where
-        F: TaskFn<(A,)>,
-        A: Serialize + 'p,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: 'p,
-        F::Output: DeserializeOwned + Send + 'static,
-    {
-        self.imap_inner::<F, A, I>(iter, opts, true, "imap")
-    }
-
-    /// Like [`imap`](Pool::imap), yielding results as they complete (Python's
-    /// `imap_unordered`).
-    pub fn imap_unordered<'p, F, A, I>(&'p self, f: F, iter: I) -> Result<Imap<'p, F::Output>>
-    where
-        F: TaskFn<(A,)>,
-        A: Serialize + 'p,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: 'p,
-        F::Output: DeserializeOwned + Send + 'static,
-    {
-        self.imap_unordered_with(f, iter, Opts::new())
-    }
-
-    /// [`imap_unordered`](Pool::imap_unordered) with options: reads `chunksize` and
-    /// `timeout` (per item).
-    pub fn imap_unordered_with<'p, F, A, I>(
-        &'p self,
-        _f: F,
-        iter: I,
-        opts: Opts<F::Output>,
-    ) -> Result<Imap<'p, F::Output>>
-    where
-        F: TaskFn<(A,)>,
-        A: Serialize + 'p,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: 'p,
-        F::Output: DeserializeOwned + Send + 'static,
-    {
-        self.imap_inner::<F, A, I>(iter, opts, false, "imap_unordered")
-    }
-
     fn imap_inner<'p, F, A, I>(
         &'p self,
+        _f: F,
         iter: I,
         opts: Opts<F::Output>,
         ordered: bool,
-        method: &str,
     ) -> Result<Imap<'p, F::Output>>
     where
         F: TaskFn<(A,)>,
@@ -441,7 +217,6 @@ impl Pool {
         I::IntoIter: 'p,
         F::Output: DeserializeOwned + Send + 'static,
     {
-        opts.check(method, true, false, true)?;
         let entry = registry::lookup_fn::<F>()?;
         self.refuse_if_stopped()?;
         let input = iter.into_iter().map(|a| (a,));

@@ -152,6 +152,14 @@ impl<T> AsyncResult<T> {
     }
 }
 
+/// Waits for `r`, at most `timeout` if given.
+pub(crate) fn wait<T>(r: AsyncResult<T>, timeout: Option<std::time::Duration>) -> Result<T> {
+    match timeout {
+        None => r.get(),
+        Some(t) => r.get_timeout(t),
+    }
+}
+
 /// Decodes a finished job into one result per item.
 pub(crate) fn decode_items<R: DeserializeOwned>(done: JobDone) -> Vec<Result<R>> {
     match done.outcome {
