@@ -357,3 +357,66 @@ fn a_corrupted_frame_is_a_protocol_error_and_the_worker_is_replaced() {
         assert_ne!(pool.pids(), before, "with a replacement worker");
     }
 }
+
+#[pool_task]
+fn panic_deep(depth: u32) -> u32 {
+    if depth == 0 {
+        panic!("bottom reached");
+    }
+    panic_deep(depth - 1) + 1
+}
+
+const BACKTRACE_ROLE: &str = "MULTIPROC_TEST_BACKTRACE_ROLE";
+
+#[multiproc::test]
+fn panics_carry_a_backtrace_when_enabled() {
+    if std::env::var_os(BACKTRACE_ROLE).is_some() {
+        // Re-run of this binary with RUST_BACKTRACE=1, inherited by its workers.
+        let pool = Pool::new(1).unwrap();
+        match pool.apply(panic_deep, (3,)) {
+            Err(Error::TaskPanicked {
+                backtrace: Some(bt),
+                message,
+                ..
+            }) => {
+                assert!(message.contains("bottom reached"), "{message}");
+                assert!(bt.contains("panic_deep"), "{bt}");
+                println!("BACKTRACE-OK");
+            }
+            other => panic!("expected a panic with a backtrace, got {other:?}"),
+        }
+        return;
+    }
+    // Without RUST_BACKTRACE (the test harness may have it set: check explicitly).
+    if std::env::var_os("RUST_BACKTRACE").is_none() {
+        let pool = Pool::new(1).unwrap();
+        let r = pool.apply(panic_deep, (1,));
+        assert!(
+            matches!(
+                r,
+                Err(Error::TaskPanicked {
+                    backtrace: None,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "panics_carry_a_backtrace_when_enabled",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(BACKTRACE_ROLE, "1")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("BACKTRACE-OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
