@@ -520,12 +520,6 @@ fn handshake(stream: &UnixStream, config: &Config) -> Result<()> {
     ready.map_err(|message| Error::InitializerFailed { message })
 }
 
-/// Why a worker's read loop ended.
-enum End {
-    /// End of stream or a broken frame: the worker is gone (or must go).
-    Lost(Option<Error>),
-}
-
 /// The life of one slot: start a worker, serve it, replace it when it dies or retires,
 /// until the pool stops. `first` reports the first start to `Pool::build`.
 pub(crate) fn slot_main(shared: Arc<Shared>, k: usize, first: std::sync::mpsc::Sender<Result<()>>) {
@@ -592,7 +586,7 @@ pub(crate) fn slot_main(shared: Arc<Shared>, k: usize, first: std::sync::mpsc::S
         } else {
             shared.pump();
         }
-        let End::Lost(err) = shared.serve(k, reader);
+        let err = shared.serve(k, reader);
         // Detach the worker so no caller writes to it any more.
         let inflight: Vec<Job> = {
             let mut io = lock(&shared.slots[k]);
@@ -658,20 +652,21 @@ pub(crate) fn slot_main(shared: Arc<Shared>, k: usize, first: std::sync::mpsc::S
 }
 
 impl Shared {
-    /// Reads results from slot `k`'s worker until it goes away.
-    fn serve(&self, k: usize, reader: UnixStream) -> End {
+    /// Reads results from slot `k`'s worker until it goes away: at end of stream (`None`), or
+    /// at a frame that breaks the protocol (`Some`, and the worker must be killed).
+    fn serve(&self, k: usize, reader: UnixStream) -> Option<Error> {
         let mut reader = BufReader::with_capacity(64 * 1024, reader);
         let mut last_result: Option<std::time::Instant> = None;
         loop {
             let f = match frame::read_frame(&mut reader) {
                 Ok(Some(f)) => f,
-                Ok(None) => return End::Lost(None),
-                Err(Error::Io(_)) => return End::Lost(None),
-                Err(e) => return End::Lost(Some(e)),
+                Ok(None) => return None,
+                Err(Error::Io(_)) => return None,
+                Err(e) => return Some(e),
             };
             let (id, rest) = match frame::split_job_id(&f.body) {
                 Ok(v) => v,
-                Err(e) => return End::Lost(Some(e)),
+                Err(e) => return Some(e),
             };
             let job = {
                 let mut io = lock(&self.slots[k]);
@@ -681,9 +676,7 @@ impl Shared {
                 }
             };
             let Some(job) = job else {
-                return End::Lost(Some(Error::Protocol(format!(
-                    "result for unknown job {id}"
-                ))));
+                return Some(Error::Protocol(format!("result for unknown job {id}")));
             };
             let outcome = match f.kind {
                 Kind::Result => Ok(rest.to_vec()),
@@ -695,7 +688,7 @@ impl Shared {
                     let e = Error::Protocol(format!("unexpected {other:?} frame from worker"));
                     job.fail(e.clone());
                     self.finish_jobs(1);
-                    return End::Lost(Some(e));
+                    return Some(e);
                 }
             };
             job.sink.complete(JobDone {

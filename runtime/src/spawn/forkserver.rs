@@ -225,17 +225,15 @@ pub(crate) fn serve(ctl: OwnedFd) -> ! {
             // The parent is gone or done with us. Workers have their own channels.
             std::process::exit(0);
         }
-        let mut fds: Vec<OwnedFd> = Vec::new();
+        let mut fds: Vec<OwnedFd> = Vec::with_capacity(2);
         for msg in anc.drain() {
             if let RecvAncillaryMessage::ScmRights(r) = msg {
                 fds.extend(r);
             }
         }
-        if fds.len() != 2 {
+        let Ok([channel, status]) = <[OwnedFd; 2]>::try_from(fds) else {
             continue; // malformed request: dropping the fds tells the parent
-        }
-        let status = fds.pop().expect("two fds");
-        let channel = fds.pop().expect("two fds");
+        };
         // SAFETY: this process is single-threaded (it never left `init`), so the child
         // inherits no lock held by another thread.
         let pid = unsafe { libc::fork() };
