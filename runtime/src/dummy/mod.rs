@@ -175,19 +175,20 @@ impl PoolBuilder {
         let mut threads = Vec::with_capacity(processes);
         let mut failure = None;
         for k in 0..processes {
-            let shared = shared.clone();
-            let tx = tx.clone();
-            let init = self.initializer.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("multiproc-dummy-{k}"))
-                .spawn(move || {
-                    let ok = init.map_or(Ok(()), |f| f());
-                    let failed = ok.is_err();
-                    let _ = tx.send(ok);
-                    if !failed {
-                        shared.thread_main();
-                    }
-                });
+            let spawned = crate::spawn::retry_transient(|| {
+                // A failed spawn consumes its closure: build a fresh one per attempt.
+                let (shared, tx, init) = (shared.clone(), tx.clone(), self.initializer.clone());
+                std::thread::Builder::new()
+                    .name(format!("multiproc-dummy-{k}"))
+                    .spawn(move || {
+                        let ok = init.map_or(Ok(()), |f| f());
+                        let failed = ok.is_err();
+                        let _ = tx.send(ok);
+                        if !failed {
+                            shared.thread_main();
+                        }
+                    })
+            });
             match spawned {
                 Ok(h) => threads.push(h),
                 Err(e) => {

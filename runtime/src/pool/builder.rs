@@ -123,10 +123,14 @@ impl PoolBuilder {
         for k in 0..processes {
             let shared = shared.clone();
             let tx = tx.clone();
-            match std::thread::Builder::new()
-                .name(format!("multiproc-slot-{k}"))
-                .spawn(move || slot_main(shared, k, tx))
-            {
+            let spawned = crate::spawn::retry_transient(|| {
+                // A failed spawn consumes its closure: build a fresh one per attempt.
+                let (shared, tx) = (shared.clone(), tx.clone());
+                std::thread::Builder::new()
+                    .name(format!("multiproc-slot-{k}"))
+                    .spawn(move || slot_main(shared, k, tx))
+            });
+            match spawned {
                 Ok(h) => threads.push(h),
                 Err(e) => {
                     spawn_error = Some(Error::from(e));

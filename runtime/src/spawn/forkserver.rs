@@ -52,8 +52,7 @@ impl ForkServer {
     fn start() -> Result<ForkServer> {
         let (parent_end, child_end) = UnixStream::pair()?;
         let mut cmd = reexec_command(worker::FORKSERVER_FD_ENV, child_end.into());
-        let mut process = cmd
-            .spawn()
+        let mut process = super::retry_transient(|| cmd.spawn())
             .map_err(|e| Error::WorkerStart(format!("could not start the fork server: {e}")))?;
         drop(cmd); // closes our copy of the server's end
         let greeting = (|| {
@@ -236,7 +235,11 @@ pub(crate) fn serve(ctl: OwnedFd) -> ! {
         };
         // SAFETY: this process is single-threaded (it never left `init`), so the child
         // inherits no lock held by another thread.
-        let pid = unsafe { libc::fork() };
+        let pid = super::retry_transient(|| match unsafe { libc::fork() } {
+            -1 => Err(std::io::Error::last_os_error()),
+            pid => Ok(pid),
+        })
+        .unwrap_or(-1);
         if pid == 0 {
             drop(ctl);
             drop(children);

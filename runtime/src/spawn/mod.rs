@@ -118,6 +118,23 @@ impl WorkerProcess {
     }
 }
 
+/// Runs `f` again while it fails with `EAGAIN` (the kernel's "try again": a transient
+/// shortage of threads, processes or memory, seen when many workers start at once on a
+/// loaded machine), backing off from 1 ms to 64 ms, about 0.5 s in all; then gives up.
+pub(crate) fn retry_transient<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let mut delay = Duration::from_millis(1);
+    for _ in 0..10 {
+        match f() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(64));
+            }
+            other => return other,
+        }
+    }
+    f()
+}
+
 /// Reads exactly `buf.len()` bytes from a blocking descriptor.
 pub(crate) fn read_exact_fd(
     fd: std::os::fd::BorrowedFd<'_>,
@@ -201,8 +218,7 @@ pub(crate) fn reexec_command(env: &str, channel: OwnedFd) -> Command {
 fn exec_worker() -> Result<(WorkerProcess, UnixStream)> {
     let (parent_end, child_end) = UnixStream::pair()?;
     let mut cmd = reexec_command(worker::WORKER_FD_ENV, child_end.into());
-    let child = cmd
-        .spawn()
+    let child = retry_transient(|| cmd.spawn())
         .map_err(|e| Error::WorkerStart(format!("could not execute /proc/self/exe: {e}")))?;
     drop(cmd); // closes our copy of the child's end
     let pid = child.id();

@@ -320,22 +320,25 @@ fn run_initializer(name: &str, args: &[u8]) -> std::result::Result<(), String> {
 /// Exits the worker as soon as the parent's end of the channel closes, even in the middle of
 /// a long task: this is how workers die with their parent, including a SIGKILLed one.
 fn start_watchdog(conn: &Conn) -> Result<()> {
-    let fd = rustix::io::fcntl_dupfd_cloexec(conn.as_fd(), 3)?;
-    std::thread::Builder::new()
-        .name("multiproc-watchdog".into())
-        .spawn(move || {
-            use rustix::event::{poll, PollFd, PollFlags};
-            let mut fds = [PollFd::new(&fd, PollFlags::RDHUP)];
-            loop {
-                match poll(&mut fds, None) {
-                    Ok(_) if !fds[0].revents().is_empty() => break,
-                    Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                    Err(_) => break,
+    crate::spawn::retry_transient(|| {
+        // A failed spawn consumes its closure: a fresh descriptor per attempt.
+        let fd = rustix::io::fcntl_dupfd_cloexec(conn.as_fd(), 3)?;
+        std::thread::Builder::new()
+            .name("multiproc-watchdog".into())
+            .spawn(move || {
+                use rustix::event::{poll, PollFd, PollFlags};
+                let mut fds = [PollFd::new(&fd, PollFlags::RDHUP)];
+                loop {
+                    match poll(&mut fds, None) {
+                        Ok(_) if !fds[0].revents().is_empty() => break,
+                        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                        Err(_) => break,
+                    }
                 }
-            }
-            // SAFETY: _exit ends the process without running anything else; the parent is
-            // gone, nobody is waiting for this worker's results.
-            unsafe { libc::_exit(0) }
-        })?;
+                // SAFETY: _exit ends the process without running anything else; the parent is
+                // gone, nobody is waiting for this worker's results.
+                unsafe { libc::_exit(0) }
+            })
+    })?;
     Ok(())
 }
