@@ -40,6 +40,10 @@
 //! value, implement serde's `Serialize` and `Deserialize`. The attribute checks all of this
 //! at compile time. The function stays an ordinary function.
 //!
+//! ## Threads, and code for either
+//! [`dummy::Pool`] offers the same API on threads, for I/O-bound work (closures welcome), and
+//! [`TaskPool`] is the trait both pools implement, so code can be written once for either.
+//!
 //! See `ARCHITECTURE.md` in the repository for the process model and the wire protocol.
 
 #![deny(missing_docs)]
