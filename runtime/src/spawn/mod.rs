@@ -17,6 +17,11 @@ use crate::error::{Error, Result};
 use crate::worker;
 
 /// How a pool starts its worker processes.
+///
+/// There is deliberately no plain `Fork` (Python's old default on Linux): forking a program
+/// that has other threads copies only the calling thread, so any lock another thread held at
+/// that moment (the allocator's, stdout's, a logger's) stays locked forever in the child, which
+/// then hangs at random. `ForkServer` gives fork's speed without that danger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum StartMethod {
