@@ -187,6 +187,17 @@ pub trait TaskPool {
     fn join(&self) -> Result<()>;
 }
 
+/// What dropping any pool does: close and join (submitted work completes), or terminate when
+/// the pool already was, or when the dropping thread is panicking (waiting could hang it).
+pub(crate) fn finish_on_drop(pool: &impl TaskPool, terminated: bool) {
+    if std::thread::panicking() || terminated {
+        pool.terminate();
+    } else {
+        pool.close();
+        let _ = pool.join();
+    }
+}
+
 /// Implements [`TaskPool`] for a pool type by calling its inherent methods of the same names.
 macro_rules! delegate_task_pool {
     ($pool:ty) => {

@@ -41,13 +41,12 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::pool::imap::{Feeder, Imap, Inbox};
 use crate::pool::options::Opts;
 use crate::pool::result::{AsyncResult, Cell, MapSink};
-use crate::pool::State;
+use crate::pool::{State, Threads};
 use crate::registry::TaskFn;
 use crate::worker::panic::payload_message;
 
@@ -200,10 +199,10 @@ impl PoolBuilder {
         drop(tx);
         let pool = Pool {
             shared,
-            threads: Mutex::new(threads),
+            threads: Threads::new(threads),
             processes,
         };
-        for _ in 0..pool.threads_len() {
+        for _ in 0..pool.threads.len() {
             match rx.recv() {
                 Ok(Ok(())) => {}
                 Ok(Err(message)) => {
@@ -233,7 +232,7 @@ fn run_one<F: TaskFn<Args>, Args>(f: &F, args: Args) -> Result<F::Output> {
 /// [module documentation](self).
 pub struct Pool {
     shared: Arc<Shared>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    threads: Threads,
     processes: usize,
 }
 
@@ -255,10 +254,6 @@ impl Pool {
     /// Configure a thread pool.
     pub fn builder() -> PoolBuilder {
         PoolBuilder::default()
-    }
-
-    fn threads_len(&self) -> usize {
-        self.threads.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Number of threads.
@@ -424,7 +419,7 @@ impl Pool {
         for job in cancelled {
             job(true);
         }
-        self.join_threads();
+        self.threads.join_all();
     }
 
     /// Waits for submitted work and the threads (after `close` or `terminate`).
@@ -439,28 +434,14 @@ impl Pool {
         q.stopping = true;
         self.shared.work.notify_all();
         drop(q);
-        self.join_threads();
+        self.threads.join_all();
         Ok(())
-    }
-
-    fn join_threads(&self) {
-        let threads: Vec<JoinHandle<()>> = {
-            let mut t = self.threads.lock().unwrap_or_else(|p| p.into_inner());
-            t.drain(..).collect()
-        };
-        for t in threads {
-            let _ = t.join();
-        }
     }
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        if std::thread::panicking() || self.shared.lock().state == State::Terminated {
-            self.terminate();
-        } else {
-            self.close();
-            let _ = self.join();
-        }
+        let terminated = self.shared.lock().state == State::Terminated;
+        crate::task_pool::finish_on_drop(self, terminated);
     }
 }

@@ -66,7 +66,7 @@ use crate::wire::codec;
 /// completes first. If the dropping thread is panicking, the pool is terminated instead.
 pub struct Pool {
     shared: Arc<Shared>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    threads: Threads,
 }
 
 impl std::fmt::Debug for Pool {
@@ -98,7 +98,7 @@ impl Pool {
     fn from_parts(shared: Arc<Shared>, threads: Vec<JoinHandle<()>>) -> Pool {
         Pool {
             shared,
-            threads: Mutex::new(threads),
+            threads: Threads::new(threads),
         }
     }
 
@@ -237,7 +237,7 @@ impl Pool {
     /// (Python's `terminate`). Returns once every worker has been reaped.
     pub fn terminate(&self) {
         self.shared.terminate();
-        self.join_threads();
+        self.threads.join_all();
     }
 
     /// Waits for submitted work to complete and the workers to exit (Python's `join`).
@@ -247,28 +247,38 @@ impl Pool {
             return Err(Error::PoolRunning);
         }
         self.shared.drain_and_stop();
-        self.join_threads();
+        self.threads.join_all();
         Ok(())
-    }
-
-    fn join_threads(&self) {
-        let threads: Vec<JoinHandle<()>> = {
-            let mut t = self.threads.lock().unwrap_or_else(|p| p.into_inner());
-            t.drain(..).collect()
-        };
-        for t in threads {
-            let _ = t.join();
-        }
     }
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        if std::thread::panicking() || self.shared.state() == State::Terminated {
-            self.terminate();
-        } else {
-            self.close();
-            let _ = self.join();
+        crate::task_pool::finish_on_drop(self, self.shared.state() == State::Terminated);
+    }
+}
+
+/// The threads a pool owns (slot threads, or the thread pool's workers), joined once.
+pub(crate) struct Threads(Mutex<Vec<JoinHandle<()>>>);
+
+impl Threads {
+    pub(crate) fn new(threads: Vec<JoinHandle<()>>) -> Threads {
+        Threads(Mutex::new(threads))
+    }
+
+    fn take(&self) -> Vec<JoinHandle<()>> {
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        t.drain(..).collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Joins every thread not joined yet; later calls return at once.
+    pub(crate) fn join_all(&self) {
+        for t in self.take() {
+            let _ = t.join();
         }
     }
 }
