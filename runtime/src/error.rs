@@ -127,6 +127,43 @@ pub enum Error {
     #[error("the result was already taken")]
     ResultTaken,
 
+    /// A queue is full: `put_nowait`, or `put_timeout` ran out of time. The item was not
+    /// queued and is still the caller's.
+    #[error("the queue is full")]
+    Full,
+
+    /// A queue is empty: `get_nowait`, or `get_timeout` ran out of time.
+    #[error("the queue is empty")]
+    Empty,
+
+    /// The queue was closed (`put` after `close`, or `get` on a closed and drained queue).
+    #[error("the queue is closed")]
+    Closed,
+
+    /// The other end of a pipe was closed (or its process exited) and no message is left.
+    #[error("the other end of the pipe is closed")]
+    Eof,
+
+    /// A received message is larger than the buffer given to `recv_bytes_into`; the message
+    /// is returned here whole, nothing is lost.
+    #[error("message of {} bytes does not fit a {capacity}-byte buffer", .message.len())]
+    BufferTooSmall {
+        /// The whole message.
+        message: Vec<u8>,
+        /// Size of the buffer that was offered.
+        capacity: usize,
+    },
+
+    /// A process handle was used in a state that does not allow it (starting twice,
+    /// closing a running process, ...).
+    #[error("{0}")]
+    ProcessState(String),
+
+    /// A lock's previous holder died while holding it. The lock is now held by the caller
+    /// (the guard is inside), and the data it protects may be half-updated.
+    #[error("the previous holder of the lock died while holding it")]
+    OwnerDied,
+
     /// An operating-system error.
     #[error("I/O error: {0}")]
     Io(Arc<std::io::Error>),

@@ -53,8 +53,12 @@ extern crate self as multiproc;
 
 pub mod dummy;
 mod error;
+mod pipe;
 mod pool;
+mod process;
+mod queue;
 mod registry;
+mod shm;
 mod spawn;
 mod task_pool;
 mod wire;
@@ -62,7 +66,12 @@ mod worker;
 
 pub use error::{Error, Result};
 pub use multiproc_macros::{main, pool_task, test};
+pub use pipe::{pipe, pipe_oneway, Connection, Receiver, Sender};
 pub use pool::{AsyncResult, Imap, Opts, Pool, PoolBuilder};
+pub use process::{
+    active_children, current_process, parent_process, ExitStatus, Process, ProcessInfo,
+};
+pub use queue::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};
 pub use registry::{TaskArg, TaskFn, TaskOutput};
 pub use spawn::StartMethod;
 pub use task_pool::TaskPool;
@@ -75,7 +84,10 @@ pub fn cpu_count() -> usize {
 
 /// The names most programs need: `use multiproc::prelude::*;`.
 pub mod prelude {
-    pub use crate::{pool_task, AsyncResult, Error, Opts, Pool, StartMethod, TaskFn, TaskPool};
+    pub use crate::{
+        pool_task, AsyncResult, Connection, Error, ExitStatus, JoinableQueue, Opts, Pool, Process,
+        Queue, Receiver, Sender, SimpleQueue, StartMethod, TaskFn, TaskPool,
+    };
 }
 
 /// What generated code refers to. Not public API.

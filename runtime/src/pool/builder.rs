@@ -32,7 +32,7 @@ pub struct PoolBuilder {
     processes: Option<usize>,
     maxtasksperchild: Option<u64>,
     method: StartMethod,
-    initializer: Option<Result<(String, Vec<u8>)>>,
+    initializer: Option<Result<(String, Vec<u8>, Vec<crate::shm::fds::SharedFd>)>>,
     start_timeout: Duration,
 }
 
@@ -78,10 +78,10 @@ impl PoolBuilder {
         Args: Serialize,
     {
         self.initializer = Some(registry::lookup_fn::<F>().and_then(|entry| {
-            let frame = codec::run_frame(0, entry.name, std::slice::from_ref(&initargs))?;
+            let (frame, fds) = codec::run_frame(0, entry.name, std::slice::from_ref(&initargs))?;
             // The worker wants just the argument chunk: strip header, job id and name.
             let skip = crate::wire::frame::HEADER_LEN + 8 + 2 + entry.name.len();
-            Ok((entry.name.to_owned(), frame[skip..].to_vec()))
+            Ok((entry.name.to_owned(), frame[skip..].to_vec(), fds))
         }));
         self
     }

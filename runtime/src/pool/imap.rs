@@ -221,12 +221,13 @@ where
             used += 1;
             let id = shared.next_job_id();
             match codec::run_frame(id, task, &chunk) {
-                Ok(mut frame) => {
+                Ok((mut frame, fds)) => {
                     codec::set_may_delay(&mut frame);
                     jobs.push(Job {
                         id,
                         task,
                         frame,
+                        fds,
                         items: chunk.len(),
                         part,
                         sink: inbox.clone(),

@@ -122,11 +122,12 @@ impl Pool {
         sink: Arc<dyn shared::Sink>,
     ) -> Result<Job> {
         let id = self.shared.next_job_id();
-        let frame = codec::run_frame(id, task, args)?;
+        let (frame, fds) = codec::run_frame(id, task, args)?;
         Ok(Job {
             id,
             task,
             frame,
+            fds,
             items: args.len(),
             part,
             sink,

@@ -14,9 +14,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::shm::fds::SharedFd;
 use crate::spawn::forkserver::ForkServer;
 use crate::spawn::{self, StartMethod, WorkerProcess};
 use crate::wire::codec::ChunkFailure;
+use crate::wire::conn::send_frame_with_fds;
 use crate::wire::frame::{self, Kind};
 use crate::worker::{Hello, Welcome};
 
@@ -37,7 +39,8 @@ pub(crate) struct Config {
     pub processes: usize,
     pub method: StartMethod,
     pub maxtasksperchild: Option<u64>,
-    pub initializer: Option<(String, Vec<u8>)>,
+    /// Task name, encoded argument chunk, descriptors of the handles among the arguments.
+    pub initializer: Option<(String, Vec<u8>, Vec<SharedFd>)>,
     pub start_timeout: Duration,
 }
 
@@ -65,6 +68,8 @@ pub(crate) struct Job {
     pub id: u64,
     pub task: &'static str,
     pub frame: Vec<u8>,
+    /// Descriptors of the handles among the arguments, sent with the frame.
+    pub fds: Vec<SharedFd>,
     pub items: usize,
     pub part: usize,
     pub sink: Arc<dyn Sink>,
@@ -290,8 +295,14 @@ impl Shared {
         let Some(stream) = io.stream.as_ref() else {
             return Err(jobs);
         };
-        let frames: Vec<&[u8]> = jobs.iter().map(|j| j.frame.as_slice()).collect();
-        if send_all_vectored(stream, &frames).is_err() {
+        let sent = if jobs.iter().any(|j| !j.fds.is_empty()) {
+            jobs.iter()
+                .try_for_each(|j| send_frame_with_fds(stream, &j.frame, &j.fds))
+        } else {
+            let frames: Vec<&[u8]> = jobs.iter().map(|j| j.frame.as_slice()).collect();
+            send_all_vectored(stream, &frames)
+        };
+        if sent.is_err() {
             // A half-written frame cannot be taken back: make sure the worker is replaced.
             let _ = stream.shutdown(std::net::Shutdown::Both);
             io.stream = None;
@@ -509,11 +520,15 @@ fn handshake(stream: &UnixStream, config: &Config) -> Result<()> {
     let hello: Hello = bincode::deserialize(&read(Kind::Hello)?)
         .map_err(|e| Error::Protocol(format!("bad HELLO: {e}")))?;
     check_hello(&hello)?;
-    let welcome = Welcome {
-        initializer: config.initializer.clone(),
+    let (initializer, fds) = match &config.initializer {
+        Some((name, args, fds)) => (Some((name.clone(), args.clone())), fds.as_slice()),
+        None => (None, &[][..]),
     };
-    let body = bincode::serialize(&welcome).map_err(|e| Error::serialization("welcome", e))?;
-    send_all(stream, &frame::encode(Kind::Welcome, &body)?)?;
+    let body = bincode::serialize(&Welcome { initializer })
+        .map_err(|e| Error::serialization("welcome", e))?;
+    let mut welcome = frame::encode(Kind::Welcome, &body)?;
+    frame::set_fd_count(&mut welcome, 0, fds.len())?;
+    send_frame_with_fds(stream, &welcome, fds)?;
     let ready: std::result::Result<(), String> = bincode::deserialize(&read(Kind::Ready)?)
         .map_err(|e| Error::Protocol(format!("bad READY: {e}")))?;
     stream.set_read_timeout(None)?;

@@ -3,7 +3,7 @@
 
 pub(crate) mod forkserver;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -78,6 +78,28 @@ impl WorkerProcess {
                 }
             }
             (None, Kind::Forked { .. }) => {}
+        }
+    }
+
+    /// Sends `sig`, unless the process was already reaped.
+    pub(crate) fn signal(&self, sig: Signal) {
+        if self.exit.is_some() {
+            return;
+        }
+        if let Some(fd) = &self.pidfd {
+            let _ = pidfd_send_signal(fd, sig);
+        } else if let (Kind::Child(_), Some(pid)) = (&self.kind, Pid::from_raw(self.pid as i32)) {
+            let _ = rustix::process::kill_process(pid, sig);
+        }
+    }
+
+    /// A descriptor that becomes readable when the process ends (its pidfd, or the fork
+    /// server's status pipe).
+    pub(crate) fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
+        match (&self.pidfd, &self.kind) {
+            (_, Kind::Forked { status, .. }) => Some(status.as_fd()),
+            (Some(p), _) => Some(p.as_fd()),
+            (None, _) => None,
         }
     }
 
@@ -221,8 +243,14 @@ pub(crate) fn reexec_command(env: &str, channel: OwnedFd) -> Command {
 }
 
 fn exec_worker() -> Result<(WorkerProcess, UnixStream)> {
+    exec_child(worker::WORKER_FD_ENV)
+}
+
+/// Re-executes this program in the role `env` names; returns the child and the parent's end
+/// of its channel.
+pub(crate) fn exec_child(env: &str) -> Result<(WorkerProcess, UnixStream)> {
     let (parent_end, child_end) = UnixStream::pair()?;
-    let mut cmd = reexec_command(worker::WORKER_FD_ENV, child_end.into());
+    let mut cmd = reexec_command(env, child_end.into());
     let child = retry_transient(|| cmd.spawn())
         .map_err(|e| Error::WorkerStart(format!("could not execute /proc/self/exe: {e}")))?;
     drop(cmd); // closes our copy of the child's end

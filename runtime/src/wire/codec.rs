@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::shm::fds::SharedFd;
 use crate::wire::frame::{self, Kind};
 
 const TAG_OK: u8 = 0;
@@ -48,21 +49,23 @@ fn push_item<T: Serialize + ?Sized>(out: &mut Vec<u8>, tag: u8, value: &T) -> bi
     Ok(())
 }
 
-/// Builds a complete RUN frame for `args` (a chunk of argument tuples).
+/// Builds a complete RUN frame for `args` (a chunk of argument tuples), with the descriptors
+/// of the queues, pipes and shared objects among them.
 pub(crate) fn run_frame<A: Serialize>(
     job_id: u64,
     task: &str,
     args: &[A],
-) -> Result<Vec<u8>, Error> {
+) -> Result<(Vec<u8>, Vec<SharedFd>), Error> {
     let mut buf = Vec::with_capacity(64 + task.len());
     let start = frame::begin(&mut buf, Kind::Run);
     buf.extend_from_slice(&job_id.to_le_bytes());
     buf.extend_from_slice(&(task.len() as u16).to_le_bytes());
     buf.extend_from_slice(task.as_bytes());
-    bincode::serialize_into(&mut buf, args)
-        .map_err(|e| Error::serialization("a task argument", e))?;
+    let (r, fds) = crate::shm::fds::collect(|| bincode::serialize_into(&mut buf, args));
+    r.map_err(|e| Error::serialization("a task argument", e))?;
     frame::finish(&mut buf, start)?;
-    Ok(buf)
+    frame::set_fd_count(&mut buf, start, fds.len())?;
+    Ok((buf, fds))
 }
 
 /// Marks a RUN frame built by [`run_frame`] as batchable (see `frame::FLAG_MAY_DELAY`).
@@ -207,7 +210,7 @@ mod tests {
 
     #[test]
     fn run_frame_layout() {
-        let f = run_frame(42, "m::square", &[(3u64,), (4u64,)]).unwrap();
+        let (f, _) = run_frame(42, "m::square", &[(3u64,), (4u64,)]).unwrap();
         let (kind, flags, len) = frame::parse_header(f[..8].try_into().unwrap()).unwrap();
         assert_eq!((kind, flags, len), (Kind::Run, 0, f.len() - 8));
         let (id, rest) = frame::split_job_id(&f[8..]).unwrap();

@@ -4,7 +4,9 @@
 //! into its input buffer. So a parent blocked writing a large argument frame to a worker that
 //! is itself blocked writing a large result can never deadlock: one of the two always drains.
 
+use std::collections::VecDeque;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::event::{poll, PollFd, PollFlags};
@@ -20,6 +22,8 @@ pub(crate) struct Conn {
     /// Start of unconsumed bytes in `inbuf`.
     pos: usize,
     eof: bool,
+    /// Descriptors received and not yet claimed by a frame, in arrival order.
+    fds: VecDeque<OwnedFd>,
 }
 
 impl Conn {
@@ -30,6 +34,7 @@ impl Conn {
             inbuf: Vec::with_capacity(64 * 1024),
             pos: 0,
             eof: false,
+            fds: VecDeque::new(),
         })
     }
 
@@ -45,14 +50,13 @@ impl Conn {
                 self.inbuf.reserve(64 * 1024);
             }
             let spare = self.inbuf.spare_capacity_mut();
-            match rustix::net::recv(&self.fd, spare, RecvFlags::empty()) {
-                Ok((([], _), _)) => {
+            match recv_with_fds(&self.fd, spare, &mut self.fds) {
+                Ok(0) => {
                     self.eof = true;
                     return Ok(got_any);
                 }
-                Ok(((filled, _), _)) => {
-                    let n = filled.len();
-                    // SAFETY: recv initialised the first n spare bytes.
+                Ok(n) => {
+                    // SAFETY: recvmsg initialised the first n spare bytes.
                     unsafe { self.inbuf.set_len(self.inbuf.len() + n) };
                     got_any = true;
                 }
@@ -75,9 +79,22 @@ impl Conn {
             self.inbuf.reserve(HEADER_LEN + len - avail.len());
             return Ok(None);
         }
+        let nfds = frame::fd_count(&header);
+        if self.fds.len() < nfds {
+            return Err(Error::Protocol(format!(
+                "a {kind:?} frame announced {nfds} descriptors, {} arrived",
+                self.fds.len()
+            )));
+        }
+        let fds = self.fds.drain(..nfds).collect();
         let body = avail[HEADER_LEN..HEADER_LEN + len].to_vec();
         self.pos += HEADER_LEN + len;
-        Ok(Some(Frame { kind, flags, body }))
+        Ok(Some(Frame {
+            kind,
+            flags,
+            body,
+            fds,
+        }))
     }
 
     /// Whether a whole frame is already buffered, after reading what the socket holds.
@@ -149,4 +166,70 @@ impl Conn {
     pub(crate) fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
     }
+}
+
+/// One `recvmsg`: bytes into `buf`, any descriptors that came with them onto `fds`.
+fn recv_with_fds(
+    fd: &OwnedFd,
+    buf: &mut [MaybeUninit<u8>],
+    fds: &mut VecDeque<OwnedFd>,
+) -> rustix::io::Result<usize> {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage};
+    let mut space =
+        [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(crate::shm::fds::MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    // SAFETY: IoSliceMut over uninitialised bytes is only written by the kernel; we read back
+    // only the `bytes` it reports.
+    let slice = unsafe { &mut *(buf as *mut [MaybeUninit<u8>] as *mut [u8]) };
+    let mut iov = [io::IoSliceMut::new(slice)];
+    let msg = recvmsg(fd, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?;
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = m {
+            fds.extend(received);
+        }
+    }
+    if msg.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
+        // Descriptors were dropped by the kernel: the frames that needed them will report it.
+        fds.clear();
+    }
+    Ok(msg.bytes)
+}
+
+/// Writes a whole frame to a blocking stream, its descriptors attached to its first bytes.
+pub(crate) fn send_frame_with_fds(
+    stream: &impl AsFd,
+    mut bytes: &[u8],
+    fds: &[crate::shm::fds::SharedFd],
+) -> io::Result<()> {
+    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage};
+    if !fds.is_empty() {
+        let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+        let mut space =
+            vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(borrowed.len()))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
+            return Err(io::Error::other("descriptor list too long"));
+        }
+        let n = loop {
+            match sendmsg(
+                stream,
+                &[io::IoSlice::new(bytes)],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            ) {
+                Ok(n) => break n,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        };
+        bytes = &bytes[n..];
+    }
+    while !bytes.is_empty() {
+        match rustix::net::send(stream, bytes, SendFlags::NOSIGNAL) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }

@@ -1,6 +1,8 @@
-//! Frame layout: an 8-byte header `[MAGIC, kind, flags, 0, len: u32 LE]`, then `len` body
-//! bytes. The magic byte, the kind and the reserved zero catch a desynchronised or corrupted
-//! stream at the next frame.
+//! Frame layout: an 8-byte header `[MAGIC, kind, flags, nfds, len: u32 LE]`, then `len` body
+//! bytes. The magic byte, the kind and the flags catch a desynchronised or corrupted stream at
+//! the next frame. `nfds` is the number of file descriptors sent with the frame (`SCM_RIGHTS`,
+//! attached to its first bytes), allowed only on RUN, START and WELCOME frames: the queues, pipes and
+//! shared objects among the arguments.
 
 use std::io::{self, Read};
 
@@ -26,6 +28,8 @@ pub(crate) enum Kind {
     Result = 5,
     JobFailed = 6,
     Shutdown = 7,
+    /// Parent → a `Process` child: the task to run, its arguments and the process's name.
+    Start = 8,
 }
 
 impl Kind {
@@ -38,6 +42,7 @@ impl Kind {
             5 => Kind::Result,
             6 => Kind::JobFailed,
             7 => Kind::Shutdown,
+            8 => Kind::Start,
             _ => return None,
         })
     }
@@ -49,6 +54,8 @@ pub(crate) struct Frame {
     pub kind: Kind,
     pub flags: u8,
     pub body: Vec<u8>,
+    /// Descriptors that came with the frame.
+    pub fds: Vec<std::os::fd::OwnedFd>,
 }
 
 /// Starts a frame in `buf`: writes a header whose length is patched by [`finish`].
@@ -82,13 +89,16 @@ pub(crate) fn encode(kind: Kind, body: &[u8]) -> Result<Vec<u8>, Error> {
 
 /// Validates a header; returns the kind, flags and body length.
 pub(crate) fn parse_header(h: &[u8; HEADER_LEN]) -> Result<(Kind, u8, usize), Error> {
-    if h[0] != MAGIC || h[3] != 0 || h[2] & !FLAG_MAY_DELAY != 0 {
+    if h[0] != MAGIC || h[2] & !FLAG_MAY_DELAY != 0 {
         return Err(Error::Protocol(format!("corrupted frame header {h:02x?}")));
     }
     let kind = Kind::from_u8(h[1])
         .ok_or_else(|| Error::Protocol(format!("unknown frame kind {}", h[1])))?;
     if h[2] != 0 && kind != Kind::Run {
         return Err(Error::Protocol(format!("flags on a {kind:?} frame")));
+    }
+    if h[3] != 0 && !matches!(kind, Kind::Run | Kind::Start | Kind::Welcome) {
+        return Err(Error::Protocol(format!("descriptors on a {kind:?} frame")));
     }
     let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
     if len > MAX_BODY {
@@ -114,6 +124,11 @@ pub(crate) fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, Error> {
         }
     }
     let (kind, flags, len) = parse_header(&header)?;
+    if header[3] != 0 {
+        return Err(Error::Protocol(format!(
+            "a {kind:?} frame with descriptors on a channel that carries none"
+        )));
+    }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).map_err(|e| {
         if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -122,7 +137,29 @@ pub(crate) fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, Error> {
             e.into()
         }
     })?;
-    Ok(Some(Frame { kind, flags, body }))
+    Ok(Some(Frame {
+        kind,
+        flags,
+        body,
+        fds: Vec::new(),
+    }))
+}
+
+/// Number of descriptors announced by a (validated) header.
+pub(crate) fn fd_count(h: &[u8]) -> usize {
+    usize::from(h[3])
+}
+
+/// Records in a frame built in `buf` at `start` that `n` descriptors travel with it.
+pub(crate) fn set_fd_count(buf: &mut [u8], start: usize, n: usize) -> Result<(), Error> {
+    let n = u8::try_from(n)
+        .ok()
+        .filter(|&n| usize::from(n) <= crate::shm::fds::MAX_FDS)
+        .ok_or_else(|| {
+            Error::serialization("a message", format!("{n} descriptors is over the limit"))
+        })?;
+    buf[start + 3] = n;
+    Ok(())
 }
 
 /// Splits the `job_id` prefix off a RUN / RESULT / JOB_FAILED body.

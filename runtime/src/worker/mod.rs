@@ -22,6 +22,8 @@ use crate::wire::PROTOCOL_VERSION;
 
 /// Set (to "0": the channel is on stdin) by the parent on an exec'd worker.
 pub(crate) const WORKER_FD_ENV: &str = "MULTIPROC_WORKER_FD";
+/// Set (to "0": the channel is on stdin) by the parent on a `Process` child.
+pub(crate) const PROCESS_FD_ENV: &str = "MULTIPROC_PROCESS_FD";
 /// Set (to "0": the control socket is on stdin) by the parent on an exec'd fork server.
 pub(crate) const FORKSERVER_FD_ENV: &str = "MULTIPROC_FORKSERVER_FD";
 
@@ -63,6 +65,11 @@ pub fn init() {
         IN_WORKER.store(true, Ordering::SeqCst);
         serve(fd);
     }
+    crate::process::register_exit_hook();
+    if let Some(fd) = take_fd_env(PROCESS_FD_ENV) {
+        INITIALIZED.store(true, Ordering::SeqCst);
+        crate::process::child_main(fd);
+    }
     INITIALIZED.store(true, Ordering::SeqCst);
 }
 
@@ -96,7 +103,10 @@ pub(crate) fn check_can_start_workers() -> Result<()> {
     if is_worker() {
         return Err(Error::InWorker);
     }
-    if std::env::var_os(WORKER_FD_ENV).is_some() || std::env::var_os(FORKSERVER_FD_ENV).is_some() {
+    if [WORKER_FD_ENV, FORKSERVER_FD_ENV, PROCESS_FD_ENV]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+    {
         return Err(Error::NotInitialized(
             "this process was started as a multiproc worker, but its main never called \
              multiproc::init(); add #[multiproc::main] to main (or call multiproc::init() as \
@@ -205,9 +215,12 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
     };
     let body = bincode::serialize(&hello).map_err(|e| Error::serialization("hello", e))?;
     conn.send_all(&frame::encode(Kind::Hello, &body)?)?;
-    let welcome = match conn.recv_frame()? {
-        Some(f) if f.kind == Kind::Welcome => bincode::deserialize::<Welcome>(&f.body)
-            .map_err(|e| Error::Protocol(format!("bad WELCOME: {e}")))?,
+    let (welcome, init_fds) = match conn.recv_frame()? {
+        Some(f) if f.kind == Kind::Welcome => (
+            bincode::deserialize::<Welcome>(&f.body)
+                .map_err(|e| Error::Protocol(format!("bad WELCOME: {e}")))?,
+            f.fds,
+        ),
         Some(f) => {
             return Err(Error::Protocol(format!(
                 "expected WELCOME, got {:?}",
@@ -218,7 +231,7 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
     };
     let ready: std::result::Result<(), String> = match welcome.initializer {
         None => Ok(()),
-        Some((name, args)) => run_initializer(&name, &args),
+        Some((name, args)) => crate::shm::fds::provide(init_fds, || run_initializer(&name, &args)),
     };
     let failed = ready.is_err();
     let body = bincode::serialize(&ready).map_err(|e| Error::serialization("ready", e))?;
@@ -245,7 +258,7 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
         match f.kind {
             Kind::Run => {
                 let started = std::time::Instant::now();
-                run_job(&f.body, &mut out)?;
+                crate::shm::fds::provide(f.fds, || run_job(&f.body, &mut out))?;
                 let may_hold = f.flags & frame::FLAG_MAY_DELAY != 0
                     && started.elapsed() < SHORT_JOB
                     && out.len() < MAX_BATCH
@@ -319,7 +332,7 @@ fn run_initializer(name: &str, args: &[u8]) -> std::result::Result<(), String> {
 
 /// Exits the worker as soon as the parent's end of the channel closes, even in the middle of
 /// a long task: this is how workers die with their parent, including a SIGKILLed one.
-fn start_watchdog(conn: &Conn) -> Result<()> {
+pub(crate) fn start_watchdog(conn: &Conn) -> Result<()> {
     crate::spawn::retry_transient(|| {
         // A failed spawn consumes its closure: a fresh descriptor per attempt.
         let fd = rustix::io::fcntl_dupfd_cloexec(conn.as_fd(), 3)?;

@@ -1,0 +1,5 @@
+//! Shared memory and the cross-process objects built on it.
+
+pub(crate) mod fds;
+pub(crate) mod segment;
+pub(crate) mod sync;

@@ -1,0 +1,161 @@
+//! Anonymous shared-memory segments (`memfd`): the storage of every cross-process object.
+//!
+//! A segment has no name in any file system, so it cannot leak: the kernel frees it when the
+//! last descriptor and the last mapping are gone, whichever processes held them and however
+//! they ended. It reaches another process as a descriptor passed with the message that
+//! carries the handle (see [`super::fds`]).
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use rustix::fs::{memfd_create, MemfdFlags};
+use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
+
+use crate::error::{Error, Result};
+
+/// Every segment starts with this header, so a descriptor that is not ours, or an object of
+/// another kind, is refused when it is attached.
+#[repr(C)]
+pub(crate) struct Header {
+    magic: u64,
+    kind: u32,
+    version: u32,
+}
+
+const MAGIC: u64 = 0x6d75_6c74_6970_7263; // "multiprc"
+/// Bumped whenever the layout of any shared object changes.
+const LAYOUT_VERSION: u32 = 1;
+/// Bytes reserved for the header; object state starts here, cache-line aligned.
+pub(crate) const HEADER_SPACE: usize = 64;
+
+/// What a segment holds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u32)]
+pub(crate) enum SegmentKind {
+    Queue = 1,
+    Value = 2,
+    Lock = 3,
+    RLock = 4,
+    Semaphore = 5,
+    Event = 6,
+    Condition = 7,
+    Barrier = 8,
+}
+
+/// A mapped segment. Clones share the mapping.
+#[derive(Clone)]
+pub(crate) struct Segment(Arc<Mapping>);
+
+struct Mapping {
+    fd: Arc<OwnedFd>,
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; all access to its contents goes through atomics
+// or the objects' own cross-process locks.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len come from a successful mmap and nothing borrows the mapping any more
+        // (every user holds the Arc).
+        unsafe {
+            let _ = munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+impl Segment {
+    /// Creates a zero-filled segment of `len` bytes (header included) holding a `kind`.
+    pub(crate) fn create(kind: SegmentKind, len: usize) -> Result<Segment> {
+        let len = len.max(HEADER_SPACE);
+        let name = format!("multiproc-{kind:?}");
+        let fd = crate::spawn::retry_transient(|| {
+            memfd_create(name.as_str(), MemfdFlags::CLOEXEC).map_err(Into::into)
+        })?;
+        rustix::fs::ftruncate(&fd, len as u64)?;
+        let seg = Segment::map(Arc::new(fd), len)?;
+        // SAFETY: the segment is new and private to this process so far; the header is in
+        // bounds and suitably aligned (page-aligned mapping).
+        unsafe {
+            let h = seg.ptr().cast::<Header>();
+            (*h).kind = kind as u32;
+            (*h).version = LAYOUT_VERSION;
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+            (*h).magic = MAGIC;
+        }
+        Ok(seg)
+    }
+
+    /// Maps a segment received from another process, checking that it holds a `kind`.
+    pub(crate) fn attach(fd: OwnedFd, kind: SegmentKind) -> Result<Segment> {
+        let bad = |why: &str| Error::Protocol(format!("received a bad {kind:?} handle: {why}"));
+        let st = rustix::fs::fstat(&fd).map_err(|e| bad(&e.to_string()))?;
+        let len = usize::try_from(st.st_size).map_err(|_| bad("size"))?;
+        if len < HEADER_SPACE {
+            return Err(bad("too small"));
+        }
+        let seg = Segment::map(Arc::new(fd), len)?;
+        // SAFETY: in bounds (len >= HEADER_SPACE), aligned; read-only look at plain integers.
+        let (magic, k, version) = unsafe {
+            let h = seg.ptr().cast::<Header>();
+            (
+                std::ptr::read_volatile(&(*h).magic),
+                std::ptr::read_volatile(&(*h).kind),
+                std::ptr::read_volatile(&(*h).version),
+            )
+        };
+        if magic != MAGIC || k != kind as u32 {
+            return Err(bad("not a multiproc object of this kind"));
+        }
+        if version != LAYOUT_VERSION {
+            return Err(bad("made by another version of multiproc"));
+        }
+        Ok(seg)
+    }
+
+    fn map(fd: Arc<OwnedFd>, len: usize) -> Result<Segment> {
+        // SAFETY: a fresh shared mapping of a file we hold; no existing memory is affected.
+        let ptr = unsafe {
+            mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                &*fd,
+                0,
+            )?
+        };
+        let ptr = NonNull::new(ptr.cast::<u8>())
+            .ok_or_else(|| Error::Io(Arc::new(std::io::Error::other("mmap returned null"))))?;
+        Ok(Segment(Arc::new(Mapping { fd, ptr, len })))
+    }
+
+    /// Start of the mapping (the header).
+    pub(crate) fn ptr(&self) -> *mut u8 {
+        self.0.ptr.as_ptr()
+    }
+
+    /// The object's state, `HEADER_SPACE` bytes in.
+    pub(crate) fn body(&self) -> *mut u8 {
+        // SAFETY: every segment is at least HEADER_SPACE long.
+        unsafe { self.ptr().add(HEADER_SPACE) }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len
+    }
+
+    /// The descriptor, shared so that a message carrying this handle keeps it open until sent.
+    pub(crate) fn fd(&self) -> &Arc<OwnedFd> {
+        &self.0.fd
+    }
+
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.fd.as_fd()
+    }
+}
