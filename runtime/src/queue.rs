@@ -233,13 +233,16 @@ impl RawQueue {
             let items = count(tail).wrapping_sub(count(head)) & COUNT_MASK;
             let off = pos(tail) & (cap - 1);
             // Items never wrap around the ring's end; and when the queue is nearly empty,
-            // go back to the start of the ring, whose pages are warm.
-            let skip = if off + rec > cap || (off > WARM as u64 && used <= (WARM / 2) as u64) {
+            // go back to the start of the ring, whose pages are warm (if that fits now).
+            let fits = |skip: u64| used + skip + rec + st.reserve <= cap;
+            let skip = if off + rec > cap
+                || (off > WARM as u64 && used <= (WARM / 2) as u64 && fits(cap - off))
+            {
                 cap - off
             } else {
                 0
             };
-            let room = used + skip + rec + st.reserve <= cap;
+            let room = fits(skip);
             let below_max = st.maxsize == 0 || items < st.maxsize;
             if room && below_max {
                 return Ok((tail, off, skip));
@@ -666,8 +669,11 @@ impl<T> Queue<T> {
     pub fn with_maxsize(maxsize: usize) -> Result<Queue<T>> {
         QueueBuilder::default().maxsize(maxsize).build()
     }
+}
 
-    /// Options: maxsize and buffer size.
+impl Queue<()> {
+    /// Options for a new queue: maxsize and buffer size. The item type is given to
+    /// [`QueueBuilder::build`].
     pub fn builder() -> QueueBuilder {
         QueueBuilder::default()
     }
