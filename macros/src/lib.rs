@@ -5,6 +5,7 @@ mod args;
 mod entry;
 mod expand;
 mod parse;
+mod shareable;
 
 use proc_macro::TokenStream;
 
@@ -65,4 +66,13 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
     entry::test(args.into(), item.into()).into()
+}
+
+/// `#[derive(Shareable)]`: lets a `#[repr(C)]` struct whose fields are all `Shareable`
+/// (integers, floats, bool, arrays, other Shareable structs) live in a `Value` or `Array`.
+/// Missing `#[repr(C)]`, enums, and fields such as references, `Box`, `String` or `char`
+/// are compile errors.
+#[proc_macro_derive(Shareable, attributes(shareable))]
+pub fn derive_shareable(input: TokenStream) -> TokenStream {
+    shareable::derive(input.into()).into()
 }

@@ -164,6 +164,25 @@ pub enum Error {
     #[error("the previous holder of the lock died while holding it")]
     OwnerDied,
 
+    /// A barrier was broken (a party timed out, `abort` was called, its action panicked, or
+    /// `reset` cut a wait short).
+    #[error("the barrier is broken")]
+    BrokenBarrier,
+
+    /// `SharedMemory::create_named`: a block of that name exists already.
+    #[error("a shared memory block named `{name}` already exists")]
+    SegmentExists {
+        /// The name.
+        name: String,
+    },
+
+    /// `SharedMemory::attach`: there is no block of that name.
+    #[error("no shared memory block named `{name}`")]
+    SegmentNotFound {
+        /// The name.
+        name: String,
+    },
+
     /// An operating-system error.
     #[error("I/O error: {0}")]
     Io(Arc<std::io::Error>),

@@ -58,14 +58,17 @@ mod pool;
 mod process;
 mod queue;
 mod registry;
+mod shared_memory;
+mod sharedctypes;
 mod shm;
 mod spawn;
+mod synchronize;
 mod task_pool;
 mod wire;
 mod worker;
 
 pub use error::{Error, Result};
-pub use multiproc_macros::{main, pool_task, test};
+pub use multiproc_macros::{main, pool_task, test, Shareable};
 pub use pipe::{pipe, pipe_oneway, Connection, Receiver, Sender};
 pub use pool::{AsyncResult, Imap, Opts, Pool, PoolBuilder};
 pub use process::{
@@ -73,7 +76,13 @@ pub use process::{
 };
 pub use queue::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};
 pub use registry::{TaskArg, TaskFn, TaskOutput};
+pub use shared_memory::SharedMemory;
+pub use sharedctypes::{Array, ArrayGuard, RawArray, RawValue, Shareable, Value, ValueGuard};
 pub use spawn::StartMethod;
+pub use synchronize::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockGuard, RLock, Semaphore,
+    SemaphoreGuard,
+};
 pub use task_pool::TaskPool;
 pub use worker::{init, is_worker};
 
@@ -94,6 +103,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::registry::{assert_task_arg, assert_task_output, type_id_of, TaskEntry, TASKS};
+    pub use crate::sharedctypes::assert_shareable;
     pub use crate::worker::{enter_test, run_chunk};
     pub use linkme;
 }

@@ -180,7 +180,8 @@ impl EventCount {
     pub(crate) fn notify_all(&self) {
         self.seq.fetch_add(1, Ordering::SeqCst);
         if self.sleepers.load(Ordering::SeqCst) > 0 {
-            let _ = futex::wake(&self.seq, futex::Flags::empty(), u32::MAX);
+            // The count is an int in the kernel: u32::MAX would read as -1 and wake only one.
+            let _ = futex::wake(&self.seq, futex::Flags::empty(), i32::MAX as u32);
         }
     }
 
@@ -223,11 +224,11 @@ impl EventCount {
             self.sleepers.fetch_add(1, Ordering::SeqCst);
             // Re-check after announcing ourselves: a notify between the check and the
             // announcement bumped `seq`, so the futex wait below returns at once.
-            let r = if ready() {
-                Ok(())
-            } else {
-                sleep(&self.seq, seen, timeout)
-            };
+            if ready() {
+                self.sleepers.fetch_sub(1, Ordering::SeqCst);
+                return Ok(());
+            }
+            let r = sleep(&self.seq, seen, timeout);
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
             r?;
         }

@@ -65,6 +65,10 @@ pub fn init() {
         IN_WORKER.store(true, Ordering::SeqCst);
         serve(fd);
     }
+    if let Some(fd) = take_fd_env(crate::shared_memory::TRACKER_FD_ENV) {
+        IN_WORKER.store(true, Ordering::SeqCst);
+        crate::shared_memory::tracker_main(fd);
+    }
     crate::process::register_exit_hook();
     if let Some(fd) = take_fd_env(PROCESS_FD_ENV) {
         INITIALIZED.store(true, Ordering::SeqCst);
@@ -103,9 +107,14 @@ pub(crate) fn check_can_start_workers() -> Result<()> {
     if is_worker() {
         return Err(Error::InWorker);
     }
-    if [WORKER_FD_ENV, FORKSERVER_FD_ENV, PROCESS_FD_ENV]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some())
+    if [
+        WORKER_FD_ENV,
+        FORKSERVER_FD_ENV,
+        PROCESS_FD_ENV,
+        crate::shared_memory::TRACKER_FD_ENV,
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some())
     {
         return Err(Error::NotInitialized(
             "this process was started as a multiproc worker, but its main never called \
