@@ -94,8 +94,10 @@ pub fn cpu_count() -> usize {
 /// The names most programs need: `use multiproc::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        pool_task, AsyncResult, Connection, Error, ExitStatus, JoinableQueue, Opts, Pool, Process,
-        Queue, Receiver, Sender, SimpleQueue, StartMethod, TaskFn, TaskPool,
+        pool_task, Array, AsyncResult, Barrier, BoundedSemaphore, Condition, Connection, Error,
+        Event, ExitStatus, JoinableQueue, Lock, Opts, Pool, Process, Queue, RLock, RawArray,
+        RawValue, Receiver, Semaphore, Sender, Shareable, SharedMemory, SimpleQueue, StartMethod,
+        TaskFn, TaskPool, Value,
     };
 }
 

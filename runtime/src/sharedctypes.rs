@@ -23,6 +23,13 @@ use crate::synchronize::{acquire_robust, deadline_after, MutexSpace};
 /// every byte-wise mix of two valid values must be a valid value (so that a process killed
 /// in the middle of a write cannot leave undefined behaviour behind). Implement it with
 /// `#[derive(Shareable)]`, which checks this for `#[repr(C)]` structs.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot live in shared memory",
+    label = "not Shareable",
+    note = "shared memory holds integers, floats, bool, arrays of them and #[repr(C)] structs \
+            with #[derive(Shareable)]; no references, heap pointers (String, Vec, Box), char \
+            or enums"
+)]
 pub unsafe trait Shareable: Copy + Send + Sync + 'static {}
 
 macro_rules! shareable {

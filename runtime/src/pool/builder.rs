@@ -32,7 +32,7 @@ pub struct PoolBuilder {
     processes: Option<usize>,
     maxtasksperchild: Option<u64>,
     method: StartMethod,
-    initializer: Option<Result<(String, Vec<u8>, Vec<crate::shm::fds::SharedFd>)>>,
+    initializer: Option<Result<super::shared::Initializer>>,
     start_timeout: Duration,
 }
 

@@ -39,10 +39,12 @@ pub(crate) struct Config {
     pub processes: usize,
     pub method: StartMethod,
     pub maxtasksperchild: Option<u64>,
-    /// Task name, encoded argument chunk, descriptors of the handles among the arguments.
-    pub initializer: Option<(String, Vec<u8>, Vec<SharedFd>)>,
+    pub initializer: Option<Initializer>,
     pub start_timeout: Duration,
 }
+
+/// Task name, encoded argument chunk, descriptors of the handles among the arguments.
+pub(crate) type Initializer = (String, Vec<u8>, Vec<SharedFd>);
 
 /// A finished job, handed to its sink.
 pub(crate) struct JobDone {

@@ -122,7 +122,8 @@ impl RobustMutex {
         // SAFETY: as in `lock`.
         let rc = unsafe { libc::pthread_mutex_trylock(self.0) };
         match rc {
-            libc::EBUSY => Ok(None),
+            // Held by another thread, or (EDEADLK) by this one: not available either way.
+            libc::EBUSY | libc::EDEADLK => Ok(None),
             0 => Ok(Some(Locked::Clean)),
             libc::EOWNERDEAD => {
                 // SAFETY: acquired.
