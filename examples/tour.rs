@@ -29,6 +29,30 @@ fn fail_on(x: u32) -> u32 {
     x
 }
 
+/// A child process: doubles numbers from a queue, answers over a pipe, counts under a lock.
+#[pool_task]
+fn helper(jobs: Queue<u64>, conn: Connection<String>, hits: Value<u64>, done: Event) {
+    while let Ok(x) = jobs.get() {
+        conn.send(&format!(
+            "{} doubled {x} to {}",
+            multiproc::current_process().name,
+            2 * x
+        ))
+        .expect("pipe");
+        *hits.lock().expect("lock") += 1;
+    }
+    done.set();
+}
+
+/// Runs once per barrier generation, in the last process to arrive.
+#[pool_task]
+fn generation_done() {}
+
+#[pool_task]
+fn meet(barrier: Barrier) -> u32 {
+    barrier.wait().expect("barrier")
+}
+
 #[multiproc::main]
 fn main() -> multiproc::Result<()> {
     let pool = Pool::new(2)?;
@@ -121,6 +145,56 @@ fn main() -> multiproc::Result<()> {
     );
     assert!(matches!(pool.apply(add, (1, 1)), Err(Error::PoolClosed)));
     pool.join()?;
-    println!("joined: the tour is complete");
+    println!("joined the pool");
+
+    // Processes, queues, pipes, shared values, events.
+    let jobs = Queue::new()?;
+    let (here, there) = multiproc::pipe()?;
+    let hits = Value::new(0u64)?;
+    let done = Event::new()?;
+    let child = Process::new(helper, (jobs.clone(), there, hits.clone(), done.clone()))?
+        .with_name("helper");
+    child.start()?;
+    for x in [1, 2, 3] {
+        jobs.put(&x)?;
+    }
+    for x in [1u64, 2, 3] {
+        let line = here.recv()?;
+        println!("pipe: {line}");
+        assert_eq!(line, format!("helper doubled {x} to {}", 2 * x));
+    }
+    jobs.close();
+    assert!(done.wait_timeout(Duration::from_secs(60))?);
+    let status = child.join()?;
+    println!(
+        "process `{}` (pid {:?}) exited: {status:?}; it counted {} jobs under a lock",
+        child.name(),
+        child.pid(),
+        hits.get()?
+    );
+    assert!(status.success());
+    assert_eq!(hits.get()?, 3);
+
+    // A barrier across pool workers... of two pools of one worker each, so both run at once.
+    let barrier = Barrier::with_action(2, generation_done)?;
+    let (p1, p2) = (Pool::new(1)?, Pool::new(1)?);
+    let a = p1.apply_async(meet, (barrier.clone(),))?;
+    let b = p2.apply_async(meet, (barrier.clone(),))?;
+    let mut order = [a.get()?, b.get()?];
+    order.sort_unstable();
+    println!("barrier: two processes met, arrival indices {order:?}");
+    assert_eq!(order, [0, 1]);
+
+    let shm = SharedMemory::create(64)?;
+    shm.write(0, b"hello")?;
+    let mut buf = [0u8; 5];
+    SharedMemory::attach(shm.name())?.read(0, &mut buf)?;
+    println!(
+        "shared memory block `{}`: {:?}",
+        shm.name(),
+        std::str::from_utf8(&buf)
+    );
+    assert_eq!(&buf, b"hello");
+    println!("the tour is complete");
     Ok(())
 }

@@ -363,3 +363,30 @@ fn simple_queue() {
     q.close();
     assert!(matches!(q.get(), Err(Error::Closed)));
 }
+
+#[pool_task]
+fn put_many_big(q: Queue<Vec<u8>>, n: u32) {
+    for i in 0..n {
+        q.put(&vec![i as u8; 1 << 20]).unwrap();
+    }
+}
+
+#[multiproc::test]
+fn a_producer_with_no_consumer_is_never_blocked_below_the_buffer_size() {
+    // Regression: after the queue had been used and emptied, a producer that went on alone
+    // must still be able to fill the whole buffer (here 64 MiB of a 128 MiB ring) and exit.
+    let q = Queue::builder()
+        .buffer_bytes(128 << 20)
+        .build::<Vec<u8>>()
+        .unwrap();
+    for i in 0..20u8 {
+        q.put(&vec![i; 1 << 20]).unwrap();
+        assert_eq!(q.get().unwrap()[0], i);
+    }
+    let p = Process::spawn(put_many_big, (q.clone(), 64)).unwrap();
+    assert!(p.join_timeout(LONG).unwrap().unwrap().success());
+    assert_eq!(q.qsize(), 64);
+    for i in 0..64u32 {
+        assert_eq!(q.get_nowait().unwrap()[0], i as u8);
+    }
+}

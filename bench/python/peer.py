@@ -32,6 +32,42 @@ def rss_kib(pid):
     return 0
 
 
+def noop():
+    pass
+
+
+def produce_small(q, n):
+    for i in range(n):
+        q.put(i)
+
+
+def produce_big(q, n):
+    item = bytes(1 << 20)
+    for _ in range(n):
+        q.put(item)
+
+
+def echo(conn):
+    while True:
+        x = conn.recv()
+        if x is None:
+            return
+        conn.send(x)
+
+
+def stream_bytes(conn, n):
+    chunk = bytes(1 << 20)
+    for _ in range(n):
+        conn.send_bytes(chunk)
+
+
+def increment(v, go, n):
+    go.wait()
+    for _ in range(n):
+        with v.get_lock():
+            v.value += 1
+
+
 def percentile(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(len(xs) * p))]
@@ -96,6 +132,73 @@ def main():
             pool.map(square, range(100))
             kids = mp.active_children()
             out = {"value": sum(rss_kib(p.pid) for p in kids) / len(kids) / 1024.0}
+    elif scenario.startswith("proc_"):
+        ctx = mp.get_context(scenario[len("proc_"):])
+        times = []
+        for _ in range(20):
+            t = time.perf_counter()
+            p = ctx.Process(target=noop)
+            p.start()
+            p.join()
+            times.append((time.perf_counter() - t) * 1e3)
+        out = {"value": percentile(times, 0.5)}
+    elif scenario in ("queue_small", "queue_1mib"):
+        small = scenario == "queue_small"
+        n = 200_000 if small else 200
+        q = mp.Queue()
+        p = mp.Process(target=produce_small if small else produce_big, args=(q, n))
+        p.start()
+        q.get()
+        t = time.perf_counter()
+        for _ in range(n - 1):
+            q.get()
+        dt = time.perf_counter() - t
+        p.join()
+        out = {"value": (n - 1) / dt / 1e3 if small else (n - 1) * 1.048576 / dt}
+    elif scenario == "pipe_pingpong":
+        here, there = mp.Pipe()
+        p = mp.Process(target=echo, args=(there,))
+        p.start()
+        there.close()
+        for i in range(200):
+            here.send(i)
+            here.recv()
+        n = 5000
+        t = time.perf_counter()
+        for i in range(n):
+            here.send(i)
+            here.recv()
+        out = {"value": (time.perf_counter() - t) * 1e6 / n}
+        here.send(None)
+        p.join()
+    elif scenario == "pipe_1mib":
+        n = 500
+        rx, tx = mp.Pipe(duplex=False)
+        p = mp.Process(target=stream_bytes, args=(tx, n))
+        p.start()
+        tx.close()
+        rx.recv_bytes()
+        t = time.perf_counter()
+        for _ in range(n - 1):
+            rx.recv_bytes()
+        dt = time.perf_counter() - t
+        p.join()
+        out = {"value": (n - 1) * 1.048576 / dt}
+    elif scenario == "locked_incr":
+        n = 200_000
+        v = mp.Value("q", 0)
+        go = mp.Event()
+        ps = [mp.Process(target=increment, args=(v, go, n)) for _ in range(2)]
+        for p in ps:
+            p.start()
+        time.sleep(0.02)
+        t = time.perf_counter()
+        go.set()
+        for p in ps:
+            p.join()
+        dt = time.perf_counter() - t
+        assert v.value == 2 * n
+        out = {"value": 2 * n / dt / 1e6}
     else:
         raise SystemExit(f"unknown scenario {scenario}")
     print(json.dumps(out))

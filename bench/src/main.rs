@@ -35,6 +35,175 @@ fn busy_10ms(_x: u32) -> u32 {
     0
 }
 
+#[pool_task]
+fn noop() {}
+
+#[pool_task]
+fn produce_small(q: Queue<u64>, n: u64) {
+    for i in 0..n {
+        q.put(&i).expect("put");
+    }
+}
+
+/// `ByteBuf` is how Rust code says "a blob" to serde (a plain `Vec<u8>` is encoded byte by
+/// byte): the analogue of Python putting `bytes`.
+#[pool_task]
+fn produce_big(q: Queue<serde_bytes::ByteBuf>, n: u32) {
+    let item = serde_bytes::ByteBuf::from(vec![7u8; 1 << 20]);
+    for _ in 0..n {
+        q.put(&item).expect("put");
+    }
+}
+
+#[pool_task]
+fn echo(conn: Connection<u64>) {
+    while let Ok(x) = conn.recv() {
+        if conn.send(&x).is_err() {
+            break;
+        }
+    }
+}
+
+#[pool_task]
+fn stream_bytes(tx: Sender<()>, n: u32) {
+    let chunk = vec![7u8; 1 << 20];
+    for _ in 0..n {
+        tx.send_bytes(&chunk).expect("send");
+    }
+}
+
+#[pool_task]
+fn increment(v: Value<u64>, go: Event, n: u64) {
+    go.wait().expect("go");
+    for _ in 0..n {
+        *v.lock().expect("lock") += 1;
+    }
+}
+
+const QUEUE_SMALL: u64 = 200_000;
+const QUEUE_BIG: u32 = 200;
+const PING_PONGS: usize = 5_000;
+const PIPE_BIG: u32 = 500;
+const INCREMENTS: u64 = 200_000;
+
+/// Process, Queue, Pipe and shared-value scenarios.
+fn ipc_round(bench: &mut Bench) -> multiproc::Result<()> {
+    // Process start + join.
+    let mut t_ms = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        Process::spawn(noop, ())?.join()?;
+        t_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let label = "Process start + join (ms)";
+    bench.record(label, "multiproc", Some(median(&t_ms)));
+    for m in ["fork", "spawn", "forkserver"] {
+        bench.record(
+            label,
+            &format!("python {m}"),
+            py_value(&format!("proc_{m}"), "value"),
+        );
+    }
+    let mut t_ms = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let _ = procspawn::spawn((), |()| ()).join();
+        t_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    bench.record(label, "procspawn", Some(median(&t_ms)));
+
+    // Queue: a child produces, this process consumes.
+    let q = Queue::new()?;
+    let p = Process::spawn(produce_small, (q.clone(), QUEUE_SMALL))?;
+    let _: u64 = q.get()?;
+    let t = Instant::now();
+    for _ in 1..QUEUE_SMALL {
+        let _: u64 = q.get()?;
+    }
+    let dt = t.elapsed().as_secs_f64();
+    p.join()?;
+    let label = "Queue, small items, child → parent (k items/s)";
+    bench.record(
+        label,
+        "multiproc",
+        Some((QUEUE_SMALL - 1) as f64 / dt / 1e3),
+    );
+    bench.record(label, "python", py_value("queue_small", "value"));
+
+    let q = Queue::new()?;
+    let p = Process::spawn(produce_big, (q.clone(), QUEUE_BIG))?;
+    let _: serde_bytes::ByteBuf = q.get()?;
+    let t = Instant::now();
+    for _ in 1..QUEUE_BIG {
+        let v: serde_bytes::ByteBuf = q.get()?;
+        assert_eq!(v.len(), 1 << 20);
+    }
+    let dt = t.elapsed().as_secs_f64();
+    p.join()?;
+    let label = "Queue, 1 MiB items, child → parent (MB/s)";
+    bench.record(
+        label,
+        "multiproc",
+        Some(f64::from(QUEUE_BIG - 1) * 1.048_576 / dt),
+    );
+    bench.record(label, "python", py_value("queue_1mib", "value"));
+
+    // Pipe ping-pong and bulk.
+    let (here, there) = multiproc::pipe::<u64>()?;
+    let p = Process::spawn(echo, (there,))?;
+    for i in 0..200 {
+        here.send(&i)?;
+        here.recv()?;
+    }
+    let t = Instant::now();
+    for i in 0..PING_PONGS as u64 {
+        here.send(&i)?;
+        assert_eq!(here.recv()?, i);
+    }
+    let rtt = t.elapsed().as_secs_f64() * 1e6 / PING_PONGS as f64;
+    drop(here);
+    p.join()?;
+    let label = "Pipe ping-pong round trip (µs)";
+    bench.record(label, "multiproc", Some(rtt));
+    bench.record(label, "python", py_value("pipe_pingpong", "value"));
+
+    let (rx, tx) = multiproc::pipe_oneway::<()>()?;
+    let p = Process::spawn(stream_bytes, (tx, PIPE_BIG))?;
+    rx.recv_bytes()?;
+    let t = Instant::now();
+    for _ in 1..PIPE_BIG {
+        assert_eq!(rx.recv_bytes()?.len(), 1 << 20);
+    }
+    let dt = t.elapsed().as_secs_f64();
+    p.join()?;
+    let label = "Pipe, 1 MiB messages (MB/s)";
+    bench.record(
+        label,
+        "multiproc",
+        Some(f64::from(PIPE_BIG - 1) * 1.048_576 / dt),
+    );
+    bench.record(label, "python", py_value("pipe_1mib", "value"));
+
+    // Locked increments of a shared value by 2 processes.
+    let v = Value::new(0u64)?;
+    let go = Event::new()?;
+    let ps: Vec<Process> = (0..2)
+        .map(|_| Process::spawn(increment, (v.clone(), go.clone(), INCREMENTS)))
+        .collect::<multiproc::Result<_>>()?;
+    std::thread::sleep(Duration::from_millis(20)); // let both reach the start line
+    let t = Instant::now();
+    go.set();
+    for p in &ps {
+        p.join()?;
+    }
+    let dt = t.elapsed().as_secs_f64();
+    assert_eq!(v.get()?, 2 * INCREMENTS);
+    let label = "locked Value += 1, 2 processes (M ops/s)";
+    bench.record(label, "multiproc", Some(2.0 * INCREMENTS as f64 / dt / 1e6));
+    bench.record(label, "python", py_value("locked_incr", "value"));
+    Ok(())
+}
+
 /// One measured figure of one contender in one round.
 type Samples = BTreeMap<String, Vec<f64>>;
 
@@ -316,7 +485,7 @@ fn imap_memory_child() -> multiproc::Result<()> {
 }
 
 fn better(scenario: &str) -> &'static str {
-    if scenario.contains("speedup") {
+    if scenario.contains("speedup") || scenario.contains("/s)") {
         "higher"
     } else {
         "lower"
@@ -335,13 +504,21 @@ fn main() -> multiproc::Result<()> {
         .position(|a| a == "--rounds")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(5);
+    // `--ipc-only`: just the Process / Queue / Pipe / Value scenarios.
+    let ipc_only = args.iter().any(|a| a == "--ipc-only");
     let mut bench = Bench {
         pool: Pool::new(2)?,
         samples: BTreeMap::new(),
     };
     for r in 0..rounds {
         eprintln!("round {}/{rounds}", r + 1);
-        bench.round()?;
+        if !ipc_only {
+            bench.round()?;
+        }
+        ipc_round(&mut bench)?;
+        if ipc_only {
+            continue;
+        }
         let exe = std::env::current_exe()?;
         let ours = Command::new(exe).arg("--imap-memory").output()?;
         let ours = String::from_utf8_lossy(&ours.stdout)
@@ -400,14 +577,6 @@ fn main() -> multiproc::Result<()> {
                 row.scenario, row.medians[who]
             );
         }
-    }
-    for missing in [
-        "Process start+join",
-        "Queue small items / 1 MiB items",
-        "Pipe ping-pong / 1 MiB",
-        "2 processes × locked Value increments",
-    ] {
-        println!("| {missing} | not built yet | | | |");
     }
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-results.json");
     std::fs::write(

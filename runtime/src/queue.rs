@@ -23,14 +23,13 @@ use crate::shm::segment::{Segment, SegmentKind};
 use crate::shm::sync::{EventCount, Locked, RobustMutex, MUTEX_SPACE};
 
 /// Default ring size: unread items may take up to this much before `put` blocks. It is
-/// virtual memory: only the pages in use are resident (see `WARM`).
+/// virtual memory: only the pages holding unread items are resident (see `PUNCH`).
 const DEFAULT_BUFFER: usize = 1 << 30;
 const MIN_BUFFER: usize = 64 * 1024;
 const MAX_BUFFER: usize = 1 << 34;
-/// The ring's first `WARM` bytes are reused whenever the queue is nearly empty, so a queue in
-/// steady use keeps at most this much resident; pages beyond it are given back to the kernel
-/// (`PUNCH` bytes at a time) as soon as they have been read.
-const WARM: usize = 4 << 20;
+/// Rings larger than this give their pages back to the kernel, `PUNCH` bytes at a time, as
+/// soon as they have been read; smaller ones stay resident.
+const PUNCH_ABOVE: usize = 8 << 20;
 const PUNCH: usize = 1 << 20;
 /// Where the ring starts in the segment (page-aligned, so punched ranges are whole pages).
 const DATA_AT: usize = 4096;
@@ -135,7 +134,11 @@ impl RawQueue {
         unsafe {
             let st = q.seg.body().cast::<State>();
             (*st).capacity = capacity as u64;
-            (*st).reserve = if capacity > WARM { PUNCH as u64 } else { 0 };
+            (*st).reserve = if capacity > PUNCH_ABOVE {
+                PUNCH as u64
+            } else {
+                0
+            };
             (*st).maxsize = maxsize as u64;
         }
         q.put_lock().init(false)?;
@@ -232,16 +235,9 @@ impl RawQueue {
             let used = pos(tail).wrapping_sub(pos(head)) & POS_MASK;
             let items = count(tail).wrapping_sub(count(head)) & COUNT_MASK;
             let off = pos(tail) & (cap - 1);
-            // Items never wrap around the ring's end; and when the queue is nearly empty,
-            // go back to the start of the ring, whose pages are warm (if that fits now).
+            // Items never wrap around the ring's end: a JUMP record skips to its start.
             let fits = |skip: u64| used + skip + rec + st.reserve <= cap;
-            let skip = if off + rec > cap
-                || (off > WARM as u64 && used <= (WARM / 2) as u64 && fits(cap - off))
-            {
-                cap - off
-            } else {
-                0
-            };
+            let skip = if off + rec > cap { cap - off } else { 0 };
             let room = fits(skip);
             let below_max = st.maxsize == 0 || items < st.maxsize;
             if room && below_max {
@@ -372,17 +368,21 @@ impl RawQueue {
         r
     }
 
-    /// Gives back to the kernel the pages of `[from, to)` (ring offsets just read) that lie
-    /// beyond the warm area. Done before `head` moves past them, so no producer can be
-    /// writing there; `commit_head` lets the next consumer finish the step if this one dies
+    /// Gives back to the kernel the whole `PUNCH` chunks of `[from, to)` (ring offsets just
+    /// read). Done before `head` moves past them, so no producer can be writing there (and
+    /// producers never fill the last `reserve` bytes, so the chunk `head` is in is never one
+    /// they may reuse); `commit_head` lets the next consumer finish the step if this one dies
     /// in the middle.
     fn release_pages(&self, from: u64, to: u64, next_head: u64) {
-        let start = (from as usize / PUNCH * PUNCH).max(WARM);
+        let st = self.st();
+        if st.reserve == 0 {
+            return;
+        }
+        let start = from as usize / PUNCH * PUNCH;
         let end = to as usize / PUNCH * PUNCH;
         if start >= end {
             return;
         }
-        let st = self.st();
         st.commit_head.store(next_head, Ordering::SeqCst);
         st.commit_pending.store(1, Ordering::SeqCst);
         use rustix::fs::FallocateFlags;
