@@ -24,7 +24,7 @@ fn simulate(a: RawArray<f64>, b: RawArray<f64>, barrier: Barrier, part: usize) {
     let per = CELLS / PARTS;
     let mine = part * per..(part + 1) * per;
     for s in 0..STEPS {
-        let (cur, next) = if s % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let (cur, next) = if s.is_multiple_of(2) { (&a, &b) } else { (&b, &a) };
         let read = |i: usize| cur.get(i).expect("in range");
         for i in mine.clone() {
             next.set(i, step(&read, i)).expect("in range");
@@ -54,7 +54,7 @@ fn main() -> multiproc::Result<()> {
     for p in &ps {
         assert!(p.join()?.success());
     }
-    let result = if STEPS % 2 == 0 {
+    let result = if STEPS.is_multiple_of(2) {
         a.to_vec()
     } else {
         b.to_vec()
