@@ -24,7 +24,11 @@ fn simulate(a: RawArray<f64>, b: RawArray<f64>, barrier: Barrier, part: usize) {
     let per = CELLS / PARTS;
     let mine = part * per..(part + 1) * per;
     for s in 0..STEPS {
-        let (cur, next) = if s.is_multiple_of(2) { (&a, &b) } else { (&b, &a) };
+        let (cur, next) = if s.is_multiple_of(2) {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
         let read = |i: usize| cur.get(i).expect("in range");
         for i in mine.clone() {
             next.set(i, step(&read, i)).expect("in range");

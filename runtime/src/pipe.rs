@@ -239,7 +239,11 @@ fn wait_readable(fd: &OwnedFd, deadline: Option<Instant>) -> Result<bool> {
     }
 }
 
-fn check_range(len: usize, offset: usize, size: Option<usize>) -> Result<std::ops::Range<usize>> {
+pub(crate) fn check_range(
+    len: usize,
+    offset: usize,
+    size: Option<usize>,
+) -> Result<std::ops::Range<usize>> {
     if offset > len {
         return Err(Error::InvalidArgument(format!(
             "offset {offset} is beyond the {len}-byte buffer"

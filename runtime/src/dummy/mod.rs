@@ -28,6 +28,14 @@
 //! for CPU-bound work that needs isolation (or the GIL-free parallelism Python users come
 //! for), use the process [`Pool`](crate::Pool).
 //!
+//! # Queues, pipes, values and locks
+//! [`Queue`], [`JoinableQueue`], [`SimpleQueue`], [`pipe`], [`pipe_oneway`], [`Value`],
+//! [`Array`], [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`],
+//! [`Condition`] and [`Barrier`] are the thread versions of the process ones, with the same
+//! methods and errors (timeouts, `Full`/`Empty`/`Closed`, `Eof`, `BrokenBarrier`, ...). They
+//! move values between threads without serializing them: queue items need `Clone` (`put`
+//! borrows, as on the process queue), pipe items are moved.
+//!
 //! # Differences from the process pool
 //! - Tasks need not be `#[pool_task]`s, nor serializable: any `Fn` that is `Send + Sync +
 //!   'static` works, closures included; its results need only be `Send`.
@@ -36,6 +44,14 @@
 //! - No `maxtasksperchild` or start method; the initializer runs once in each thread.
 //! - A panic is caught as on the process pool (`Error::TaskPanicked`, naming the function's
 //!   type); the default panic hook also prints it, as for any thread.
+
+mod sync;
+
+pub use sync::{
+    pipe, pipe_oneway, Array, ArrayGuard, Barrier, BoundedSemaphore, Condition, ConditionGuard,
+    Connection, Event, JoinableQueue, Lock, LockGuard, Queue, RLock, Receiver, Semaphore,
+    SemaphoreGuard, Sender, SimpleQueue, Value,
+};
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -53,7 +69,7 @@ use crate::worker::panic::payload_message;
 /// A job: runs the task (argument `false`) or, when cancelled, delivers `PoolTerminated`.
 type Job = Box<dyn FnOnce(bool) + Send>;
 
-struct Queue {
+struct JobQueue {
     jobs: VecDeque<Job>,
     state: State,
     /// Submitted jobs not yet finished.
@@ -63,13 +79,13 @@ struct Queue {
 }
 
 struct Shared {
-    queue: Mutex<Queue>,
+    queue: Mutex<JobQueue>,
     work: Condvar,
     idle: Condvar,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
+    fn lock(&self) -> MutexGuard<'_, JobQueue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -161,7 +177,7 @@ impl PoolBuilder {
             None => crate::cpu_count(),
         };
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue {
+            queue: Mutex::new(JobQueue {
                 jobs: VecDeque::new(),
                 state: State::Running,
                 outstanding: 0,

@@ -1,0 +1,185 @@
+//! The thread versions of queues, pipes, values and locks (`multiproc::dummy`), used from
+//! the thread pool and plain threads, with the process versions' semantics.
+
+use std::time::Duration;
+
+use multiproc::dummy;
+use multiproc::Error;
+
+const LONG: Duration = Duration::from_secs(120);
+
+#[test]
+fn queues_between_pool_threads() {
+    let q = dummy::Queue::with_maxsize(2).unwrap();
+    q.put_nowait(&1).unwrap();
+    q.put_nowait(&2).unwrap();
+    assert!(q.full());
+    assert!(matches!(q.put_nowait(&3), Err(Error::Full)));
+    assert_eq!(q.get().unwrap(), 1);
+    assert_eq!(q.get_nowait().unwrap(), 2);
+    assert!(matches!(
+        q.get_timeout(Duration::from_millis(5)),
+        Err(Error::Empty)
+    ));
+
+    let pool = dummy::Pool::new(3).unwrap();
+    let jobs = dummy::JoinableQueue::new().unwrap();
+    let out = dummy::Queue::new().unwrap();
+    let mut rs = Vec::new();
+    for _ in 0..3 {
+        let (jobs, out) = (jobs.clone(), out.clone());
+        rs.push(
+            pool.apply_async(
+                move || {
+                    while let Ok(x) = jobs.get() {
+                        out.put(&(x * 2)).unwrap();
+                        jobs.task_done().unwrap();
+                    }
+                },
+                (),
+            )
+            .unwrap(),
+        );
+    }
+    for i in 0..100u32 {
+        jobs.put(&i).unwrap();
+    }
+    jobs.join_timeout(LONG).unwrap();
+    assert_eq!(out.qsize(), 100);
+    jobs.close();
+    for r in rs {
+        r.get_timeout(LONG).unwrap();
+    }
+    let mut got: Vec<u32> = (0..100).map(|_| out.get().unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..100).map(|x| x * 2).collect::<Vec<_>>());
+    assert!(matches!(jobs.task_done(), Err(Error::InvalidArgument(_))));
+    let s = dummy::SimpleQueue::new().unwrap();
+    s.put(&"x").unwrap();
+    s.close();
+    assert_eq!(s.get().unwrap(), "x");
+    assert!(matches!(s.get(), Err(Error::Closed)));
+}
+
+#[test]
+fn pipes_between_threads() {
+    let (a, b) = dummy::pipe::<String>().unwrap();
+    let t = std::thread::spawn(move || {
+        while let Ok(s) = b.recv() {
+            b.send(s.to_uppercase()).unwrap();
+        }
+    });
+    a.send("ping".into()).unwrap();
+    assert!(a.poll(Some(LONG)).unwrap());
+    assert_eq!(a.recv().unwrap(), "PING");
+    drop(a);
+    t.join().unwrap();
+
+    let (rx, tx) = dummy::pipe_oneway::<u8>().unwrap();
+    tx.send_bytes_range(b"hello", 1, Some(3)).unwrap();
+    tx.send_bytes(b"").unwrap();
+    let mut small = [0u8; 2];
+    match rx.recv_bytes_into(&mut small) {
+        Err(Error::BufferTooSmall { message, .. }) => assert_eq!(message, b"ell"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rx.recv_bytes().unwrap(), b"");
+    assert!(!rx.poll(Some(Duration::from_millis(5))).unwrap());
+    drop(tx);
+    assert!(matches!(rx.recv(), Err(Error::Eof)));
+}
+
+#[test]
+fn values_and_locks_between_threads() {
+    let v = dummy::Value::new(0u64).unwrap();
+    let a = dummy::Array::new(4, 0u32).unwrap();
+    let l = dummy::Lock::new().unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (v, a, l) = (v.clone(), a.clone(), l.clone());
+            s.spawn(move || {
+                for _ in 0..10_000 {
+                    *v.lock().unwrap() += 1;
+                }
+                let _g = l.acquire().unwrap();
+                a.set(t, t as u32 + 1).unwrap();
+            });
+        }
+    });
+    assert_eq!(v.get().unwrap(), 40_000);
+    assert_eq!(a.to_vec().unwrap(), [1, 2, 3, 4]);
+    assert!(a.get(4).is_err());
+
+    let g = l.acquire().unwrap();
+    assert!(matches!(l.acquire(), Err(Error::InvalidArgument(_))));
+    assert!(l.try_acquire().unwrap().is_none());
+    drop(g);
+    let r = dummy::RLock::new().unwrap();
+    let (x, y) = (r.acquire().unwrap(), r.acquire().unwrap());
+    drop((x, y));
+    let b = dummy::BoundedSemaphore::new(1).unwrap();
+    assert!(b.try_acquire());
+    assert!(!b.try_acquire());
+    b.release().unwrap();
+    assert!(matches!(b.release(), Err(Error::InvalidArgument(_))));
+    let e = dummy::Event::new().unwrap();
+    assert!(!e.wait_timeout(Duration::from_millis(5)).unwrap());
+    e.set();
+    e.wait().unwrap();
+}
+
+#[test]
+fn condition_notify_one_and_barrier_between_threads() {
+    let c = dummy::Condition::new().unwrap();
+    let woke = dummy::Queue::new().unwrap();
+    let ready = dummy::Semaphore::new(0).unwrap();
+    let hs: Vec<_> = (0..3)
+        .map(|i| {
+            let (c, woke, ready) = (c.clone(), woke.clone(), ready.clone());
+            std::thread::spawn(move || {
+                let mut g = c.acquire().unwrap();
+                ready.release().unwrap();
+                g.wait().unwrap();
+                woke.put(&i).unwrap();
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        ready.acquire().unwrap();
+    }
+    // All three released the semaphore while holding the lock, so holding it now means all
+    // three are waiting.
+    c.acquire().unwrap().notify(1);
+    woke.get_timeout(LONG).unwrap();
+    assert!(matches!(
+        woke.get_timeout(Duration::from_millis(200)),
+        Err(Error::Empty)
+    ));
+    c.acquire().unwrap().notify_all();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(woke.qsize(), 2);
+
+    let b = dummy::Barrier::new(3).unwrap();
+    let slots = dummy::Array::new(3, 0u32).unwrap();
+    std::thread::scope(|s| {
+        for me in 0..3 {
+            let (b, slots) = (b.clone(), slots.clone());
+            s.spawn(move || {
+                for g in 0..200 {
+                    slots.set(me, g).unwrap();
+                    b.wait().unwrap();
+                    assert!(slots.to_vec().unwrap().iter().all(|&x| x == g));
+                    b.wait().unwrap();
+                }
+            });
+        }
+    });
+    assert!(matches!(
+        b.wait_timeout(Duration::from_millis(5)),
+        Err(Error::BrokenBarrier)
+    ));
+    b.reset().unwrap();
+    assert!(!b.broken());
+}
