@@ -315,8 +315,11 @@ enum Msg<T> {
     Bytes(Vec<u8>),
 }
 
+/// The channel and a message `poll` took out of it early.
+type Peekable<T> = (mpsc::Receiver<Msg<T>>, Option<Msg<T>>);
+
 struct RecvEnd<T> {
-    rx: Mutex<(mpsc::Receiver<Msg<T>>, Option<Msg<T>>)>,
+    rx: Mutex<Peekable<T>>,
 }
 
 impl<T> RecvEnd<T> {
