@@ -31,12 +31,24 @@ const MAX_BUFFER: usize = 1 << 34;
 /// soon as they have been read; smaller ones stay resident.
 const PUNCH_ABOVE: usize = 8 << 20;
 const PUNCH: usize = 1 << 20;
+/// The first bytes of the ring are never given back: a producer that finds the queue nearly
+/// empty wraps back to the start early (see `put_with`), so a queue that keeps up with its
+/// producers reuses these resident pages instead of faulting in fresh ones for every item.
+const WARM: usize = 8 << 20;
+/// A producer wraps back to the ring's start early once it is this far in...
+const REWIND_AT: u64 = 256 << 10;
+/// ...and no more than this is queued (so the consumers are keeping up).
+const REWIND_MAX_USED: u64 = 2 << 20;
+/// `State::wrapped_at` when there is no early wrap to undo.
+const NO_WRAP: u64 = u64::MAX;
 /// Where the ring starts in the segment (page-aligned, so punched ranges are whole pages).
 const DATA_AT: usize = 4096;
 
 const REC_HEADER: usize = 8;
 const TAG_ITEM: u32 = 0x4d51_0001;
 const TAG_JUMP: u32 = 0x4d51_0002;
+/// Skips to offset `len` of the next lap (left by `unwrap`, see there).
+const TAG_SKIP: u32 = 0x4d51_0003;
 
 /// `head` and `tail` pack a message count (high bits) with a byte position (low bits), so
 /// one atomic store publishes both an item and the count `qsize` reads.
@@ -75,6 +87,9 @@ struct State {
     /// A consumer is between giving pages back and publishing the new head (see `get`).
     commit_pending: AtomicU32,
     commit_head: AtomicU64,
+    /// Position of the JUMP record of the last early wrap, while it may need undoing (see
+    /// `unwrap`); `NO_WRAP` otherwise. Written under the producer lock.
+    wrapped_at: AtomicU64,
     capacity: u64,
     /// Bytes never filled, so pages being given back are never ones a producer may be
     /// writing.
@@ -140,6 +155,7 @@ impl RawQueue {
                 0
             };
             (*st).maxsize = maxsize as u64;
+            (*st).wrapped_at = AtomicU64::new(NO_WRAP);
         }
         q.put_lock().init(false)?;
         q.get_lock().init(false)?;
@@ -204,19 +220,27 @@ impl RawQueue {
         (count(tail).wrapping_sub(count(head)) & COUNT_MASK) as usize
     }
 
-    fn put(&self, bytes: &[u8], wait: Wait, joinable: bool) -> Result<()> {
+    /// Puts one item of at most `len` encoded bytes: `write` encodes it straight into the
+    /// ring (no intermediate buffer, so no fresh memory per item) and returns how many bytes
+    /// it wrote. Nothing is published if `write` fails or panics.
+    fn put_with(
+        &self,
+        len: usize,
+        write: impl FnOnce(&mut [u8]) -> Result<usize>,
+        wait: Wait,
+        joinable: bool,
+    ) -> Result<()> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        if bytes.len() > self.max_item() {
+        if len > self.max_item() {
             return Err(Error::InvalidArgument(format!(
-                "an item of {} bytes does not fit this queue (at most {} bytes; build the \
+                "an item of {len} bytes does not fit this queue (at most {} bytes; build the \
                  queue with a larger buffer_bytes)",
-                bytes.len(),
                 self.max_item()
             )));
         }
-        let rec = (REC_HEADER + bytes.len()).next_multiple_of(8) as u64;
+        let rec = (REC_HEADER + len).next_multiple_of(8) as u64;
         let st = self.st();
         let cap = st.capacity;
         let lock = self.put_lock();
@@ -226,7 +250,8 @@ impl RawQueue {
             Error::Timeout => Error::Full,
             e => e,
         })?;
-        let placed = (|| loop {
+        let _held = Unlock(&lock);
+        let (tail, mut off, skip) = loop {
             if self.is_closed() {
                 return Err(Error::Closed);
             }
@@ -236,12 +261,28 @@ impl RawQueue {
             let items = count(tail).wrapping_sub(count(head)) & COUNT_MASK;
             let off = pos(tail) & (cap - 1);
             // Items never wrap around the ring's end: a JUMP record skips to its start.
+            // When little is queued, the producer also wraps early, so that a queue whose
+            // consumers keep up reuses its first, resident pages (see `WARM`).
             let fits = |skip: u64| used + skip + rec + st.reserve <= cap;
-            let skip = if off + rec > cap { cap - off } else { 0 };
+            let (skip, early) = if off + rec > cap {
+                (cap - off, false)
+            } else if used <= REWIND_MAX_USED && off >= REWIND_AT && fits(cap - off) {
+                (cap - off, true)
+            } else {
+                (0, false)
+            };
             let room = fits(skip);
             let below_max = st.maxsize == 0 || items < st.maxsize;
             if room && below_max {
-                return Ok((tail, off, skip));
+                if early {
+                    st.wrapped_at.store(pos(tail), Ordering::Relaxed);
+                }
+                break (tail, off, skip);
+            }
+            // The ring space an early wrap skipped counts as used until head passes the
+            // JUMP; when that is what stands in the way, give it back now.
+            if !room && used > 0 && (self.follow_jump() || self.unwrap()) {
+                continue;
             }
             let d = match wait {
                 Wait::No => return Err(Error::Full),
@@ -255,40 +296,51 @@ impl RawQueue {
                     false,
                 )
                 .map_err(|_| Error::Full)?;
-        })();
-        let (tail, mut off, skip) = match placed {
-            Ok(p) => p,
-            Err(e) => {
-                lock.unlock()?;
-                return Err(e);
-            }
         };
         let ring = self.ring();
-        // SAFETY: [off, off + skip) and then [0 or off+skip, + rec) are free ring space
-        // (checked against head above under the producer lock; consumers never touch bytes
-        // beyond tail), and within the ring (items do not wrap).
+        if skip > 0 {
+            off = 0;
+        }
+        // SAFETY: [off, off + rec) is free ring space (checked against head above under the
+        // producer lock; consumers never touch bytes beyond tail) within the ring (items do
+        // not wrap), and no other reference to it exists while we hold the producer lock.
+        let body = unsafe {
+            std::slice::from_raw_parts_mut(ring.add(off as usize + REC_HEADER), len)
+        };
+        let written = write(body)?;
+        if written > len {
+            return Err(Error::Protocol(
+                "an item encoder wrote past its announced size".into(),
+            ));
+        }
+        // SAFETY: as above; the JUMP header goes at the old tail, inside the free space.
         unsafe {
             if skip > 0 {
-                write_header(ring.add(off as usize), TAG_JUMP, (skip - 8) as u32);
-                off = 0;
+                write_header(ring.add((pos(tail) & (cap - 1)) as usize), TAG_JUMP, (skip - 8) as u32);
             }
-            let at = ring.add(off as usize);
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), at.add(REC_HEADER), bytes.len());
-            write_header(at, TAG_ITEM, bytes.len() as u32);
+            write_header(ring.add(off as usize), TAG_ITEM, written as u32);
         }
         if joinable {
             st.unfinished.fetch_add(1, Ordering::SeqCst);
         }
+        let rec = (REC_HEADER + written).next_multiple_of(8) as u64;
         st.tail.0.store(
             pack(count(tail) + 1, pos(tail) + skip + rec),
             Ordering::Release,
         );
-        lock.unlock()?;
+        if skip > 0 {
+            self.follow_jump();
+        }
+        drop(_held);
         st.data.0.notify_all();
         Ok(())
     }
 
-    fn get(&self, wait: Wait) -> Result<Vec<u8>> {
+    /// Takes the oldest item: `read` decodes it straight from the ring, before the item is
+    /// let go of, so a consumer killed while decoding loses nothing. The item is consumed
+    /// whether `read` succeeds or fails (a bad item fails only its own `get`); if `read`
+    /// panics it stays queued.
+    fn get_with<R>(&self, wait: Wait, read: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
         let st = self.st();
         let cap = st.capacity;
         let lock = self.get_lock();
@@ -296,15 +348,10 @@ impl RawQueue {
             Error::Timeout => Error::Empty,
             e => e,
         })?;
-        if how == Locked::OwnerDied && st.commit_pending.load(Ordering::SeqCst) != 0 {
-            // The dead consumer had taken its item and was giving pages back: finish its
-            // step (its item is gone with it; every other item is intact).
-            st.head
-                .0
-                .store(st.commit_head.load(Ordering::SeqCst), Ordering::Release);
-            st.commit_pending.store(0, Ordering::SeqCst);
-        }
-        let r = (|| loop {
+        let held = Unlock(&lock);
+        self.recover_consumer(how);
+        let mut read = Some(read);
+        let r = loop {
             let head = st.head.0.load(Ordering::Relaxed);
             if pos(st.tail.0.load(Ordering::Acquire)) == pos(head) {
                 if self.is_closed() {
@@ -332,19 +379,24 @@ impl RawQueue {
                 TAG_JUMP if off + REC_HEADER as u64 + u64::from(len) == cap => {
                     (pack(count(head), pos(head) + cap - off), None)
                 }
+                TAG_SKIP if u64::from(len) <= off && len % 8 == 0 => {
+                    (pack(count(head), pos(head) + cap - off + u64::from(len)), None)
+                }
                 TAG_ITEM if off + REC_HEADER as u64 + u64::from(len) <= cap => {
-                    let mut v = Vec::with_capacity(len as usize);
-                    // SAFETY: as above; the record lies within the ring (checked).
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
+                    // SAFETY: as above; the record lies within the ring (checked), and
+                    // producers leave it alone until `head` moves past it below.
+                    let bytes = unsafe {
+                        std::slice::from_raw_parts(
                             self.ring().add(off as usize + REC_HEADER),
-                            v.as_mut_ptr(),
                             len as usize,
-                        );
-                        v.set_len(len as usize);
-                    }
+                        )
+                    };
+                    let read = read.take().ok_or_else(|| {
+                        Error::Protocol("queue item read twice".into())
+                    })?;
+                    let item = read(bytes);
                     let rec = (REC_HEADER as u64 + u64::from(len)).next_multiple_of(8);
-                    (pack(count(head) + 1, pos(head) + rec), Some(v))
+                    (pack(count(head) + 1, pos(head) + rec), Some(item))
                 }
                 _ => {
                     return Err(Error::Protocol(format!(
@@ -352,20 +404,138 @@ impl RawQueue {
                     )))
                 }
             };
-            self.release_pages(
-                off,
-                off + (pos(next).wrapping_sub(pos(head)) & POS_MASK),
-                next,
-            );
+            let end = match item {
+                Some(_) => off + (pos(next).wrapping_sub(pos(head)) & POS_MASK),
+                None => jump_punch_end(off, cap),
+            };
+            self.release_pages(off, end, next);
             st.head.0.store(next, Ordering::Release);
             st.commit_pending.store(0, Ordering::SeqCst);
-            if let Some(v) = item {
-                return Ok(v);
+            if let Some(item) = item {
+                break item;
             }
-        })();
-        lock.unlock()?;
+        };
+        drop(held);
         st.space.0.notify_all();
         r
+    }
+
+    /// Completes the step of a consumer that died giving pages back (see `release_pages`):
+    /// called by whoever next takes the consumer lock and finds it was its owner's death.
+    fn recover_consumer(&self, how: Locked) {
+        let st = self.st();
+        if how == Locked::OwnerDied && st.commit_pending.load(Ordering::SeqCst) != 0 {
+            // The dead consumer had taken its item: its item is gone with it; every other
+            // item is intact.
+            st.head
+                .0
+                .store(st.commit_head.load(Ordering::SeqCst), Ordering::Release);
+            st.commit_pending.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Called by a producer (holding the producer lock): if `head` is at a JUMP record and
+    /// no consumer is busy, moves `head` past it, as the next consumer would. This gives
+    /// back at once the ring space an early rewind (see `put_with`) skipped, so capacity
+    /// never depends on a consumer coming by.
+    fn follow_jump(&self) -> bool {
+        let st = self.st();
+        let cap = st.capacity;
+        let glock = self.get_lock();
+        let Ok(Some(how)) = glock.try_lock() else {
+            return false;
+        };
+        let _held = Unlock(&glock);
+        self.recover_consumer(how);
+        let head = st.head.0.load(Ordering::Relaxed);
+        if pos(st.tail.0.load(Ordering::Relaxed)) == pos(head) {
+            return false;
+        }
+        let off = pos(head) & (cap - 1);
+        // SAFETY: head != tail, so a published record starts at `off`, 8-aligned in the ring.
+        let (tag, len) = unsafe { read_header(self.ring().add(off as usize)) };
+        if tag == TAG_JUMP && off + REC_HEADER as u64 + u64::from(len) == cap {
+            let next = pack(count(head), pos(head) + cap - off);
+            self.release_pages(off, jump_punch_end(off, cap), next);
+            st.head.0.store(next, Ordering::Release);
+            st.commit_pending.store(0, Ordering::SeqCst);
+            return true;
+        }
+        false
+    }
+
+    /// Called by a producer (holding the producer lock) that finds no room while items sit
+    /// before the JUMP of an early wrap, with no consumer busy: undoes the wrap. The `t`
+    /// bytes written at the ring's start since are copied to just after the JUMP, and the
+    /// queue goes on in the old lap, with the whole ring available again. A consumer that
+    /// stops reading for good therefore never shrinks a producer's room to the warm area.
+    ///
+    /// Crash safety: the copies and a SKIP record after them (to offset `t` of the next lap,
+    /// where `tail` still is) are written first; then one 8-byte store turns the JUMP into the
+    /// first copied record's header; then `tail` moves back. Dying before that store leaves
+    /// the early wrap as it was; dying after it leaves the copies, then the SKIP to `tail`:
+    /// either way every item is read once, in order.
+    fn unwrap(&self) -> bool {
+        let st = self.st();
+        let cap = st.capacity;
+        let jump = st.wrapped_at.load(Ordering::Relaxed);
+        if jump == NO_WRAP {
+            return false;
+        }
+        let glock = self.get_lock();
+        let Ok(Some(how)) = glock.try_lock() else {
+            return false;
+        };
+        let _held = Unlock(&glock);
+        self.recover_consumer(how);
+        let head = st.head.0.load(Ordering::Relaxed);
+        let tail = st.tail.0.load(Ordering::Relaxed);
+        let j = jump & (cap - 1);
+        let t = pos(tail) & (cap - 1);
+        // The wrap must still be pending: head at or before the JUMP in its lap, tail in the
+        // next lap, the new lap's data below the JUMP, and room for the copies plus a SKIP
+        // record after it. (Positions wrap at `POS_MASK`, hence the masked differences.)
+        let to_jump = jump.wrapping_sub(pos(head)) & POS_MASK;
+        let past_jump = pos(tail).wrapping_sub(jump) & POS_MASK;
+        let pending = to_jump < cap
+            && past_jump == cap - j + t
+            && t <= j
+            && j + t + REC_HEADER as u64 <= cap;
+        // SAFETY: `j` is 8-aligned and inside the ring.
+        let (tag, len) = unsafe { read_header(self.ring().add(j as usize)) };
+        if !pending || tag != TAG_JUMP || j + REC_HEADER as u64 + u64::from(len) != cap {
+            st.wrapped_at.store(NO_WRAP, Ordering::Relaxed);
+            return false;
+        }
+        let ring = self.ring();
+        // SAFETY: the source [0, t) holds this lap's published records; the destination
+        // [j, j + t + 8) is ring space past the JUMP that no record occupies (head is at or
+        // before j in the old lap, and the new lap's data ends at t <= head's offset minus the
+        // reserve <= j), so the ranges do not overlap. We hold both locks: nobody else reads
+        // or writes either range.
+        unsafe {
+            if t > 0 {
+                std::ptr::copy_nonoverlapping(
+                    ring.add(REC_HEADER),
+                    ring.add(j as usize + REC_HEADER),
+                    t as usize - REC_HEADER,
+                );
+                write_header(ring.add((j + t) as usize), TAG_SKIP, t as u32);
+                let (tag0, len0) = read_header(ring);
+                write_header(ring.add(j as usize), tag0, len0);
+            }
+        }
+        #[cfg(test)]
+        if tests::DIE_BEFORE_TAIL.with(|d| d.get()) {
+            return false;
+        }
+        st.tail
+            .0
+            .store(pack(count(tail), jump + t), Ordering::Release);
+        st.wrapped_at.store(NO_WRAP, Ordering::Relaxed);
+        // The ring's start is free now: give back what lies above the warm area.
+        self.release_free(t);
+        true
     }
 
     /// Gives back to the kernel the whole `PUNCH` chunks of `[from, to)` (ring offsets just
@@ -373,12 +543,28 @@ impl RawQueue {
     /// producers never fill the last `reserve` bytes, so the chunk `head` is in is never one
     /// they may reuse); `commit_head` lets the next consumer finish the step if this one dies
     /// in the middle.
+    fn release_free(&self, to: u64) {
+        let st = self.st();
+        let end = (to as usize).next_multiple_of(PUNCH);
+        if st.reserve == 0 || end <= WARM {
+            return;
+        }
+        use rustix::fs::FallocateFlags;
+        // Failure only means the pages stay resident.
+        let _ = rustix::fs::fallocate(
+            self.seg.as_fd(),
+            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+            (DATA_AT + WARM) as u64,
+            (end - WARM) as u64,
+        );
+    }
+
     fn release_pages(&self, from: u64, to: u64, next_head: u64) {
         let st = self.st();
         if st.reserve == 0 {
             return;
         }
-        let start = from as usize / PUNCH * PUNCH;
+        let start = (from as usize / PUNCH * PUNCH).max(WARM);
         let end = to as usize / PUNCH * PUNCH;
         if start >= end {
             return;
@@ -428,6 +614,12 @@ impl RawQueue {
     }
 }
 
+/// Where page release stops for a JUMP record at `off`: only the chunk `off` is in holds
+/// pages written this lap (the rest of the ring was given back when read in earlier laps).
+fn jump_punch_end(off: u64, cap: u64) -> u64 {
+    (off / PUNCH as u64 * PUNCH as u64 + PUNCH as u64).min(cap)
+}
+
 /// # Safety
 /// `at` must point to 8 writable bytes of the ring.
 unsafe fn write_header(at: *mut u8, tag: u32, len: u32) {
@@ -442,12 +634,39 @@ unsafe fn read_header(at: *const u8) -> (u32, u32) {
     ((h >> 32) as u32, h as u32)
 }
 
-fn encode<T: Serialize>(item: &T) -> Result<Vec<u8>> {
-    bincode::serialize(item).map_err(|e| Error::serialization("a queue item", e))
+/// Releases a held robust lock when dropped, so an early return or a panicking
+/// `Serialize`/`Deserialize` impl never leaves a queue locked by a live process.
+struct Unlock<'a>(&'a RobustMutex);
+
+impl Drop for Unlock<'_> {
+    fn drop(&mut self) {
+        // Only fails if this thread does not hold the lock, which the callers rule out.
+        let _ = self.0.unlock();
+    }
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    bincode::deserialize(bytes).map_err(|e| Error::serialization("a queue item", e))
+impl RawQueue {
+    fn put_item<T: Serialize>(&self, item: &T, wait: Wait, joinable: bool) -> Result<()> {
+        let fail = |e| Error::serialization("a queue item", e);
+        let len = bincode::serialized_size(item).map_err(fail)?;
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        self.put_with(
+            len,
+            |mut buf| {
+                let room = buf.len();
+                bincode::serialize_into(&mut buf, item).map_err(fail)?;
+                Ok(room - buf.len())
+            },
+            wait,
+            joinable,
+        )
+    }
+
+    fn get_item<T: DeserializeOwned>(&self, wait: Wait) -> Result<T> {
+        self.get_with(wait, |bytes| {
+            bincode::deserialize(bytes).map_err(|e| Error::serialization("a queue item", e))
+        })
+    }
 }
 
 /// Options for a new queue.
@@ -586,13 +805,13 @@ macro_rules! queue_common {
             /// Puts an item, waiting for room if the queue is full. `Closed` once the queue
             /// is closed.
             pub fn put(&self, item: &T) -> Result<()> {
-                self.raw.put(&encode(item)?, Wait::Forever, $joinable)
+                self.raw.put_item(item, Wait::Forever, $joinable)
             }
 
             /// Takes the oldest item, waiting as long as it takes. `Closed` once the queue is
             /// closed and empty.
             pub fn get(&self) -> Result<T> {
-                decode(&self.raw.get(Wait::Forever)?)
+                self.raw.get_item(Wait::Forever)
             }
 
             /// Whether the queue holds no items (a snapshot: other processes may change it).
@@ -624,22 +843,22 @@ macro_rules! queue_full_api {
             /// Like `put`, but gives up with `Full` after `timeout`.
             pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<()> {
                 self.raw
-                    .put(&encode(item)?, Wait::from_timeout(timeout), $joinable)
+                    .put_item(item, Wait::from_timeout(timeout), $joinable)
             }
 
             /// Puts an item if there is room now, else fails with `Full`.
             pub fn put_nowait(&self, item: &T) -> Result<()> {
-                self.raw.put(&encode(item)?, Wait::No, $joinable)
+                self.raw.put_item(item, Wait::No, $joinable)
             }
 
             /// Like `get`, but gives up with `Empty` after `timeout`.
             pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-                decode(&self.raw.get(Wait::from_timeout(timeout))?)
+                self.raw.get_item(Wait::from_timeout(timeout))
             }
 
             /// Takes an item if one is there now, else fails with `Empty`.
             pub fn get_nowait(&self) -> Result<T> {
-                decode(&self.raw.get(Wait::No)?)
+                self.raw.get_item(Wait::No)
             }
 
             /// Number of items in the queue (a snapshot).
@@ -714,5 +933,114 @@ impl<T> SimpleQueue<T> {
             raw: RawQueue::create(0, DEFAULT_BUFFER)?,
             _t: PhantomData,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Makes `unwrap` stop where a producer killed mid-way would.
+        pub(super) static DIE_BEFORE_TAIL: Cell<bool> = const { Cell::new(false) };
+    }
+
+    fn item(seq: u32, len: usize) -> Vec<u8> {
+        let mut v = vec![seq as u8; len];
+        v[..4].copy_from_slice(&seq.to_le_bytes());
+        v
+    }
+
+    /// Raw bytes, so that debug builds do not spend minutes encoding byte by byte.
+    fn put(q: &RawQueue, v: &[u8]) -> Result<()> {
+        q.put_with(
+            v.len(),
+            |buf| {
+                buf.copy_from_slice(v);
+                Ok(v.len())
+            },
+            Wait::No,
+            false,
+        )
+    }
+
+    fn get_seq(q: &RawQueue) -> u32 {
+        let v = q.get_with(Wait::No, |b| Ok(b.to_vec())).expect("an item");
+        let seq = u32::from_le_bytes(v[..4].try_into().unwrap());
+        assert!(v[4..].iter().all(|&b| b == seq as u8), "item {seq} corrupted");
+        seq
+    }
+
+    fn tail_offset(q: &RawQueue) -> u64 {
+        pos(q.st().tail.0.load(Ordering::SeqCst)) & (q.capacity() - 1)
+    }
+
+    #[test]
+    fn a_queue_whose_consumer_keeps_up_stays_in_the_warm_area() {
+        let q = RawQueue::create(0, DEFAULT_BUFFER).unwrap();
+        // One item in flight, as with a producer running just ahead of its consumer.
+        put(&q, &item(0, 1 << 20)).unwrap();
+        for i in 1..300u32 {
+            put(&q, &item(i, 1 << 20)).unwrap();
+            assert!(tail_offset(&q) <= WARM as u64, "tail went past the warm area");
+            assert_eq!(get_seq(&q), i - 1);
+        }
+        assert_eq!(get_seq(&q), 299);
+    }
+
+    /// Queues 8 quarter-MiB items, reads 7, and puts one more: that one wraps early.
+    fn early_wrapped_queue() -> RawQueue {
+        let q = RawQueue::create(0, DEFAULT_BUFFER).unwrap();
+        for i in 0..8 {
+            put(&q, &item(i, 256 << 10)).unwrap();
+        }
+        for i in 0..7 {
+            assert_eq!(get_seq(&q), i);
+        }
+        put(&q, &item(8, 256 << 10)).unwrap();
+        let head = pos(q.st().head.0.load(Ordering::SeqCst)) & (q.capacity() - 1);
+        assert!(tail_offset(&q) < head, "the ninth item did not wrap early");
+        q
+    }
+
+    #[test]
+    fn an_early_wrap_never_limits_a_producer_whose_consumers_stopped() {
+        let q = early_wrapped_queue();
+        // Without a consumer, 64 MiB more must fit at once (the ring is 1 GiB).
+        for i in 9..265 {
+            put(&q, &item(i, 256 << 10)).unwrap();
+        }
+        for i in 7..265 {
+            assert_eq!(get_seq(&q), i);
+        }
+        assert!(matches!(q.get_with(Wait::No, |_| Ok(())), Err(Error::Empty)));
+    }
+
+    #[test]
+    fn a_producer_dying_while_undoing_an_early_wrap_loses_and_repeats_nothing() {
+        let q = early_wrapped_queue();
+        put(&q, &item(9, 256 << 10)).unwrap();
+        DIE_BEFORE_TAIL.with(|d| d.set(true));
+        // Fill until the early wrap is in the way: the undo stops before moving the tail.
+        let mut next = 10;
+        while put(&q, &item(next, 256 << 10)).is_ok() {
+            next += 1;
+        }
+        DIE_BEFORE_TAIL.with(|d| d.set(false));
+        assert!(next > 10, "nothing was put after the early wrap");
+        // The undo got as far as turning the JUMP into the first copied record.
+        let jump = q.st().wrapped_at.load(Ordering::SeqCst);
+        assert_ne!(jump, NO_WRAP);
+        let at = (jump & (q.capacity() - 1)) as usize;
+        // SAFETY: `at` is an 8-aligned offset inside the ring.
+        assert_eq!(unsafe { read_header(q.ring().add(at)) }.0, TAG_ITEM);
+        for i in 7..next {
+            assert_eq!(get_seq(&q), i);
+        }
+        assert!(matches!(q.get_with(Wait::No, |_| Ok(())), Err(Error::Empty)));
+        // And the queue goes on working.
+        put(&q, &item(next, 1000)).unwrap();
+        assert_eq!(get_seq(&q), next);
     }
 }

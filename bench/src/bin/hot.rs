@@ -1,0 +1,107 @@
+//! One scenario in a loop, for profilers: `perf record -g -- target/release/hot queue_big`.
+//!
+//! Scenarios: `apply` (apply_async round trips), `map1` (map at chunksize 1), `imap1` (imap
+//! at chunksize 1), `queue_big` (1 MiB items from a child), `queue_small`. Each runs for
+//! `--secs N` (default 5) and prints its rate.
+
+use std::time::{Duration, Instant};
+
+use multiproc::prelude::*;
+
+#[pool_task]
+fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+#[pool_task]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[pool_task]
+fn produce_big(q: Queue<serde_bytes::ByteBuf>, n: u32) {
+    let item = serde_bytes::ByteBuf::from(vec![7u8; 1 << 20]);
+    for _ in 0..n {
+        if q.put(&item).is_err() {
+            return;
+        }
+    }
+}
+
+#[pool_task]
+fn produce_small(q: Queue<u64>, n: u64) {
+    for i in 0..n {
+        if q.put(&i).is_err() {
+            return;
+        }
+    }
+}
+
+#[multiproc::main]
+fn main() -> multiproc::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let which = args.get(1).map_or("apply", String::as_str);
+    let secs: u64 = args
+        .iter()
+        .position(|a| a == "--secs")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(5);
+    let until = Instant::now() + Duration::from_secs(secs);
+    let t = Instant::now();
+    let mut n: u64 = 0;
+    match which {
+        "apply" => {
+            let pool = Pool::new(2)?;
+            while Instant::now() < until {
+                for _ in 0..1000 {
+                    pool.apply_async(add, (1, 2))?.get()?;
+                }
+                n += 1000;
+            }
+        }
+        "map1" | "imap1" => {
+            let pool = Pool::new(2)?;
+            while Instant::now() < until {
+                if which == "map1" {
+                    let opts = Opts::new().chunksize(1);
+                    n += pool.map_with(square, 0..100_000u64, opts)?.len() as u64;
+                } else {
+                    let opts = Opts::new().chunksize(1);
+                    for r in pool.imap_with(square, 0..100_000u64, opts)? {
+                        r?;
+                        n += 1;
+                    }
+                }
+            }
+        }
+        "queue_big" | "queue_small" => {
+            while Instant::now() < until {
+                if which == "queue_big" {
+                    let q = Queue::new()?;
+                    let p = Process::spawn(produce_big, (q.clone(), 500))?;
+                    for _ in 0..500 {
+                        let v: serde_bytes::ByteBuf = q.get()?;
+                        n += v.len() as u64 >> 20;
+                    }
+                    p.join()?;
+                } else {
+                    let q = Queue::new()?;
+                    let p = Process::spawn(produce_small, (q.clone(), 1_000_000))?;
+                    for _ in 0..1_000_000 {
+                        let _: u64 = q.get()?;
+                        n += 1;
+                    }
+                    p.join()?;
+                }
+            }
+        }
+        other => {
+            return Err(multiproc::Error::InvalidArgument(format!(
+                "unknown scenario {other}"
+            )))
+        }
+    }
+    let dt = t.elapsed().as_secs_f64();
+    println!("{which}: {n} in {dt:.2} s = {:.1} /s", n as f64 / dt);
+    Ok(())
+}
