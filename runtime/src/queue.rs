@@ -304,9 +304,8 @@ impl RawQueue {
         // SAFETY: [off, off + rec) is free ring space (checked against head above under the
         // producer lock; consumers never touch bytes beyond tail) within the ring (items do
         // not wrap), and no other reference to it exists while we hold the producer lock.
-        let body = unsafe {
-            std::slice::from_raw_parts_mut(ring.add(off as usize + REC_HEADER), len)
-        };
+        let body =
+            unsafe { std::slice::from_raw_parts_mut(ring.add(off as usize + REC_HEADER), len) };
         let written = write(body)?;
         if written > len {
             return Err(Error::Protocol(
@@ -316,7 +315,11 @@ impl RawQueue {
         // SAFETY: as above; the JUMP header goes at the old tail, inside the free space.
         unsafe {
             if skip > 0 {
-                write_header(ring.add((pos(tail) & (cap - 1)) as usize), TAG_JUMP, (skip - 8) as u32);
+                write_header(
+                    ring.add((pos(tail) & (cap - 1)) as usize),
+                    TAG_JUMP,
+                    (skip - 8) as u32,
+                );
             }
             write_header(ring.add(off as usize), TAG_ITEM, written as u32);
         }
@@ -379,9 +382,10 @@ impl RawQueue {
                 TAG_JUMP if off + REC_HEADER as u64 + u64::from(len) == cap => {
                     (pack(count(head), pos(head) + cap - off), None)
                 }
-                TAG_SKIP if u64::from(len) <= off && len % 8 == 0 => {
-                    (pack(count(head), pos(head) + cap - off + u64::from(len)), None)
-                }
+                TAG_SKIP if u64::from(len) <= off && len % 8 == 0 => (
+                    pack(count(head), pos(head) + cap - off + u64::from(len)),
+                    None,
+                ),
                 TAG_ITEM if off + REC_HEADER as u64 + u64::from(len) <= cap => {
                     // SAFETY: as above; the record lies within the ring (checked), and
                     // producers leave it alone until `head` moves past it below.
@@ -391,9 +395,9 @@ impl RawQueue {
                             len as usize,
                         )
                     };
-                    let read = read.take().ok_or_else(|| {
-                        Error::Protocol("queue item read twice".into())
-                    })?;
+                    let read = read
+                        .take()
+                        .ok_or_else(|| Error::Protocol("queue item read twice".into()))?;
                     let item = read(bytes);
                     let rec = (REC_HEADER as u64 + u64::from(len)).next_multiple_of(8);
                     (pack(count(head) + 1, pos(head) + rec), Some(item))
@@ -497,10 +501,8 @@ impl RawQueue {
         // record after it. (Positions wrap at `POS_MASK`, hence the masked differences.)
         let to_jump = jump.wrapping_sub(pos(head)) & POS_MASK;
         let past_jump = pos(tail).wrapping_sub(jump) & POS_MASK;
-        let pending = to_jump < cap
-            && past_jump == cap - j + t
-            && t <= j
-            && j + t + REC_HEADER as u64 <= cap;
+        let pending =
+            to_jump < cap && past_jump == cap - j + t && t <= j && j + t + REC_HEADER as u64 <= cap;
         // SAFETY: `j` is 8-aligned and inside the ring.
         let (tag, len) = unsafe { read_header(self.ring().add(j as usize)) };
         if !pending || tag != TAG_JUMP || j + REC_HEADER as u64 + u64::from(len) != cap {
@@ -968,7 +970,10 @@ mod tests {
     fn get_seq(q: &RawQueue) -> u32 {
         let v = q.get_with(Wait::No, |b| Ok(b.to_vec())).expect("an item");
         let seq = u32::from_le_bytes(v[..4].try_into().unwrap());
-        assert!(v[4..].iter().all(|&b| b == seq as u8), "item {seq} corrupted");
+        assert!(
+            v[4..].iter().all(|&b| b == seq as u8),
+            "item {seq} corrupted"
+        );
         seq
     }
 
@@ -983,7 +988,10 @@ mod tests {
         put(&q, &item(0, 1 << 20)).unwrap();
         for i in 1..300u32 {
             put(&q, &item(i, 1 << 20)).unwrap();
-            assert!(tail_offset(&q) <= WARM as u64, "tail went past the warm area");
+            assert!(
+                tail_offset(&q) <= WARM as u64,
+                "tail went past the warm area"
+            );
             assert_eq!(get_seq(&q), i - 1);
         }
         assert_eq!(get_seq(&q), 299);
@@ -1014,7 +1022,10 @@ mod tests {
         for i in 7..265 {
             assert_eq!(get_seq(&q), i);
         }
-        assert!(matches!(q.get_with(Wait::No, |_| Ok(())), Err(Error::Empty)));
+        assert!(matches!(
+            q.get_with(Wait::No, |_| Ok(())),
+            Err(Error::Empty)
+        ));
     }
 
     #[test]
@@ -1038,7 +1049,10 @@ mod tests {
         for i in 7..next {
             assert_eq!(get_seq(&q), i);
         }
-        assert!(matches!(q.get_with(Wait::No, |_| Ok(())), Err(Error::Empty)));
+        assert!(matches!(
+            q.get_with(Wait::No, |_| Ok(())),
+            Err(Error::Empty)
+        ));
         // And the queue goes on working.
         put(&q, &item(next, 1000)).unwrap();
         assert_eq!(get_seq(&q), next);

@@ -52,12 +52,22 @@ fn main() -> multiproc::Result<()> {
     match which {
         "apply" => {
             let pool = Pool::new(2)?;
+            let mut lat = Vec::new();
             while Instant::now() < until {
                 for _ in 0..1000 {
+                    let t = Instant::now();
                     pool.apply_async(add, (1, 2))?.get()?;
+                    lat.push(t.elapsed().as_secs_f64() * 1e6);
                 }
                 n += 1000;
             }
+            lat.sort_by(f64::total_cmp);
+            println!(
+                "apply p50 {:.1} µs, p90 {:.1} µs, p99 {:.1} µs",
+                lat[lat.len() / 2],
+                lat[lat.len() * 9 / 10],
+                lat[lat.len() * 99 / 100]
+            );
         }
         "map1" | "imap1" => {
             let pool = Pool::new(2)?;

@@ -4,7 +4,7 @@
 //! next chunks of the input to its own workers, delivering results into the [`Inbox`].
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,9 @@ use super::shared::{Job, JobDone, Shared, Sink};
 use crate::error::{Error, Result};
 use crate::wire::codec;
 
+/// How long a consumer polls for its next chunk before it sleeps.
+const SPIN: Duration = Duration::from_micros(30);
+
 struct Chunks<R> {
     /// Finished chunks by part number (ordered) or in completion order (unordered).
     by_part: HashMap<usize, Vec<Result<R>>>,
@@ -26,6 +29,10 @@ struct Chunks<R> {
 pub(crate) struct Inbox<R> {
     chunks: Mutex<Chunks<R>>,
     cond: Condvar,
+    /// Chunks delivered so far, for a waiter polling before it sleeps.
+    delivered: AtomicUsize,
+    /// Waiters asleep on `cond` (no wake-up call is made when there are none).
+    sleepers: AtomicUsize,
     cancelled: AtomicBool,
     ordered: bool,
 }
@@ -38,6 +45,8 @@ impl<R> Inbox<R> {
                 arrived: VecDeque::new(),
             }),
             cond: Condvar::new(),
+            delivered: AtomicUsize::new(0),
+            sleepers: AtomicUsize::new(0),
             cancelled: AtomicBool::new(false),
             ordered,
         })
@@ -50,7 +59,10 @@ impl<R> Inbox<R> {
         } else {
             chunks.arrived.push_back(items);
         }
-        self.cond.notify_all();
+        self.delivered.fetch_add(1, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            self.cond.notify_all();
+        }
     }
 
     /// Delivers `items` copies of `e` for a chunk that could not run.
@@ -65,6 +77,7 @@ impl<R> Inbox<R> {
 
     /// The next chunk to yield: part `next` (ordered) or whichever came first.
     fn wait(&self, next: usize, deadline: Option<Instant>) -> Result<Vec<Result<R>>> {
+        let spin_until = Instant::now() + SPIN;
         let mut chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             let got = if self.ordered {
@@ -75,11 +88,30 @@ impl<R> Inbox<R> {
             if let Some(items) = got {
                 return Ok(items);
             }
+            // Poll (yielding the CPU) for a short while: the next chunk is usually moments
+            // away, and a sleeping thread takes long to wake.
+            let seen = self.delivered.load(Ordering::SeqCst);
+            drop(chunks);
+            while self.delivered.load(Ordering::SeqCst) == seen {
+                let now = Instant::now();
+                if now >= spin_until || deadline.is_some_and(|d| now >= d) {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+            if self.delivered.load(Ordering::SeqCst) != seen {
+                continue;
+            }
+            // Registered as a sleeper under the lock, so a delivery (which takes the lock
+            // first) either is seen above or notifies.
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
             chunks = match deadline {
                 None => self.cond.wait(chunks).unwrap_or_else(|p| p.into_inner()),
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
+                        self.sleepers.fetch_sub(1, Ordering::SeqCst);
                         return Err(Error::Timeout);
                     }
                     self.cond
@@ -88,6 +120,7 @@ impl<R> Inbox<R> {
                         .0
                 }
             };
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
