@@ -1,7 +1,8 @@
 //! One scenario in a loop, for profilers: `perf record -g -- target/release/hot queue_big`.
 //!
 //! Scenarios: `apply` (apply_async round trips), `map1` (map at chunksize 1), `imap1` (imap
-//! at chunksize 1), `queue_big` (1 MiB items from a child), `queue_small`. Each runs for
+//! at chunksize 1), `queue_big` (1 MiB items from a child), `queue_small`, `cpu` (the
+//! speedup of 10 ms tasks from 1 worker to all). Each runs for
 //! `--secs N` (default 5) and prints its rate.
 
 use std::time::{Duration, Instant};
@@ -11,6 +12,15 @@ use multiproc::prelude::*;
 #[pool_task]
 fn add(a: i64, b: i64) -> i64 {
     a + b
+}
+
+#[pool_task]
+fn busy_10ms(_x: u32) -> u32 {
+    let end = Instant::now() + Duration::from_millis(10);
+    while Instant::now() < end {
+        std::hint::spin_loop();
+    }
+    0
 }
 
 #[pool_task]
@@ -82,6 +92,22 @@ fn main() -> multiproc::Result<()> {
                         n += 1;
                     }
                 }
+            }
+        }
+        "cpu" => {
+            // 40 × 10 ms tasks on 1 worker, then on all: the speedup, once per round.
+            let workers = multiproc::cpu_count();
+            while Instant::now() < until {
+                let mut took = [0.0; 2];
+                for (i, w) in [1, workers].into_iter().enumerate() {
+                    let pool = Pool::new(w)?;
+                    pool.map(square, 0..10u64)?;
+                    let t = Instant::now();
+                    pool.map_with(busy_10ms, 0..40u32, Opts::new().chunksize(1))?;
+                    took[i] = t.elapsed().as_secs_f64();
+                }
+                println!("speedup 1 → {workers}: {:.3}", took[0] / took[1]);
+                n += 80;
             }
         }
         "queue_big" | "queue_small" => {

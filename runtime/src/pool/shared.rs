@@ -11,7 +11,7 @@ use std::io::BufReader;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::shm::fds::SharedFd;
@@ -31,6 +31,10 @@ const PIPELINE_DEPTH: usize = 2;
 const FAST_PIPELINE_DEPTH: usize = 32;
 /// A worker finishing queued jobs faster than this counts as fast.
 const FAST_JOB: Duration = Duration::from_micros(200);
+/// Jobs taking longer than this go to a worker one at a time: the round trip it then waits
+/// between jobs is under 1% of a job, and no job waits queued behind another on one worker
+/// while a second worker runs out of work (which would cost whole jobs at the end of a map).
+const SLOW_JOB: Duration = Duration::from_millis(5);
 /// Consecutive failures to start a replacement worker before the pool is declared broken.
 const MAX_START_FAILURES: u32 = 3;
 
@@ -104,13 +108,26 @@ struct SlotSched {
     /// A ready worker is attached.
     usable: bool,
     inflight: usize,
-    /// How many jobs may be in flight: PIPELINE_DEPTH, or FAST_PIPELINE_DEPTH once the
-    /// worker has shown that its jobs are short.
+    /// How many jobs may be in flight: PIPELINE_DEPTH until the worker's jobs have been
+    /// timed (0), then FAST_PIPELINE_DEPTH for short jobs, 1 for long ones.
     depth: usize,
+    /// When the worker started the job it is running, as far as the parent can tell (the
+    /// job was sent to an idle worker, or the previous result arrived with more queued).
+    busy_since: Option<Instant>,
     /// Jobs given to the current worker, for maxtasksperchild.
     assigned: u64,
     /// No more jobs for this worker: it is due for replacement.
     retiring: bool,
+}
+
+impl SlotSched {
+    fn allowed(&self) -> usize {
+        if self.depth == 0 {
+            PIPELINE_DEPTH
+        } else {
+            self.depth
+        }
+    }
 }
 
 pub(crate) struct Sched {
@@ -233,6 +250,9 @@ impl Shared {
                         continue;
                     }
                     let slot = &mut s.slots[k];
+                    if slot.inflight == 0 {
+                        slot.busy_since = Some(Instant::now());
+                    }
                     slot.inflight += 1;
                     slot.assigned += 1;
                     if max.is_some_and(|m| slot.assigned >= m) {
@@ -402,7 +422,7 @@ fn pick_slot(slots: &[SlotSched]) -> Option<usize> {
     slots
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.usable && !s.retiring && s.inflight < s.depth.max(PIPELINE_DEPTH))
+        .filter(|(_, s)| s.usable && !s.retiring && s.inflight < s.allowed())
         .min_by_key(|(_, s)| s.inflight)
         .map(|(k, _)| k)
 }
@@ -696,7 +716,6 @@ impl Shared {
     /// at a frame that breaks the protocol (`Some`, and the worker must be killed).
     fn serve(&self, k: usize, reader: UnixStream) -> Option<Error> {
         let mut reader = BufReader::with_capacity(64 * 1024, reader);
-        let mut last_result: Option<std::time::Instant> = None;
         loop {
             if reader.buffer().is_empty() {
                 await_result(reader.get_ref());
@@ -740,7 +759,7 @@ impl Shared {
                 items: job.items,
                 outcome,
             });
-            let now = std::time::Instant::now();
+            let now = Instant::now();
             let retire_now = {
                 let mut s = lock(&self.sched);
                 s.outstanding -= 1;
@@ -748,21 +767,22 @@ impl Shared {
                     self.idle.notify_all();
                 }
                 let slot = &mut s.slots[k];
-                // With another job queued behind this one, the time since the previous
-                // result is the worker's time per job: decides how deep to fill it.
-                if slot.inflight >= 2 {
-                    if let Some(prev) = last_result {
-                        slot.depth = if now - prev < FAST_JOB {
-                            FAST_PIPELINE_DEPTH
-                        } else {
-                            PIPELINE_DEPTH
-                        };
-                    }
+                // The time since the worker started this job decides how deep to fill it.
+                if let Some(since) = slot.busy_since {
+                    let took = now - since;
+                    slot.depth = if took < FAST_JOB {
+                        FAST_PIPELINE_DEPTH
+                    } else if took < SLOW_JOB {
+                        PIPELINE_DEPTH
+                    } else {
+                        1
+                    };
                 }
+                // A job queued behind this one starts now.
+                slot.busy_since = (slot.inflight > 1).then_some(now);
                 slot.inflight -= 1;
                 slot.retiring && slot.inflight == 0
             };
-            last_result = Some(now);
             if retire_now {
                 self.stop_slot_worker(k);
             } else if reader.buffer().is_empty() {
