@@ -64,6 +64,7 @@ mod shm;
 mod spawn;
 mod synchronize;
 mod task_pool;
+mod wait;
 mod wire;
 mod worker;
 

@@ -14,7 +14,6 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags};
 use serde::de::DeserializeOwned;
@@ -174,7 +173,7 @@ impl End {
                 continue;
             }
             // Sleep until readable (or the deadline), then read with a blocking call.
-            if !wait_readable(&self.fd, deadline)? {
+            if !crate::wait::readable(std::os::fd::AsFd::as_fd(&*self.fd), deadline)? {
                 return Err(Error::Timeout);
             }
             blocking = true;
@@ -184,7 +183,7 @@ impl End {
     /// Whether a message (or the end of the stream) can be received without waiting,
     /// waiting up to `timeout` for one (`None`: forever).
     fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let deadline = timeout.and_then(crate::wait::deadline_after);
         let forever = deadline.is_none();
         let mut rb = lock(&self.rx);
         loop {
@@ -214,28 +213,6 @@ impl ReadBuf {
             )));
         }
         Ok((avail.len() >= 4 + len).then_some(len))
-    }
-}
-
-fn wait_readable(fd: &OwnedFd, deadline: Option<Instant>) -> Result<bool> {
-    let mut fds = [PollFd::new(fd, PollFlags::IN)];
-    loop {
-        let ts = match deadline {
-            None => None,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                Some(rustix::event::Timespec {
-                    tv_sec: left.as_secs() as i64,
-                    tv_nsec: left.subsec_nanos() as _,
-                })
-            }
-        };
-        match poll(&mut fds, ts.as_ref()) {
-            Ok(0) => return Ok(false),
-            Ok(_) => return Ok(true),
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
     }
 }
 
@@ -343,7 +320,7 @@ macro_rules! recv_api {
 
             /// Like `recv`, waiting at most `timeout` (then `Timeout`).
             pub fn recv_timeout(&self, timeout: Duration) -> Result<T> {
-                decode(&self.end.recv(Instant::now().checked_add(timeout))?)
+                decode(&self.end.recv(crate::wait::deadline_after(timeout))?)
             }
         }
 

@@ -378,7 +378,7 @@ impl Process {
         if let Some(fd) = self.inner.exit_fd.get() {
             // Wait without holding the state lock, so terminate/kill work meanwhile.
             let ended = match timeout {
-                None => wait_forever(fd),
+                None => crate::wait::readable(std::os::fd::AsFd::as_fd(fd), None).unwrap_or(false),
                 Some(t) => spawn::wait_readable(std::os::fd::AsFd::as_fd(fd), t),
             };
             if !ended {
@@ -460,18 +460,6 @@ impl Process {
 
 fn closed() -> Error {
     Error::ProcessState("the process handle was closed".into())
-}
-
-fn wait_forever(fd: &OwnedFd) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags};
-    let mut fds = [PollFd::new(fd, PollFlags::IN)];
-    loop {
-        match poll(&mut fds, None) {
-            Ok(_) => return true,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return false,
-        }
-    }
 }
 
 impl Inner {

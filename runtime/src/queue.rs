@@ -116,9 +116,7 @@ enum Wait {
 
 impl Wait {
     fn from_timeout(t: Duration) -> Wait {
-        Instant::now()
-            .checked_add(t)
-            .map_or(Wait::Forever, Wait::Until)
+        crate::wait::deadline_after(t).map_or(Wait::Forever, Wait::Until)
     }
     fn deadline(self) -> Option<Instant> {
         match self {

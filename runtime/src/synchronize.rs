@@ -18,9 +18,7 @@ use crate::shm::segment::{Segment, SegmentKind};
 use crate::shm::sync::{EventCount, Locked, RobustMutex, MUTEX_SPACE};
 
 /// `Instant::now() + t`, or `None` (no deadline) if that overflows.
-pub(crate) fn deadline_after(t: Duration) -> Option<Instant> {
-    Instant::now().checked_add(t)
-}
+pub(crate) use crate::wait::deadline_after;
 
 /// Serde and `Clone` for a handle type holding `seg: Segment` of kind `$kind`.
 macro_rules! shm_handle {
