@@ -2,13 +2,15 @@
 //! into and get from.
 //!
 //! A queue is one shared-memory segment: a ring buffer of encoded items, a robust lock for
-//! producers and one for consumers, and futex words to sleep on. `put` copies the encoded
-//! item into the ring and returns; there is no feeder thread, so an item whose `put` returned
-//! is in shared memory and is delivered even if its producer exits or is killed a moment
-//! later. A consumer copies an item out before it advances the ring, so a consumer killed
-//! mid-`get` loses nothing either: the item stays for the next one. A process killed while
-//! holding one of the locks does not block the others: the kernel hands the lock over (robust
-//! mutex), and the ring is only ever changed by one atomic store, so it is never half-updated.
+//! producers and one for consumers, and futex words to sleep on. `put` encodes the item
+//! straight into the ring and returns; there is no feeder thread, so an item whose `put`
+//! returned is in shared memory and is delivered even if its producer exits or is killed a
+//! moment later. A consumer decodes an item straight from the ring before it advances the
+//! ring, so a consumer killed mid-`get` loses nothing either: the item stays for the next
+//! one. A process killed while holding one of the locks does not block the others: the
+//! kernel hands the lock over (robust mutex), and the ring is only ever changed by one atomic
+//! store, so it is never half-updated. A queue whose consumers keep up cycles through the
+//! first pages of its ring (see `WARM`), so items do not cost fresh memory.
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -23,7 +25,8 @@ use crate::shm::segment::{Segment, SegmentKind};
 use crate::shm::sync::{EventCount, Locked, RobustMutex, MUTEX_SPACE};
 
 /// Default ring size: unread items may take up to this much before `put` blocks. It is
-/// virtual memory: only the pages holding unread items are resident (see `PUNCH`).
+/// virtual memory: only the pages holding unread items, and the warm area's pages once used,
+/// are resident (see `PUNCH` and `WARM`).
 const DEFAULT_BUFFER: usize = 1 << 30;
 const MIN_BUFFER: usize = 64 * 1024;
 const MAX_BUFFER: usize = 1 << 34;
@@ -694,7 +697,8 @@ impl QueueBuilder {
     }
 
     /// Size of the ring the encoded items live in (default 1 GiB of *virtual* memory; only
-    /// pages in use are resident). Unread items may take this much before `put` blocks;
+    /// pages holding unread items stay resident, plus up to the first 8 MiB, which a queue
+    /// whose consumers keep up reuses). Unread items may take this much before `put` blocks;
     /// one item may take half of it.
     pub fn buffer_bytes(mut self, bytes: usize) -> Self {
         self.buffer = bytes;
