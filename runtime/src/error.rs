@@ -183,6 +183,16 @@ pub enum Error {
         name: String,
     },
 
+    /// A manager peer did not prove it holds the authentication key (or the server did
+    /// not prove it to us).
+    #[error("authentication with the manager failed (wrong authkey?)")]
+    AuthenticationFailed,
+
+    /// The connection to a manager failed or was lost (the manager was shut down, died, or
+    /// cannot be reached). The operation may or may not have taken effect.
+    #[error("manager unavailable: {0}")]
+    ManagerLost(String),
+
     /// An operating-system error.
     #[error("I/O error: {0}")]
     Io(Arc<std::io::Error>),

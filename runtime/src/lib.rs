@@ -53,6 +53,7 @@ extern crate self as multiproc;
 
 pub mod dummy;
 mod error;
+mod manager;
 mod pipe;
 mod pool;
 mod process;
@@ -69,6 +70,7 @@ mod wire;
 mod worker;
 
 pub use error::{Error, Result};
+pub use manager::{DictProxy, ListProxy, Manager, ManagerBuilder, ManagerClient};
 pub use multiproc_macros::{main, pool_task, test, Shareable};
 pub use pipe::{pipe, pipe_oneway, Connection, Receiver, Sender};
 pub use pool::{AsyncResult, Imap, Opts, Pool, PoolBuilder};
@@ -95,10 +97,10 @@ pub fn cpu_count() -> usize {
 /// The names most programs need: `use multiproc::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        pool_task, Array, AsyncResult, Barrier, BoundedSemaphore, Condition, Connection, Error,
-        Event, ExitStatus, JoinableQueue, Lock, Opts, Pool, Process, Queue, RLock, RawArray,
-        RawValue, Receiver, Semaphore, Sender, Shareable, SharedMemory, SimpleQueue, StartMethod,
-        TaskFn, TaskPool, Value,
+        pool_task, Array, AsyncResult, Barrier, BoundedSemaphore, Condition, Connection, DictProxy,
+        Error, Event, ExitStatus, JoinableQueue, ListProxy, Lock, Manager, Opts, Pool, Process,
+        Queue, RLock, RawArray, RawValue, Receiver, Semaphore, Sender, Shareable, SharedMemory,
+        SimpleQueue, StartMethod, TaskFn, TaskPool, Value,
     };
 }
 

@@ -69,6 +69,10 @@ pub fn init() {
         IN_WORKER.store(true, Ordering::SeqCst);
         crate::shared_memory::tracker_main(fd);
     }
+    if let Some(fd) = take_fd_env(crate::manager::server::MANAGER_FD_ENV) {
+        IN_WORKER.store(true, Ordering::SeqCst);
+        crate::manager::server::manager_main(fd);
+    }
     crate::process::register_exit_hook();
     if let Some(fd) = take_fd_env(PROCESS_FD_ENV) {
         INITIALIZED.store(true, Ordering::SeqCst);
@@ -112,6 +116,7 @@ pub(crate) fn check_can_start_workers() -> Result<()> {
         FORKSERVER_FD_ENV,
         PROCESS_FD_ENV,
         crate::shared_memory::TRACKER_FD_ENV,
+        crate::manager::server::MANAGER_FD_ENV,
     ]
     .iter()
     .any(|v| std::env::var_os(v).is_some())

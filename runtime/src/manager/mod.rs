@@ -1,0 +1,691 @@
+//! `Manager`: a server process holding shared dicts and lists that any number of processes
+//! use through proxies, on this machine (an abstract Unix socket) or across machines (TCP),
+//! authenticated with a shared key (Python's `multiprocessing.Manager`).
+//!
+//! Every operation is one request to the server and is atomic there. Keys, values and items
+//! travel encoded (bincode), so the server needs no types; proxies are typed. Proxies can be
+//! sent anywhere a value can go: `Process` and pool task arguments, queue items, pipes. In
+//! another process a proxy connects (once per process and manager) when first used.
+
+mod proto;
+pub(crate) mod server;
+
+use std::io::{Read, Write};
+use std::marker::PhantomData;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_bytes::ByteBuf;
+
+use crate::error::{Error, Result};
+use crate::spawn::WorkerProcess;
+use proto::{Bytes, DictOp, Kind, ListOp, Request, Response};
+
+/// How long a manager has to start and report its address.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default limit on one request's round trip (connecting included).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Options for a new [`Manager`].
+#[derive(Debug, Clone)]
+pub struct ManagerBuilder {
+    tcp: Option<String>,
+    authkey: Option<Vec<u8>>,
+    timeout: Duration,
+}
+
+impl ManagerBuilder {
+    /// Listen on this TCP address (`"127.0.0.1:0"` picks a free port; `"0.0.0.0:5000"`
+    /// accepts other machines) instead of a local-only Unix socket.
+    pub fn tcp(mut self, address: impl Into<String>) -> Self {
+        self.tcp = Some(address.into());
+        self
+    }
+
+    /// The key clients must prove they hold (default: 32 random bytes). Give clients on
+    /// other machines the same key.
+    pub fn authkey(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.authkey = Some(key.into());
+        self
+    }
+
+    /// Limit on each request's round trip through this manager's proxies (default 60 s):
+    /// past it, the call fails with `Timeout` instead of waiting for a stuck server.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Starts the server process and connects to it.
+    pub fn start(self) -> Result<Manager> {
+        crate::worker::check_can_start_workers()?;
+        let authkey = match self.authkey {
+            Some(k) if k.is_empty() => {
+                return Err(Error::InvalidArgument("an empty authkey".into()));
+            }
+            Some(k) => k,
+            None => proto::random_key()?,
+        };
+        let (mut child, mut control) = crate::spawn::exec_child(server::MANAGER_FD_ENV)?;
+        let started =
+            (|| {
+                control.set_read_timeout(Some(START_TIMEOUT))?;
+                proto::send(
+                    &mut control,
+                    &server::Setup {
+                        tcp: self.tcp.clone(),
+                        authkey: authkey.clone(),
+                    },
+                )?;
+                let reply = proto::recv::<std::result::Result<String, String>>(&mut control)
+                    .map_err(|e| match e {
+                        Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                            Error::WorkerStart("the manager did not start in time".into())
+                        }
+                        e => e,
+                    })?;
+                control.set_read_timeout(None)?;
+                match reply {
+                    Some(Ok(address)) => Ok(address),
+                    Some(Err(message)) => Err(Error::InvalidArgument(message)),
+                    None => Err(Error::WorkerStart(
+                        "the manager process exited while starting".into(),
+                    )),
+                }
+            })();
+        let address = match started {
+            Ok(a) => a,
+            Err(e) => {
+                child.kill();
+                child.reap(Duration::from_secs(5));
+                return Err(e);
+            }
+        };
+        let client = client_for(&address, &authkey, self.timeout);
+        Ok(Manager {
+            client: ManagerClient { client },
+            pid: child.pid,
+            server: Mutex::new(Some((child, control))),
+        })
+    }
+}
+
+/// A running manager: the server process and a client of it. Dropping it (or
+/// [`shutdown`](Manager::shutdown)) stops the server; proxies then fail with
+/// `ManagerLost`. The server also exits if this process dies.
+///
+/// Shared objects live as long as the manager (there is no reference counting across
+/// processes, unlike Python's): create a few long-lived ones, or name them.
+///
+/// ```
+/// use multiproc::prelude::*;
+///
+/// #[pool_task]
+/// fn record(d: DictProxy<String, u32>, who: String, n: u32) {
+///     d.insert(&who, &n).unwrap();
+/// }
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let m = Manager::new()?;
+///     let d = m.dict::<String, u32>()?;
+///     Process::spawn(record, (d.clone(), "child".to_string(), 7))?.join()?;
+///     assert_eq!(d.get(&"child".to_string())?, Some(7));
+///     Ok(())
+/// }
+/// ```
+pub struct Manager {
+    client: ManagerClient,
+    pid: u32,
+    server: Mutex<Option<(WorkerProcess, UnixStream)>>,
+}
+
+impl Manager {
+    /// Starts a manager on a local Unix socket with a random key.
+    pub fn new() -> Result<Manager> {
+        Manager::builder().start()
+    }
+
+    /// Options: TCP address, key, timeout.
+    pub fn builder() -> ManagerBuilder {
+        ManagerBuilder {
+            tcp: None,
+            authkey: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Connects to a running manager, from any process or machine: `address` as given by
+    /// [`Manager::address`] (`"host:port"`, or `"@name"` for a local one), `authkey` the
+    /// manager's key. Fails with `AuthenticationFailed` on a wrong key.
+    pub fn connect(address: &str, authkey: &[u8]) -> Result<ManagerClient> {
+        let client = client_for(address, authkey, DEFAULT_TIMEOUT);
+        let c = ManagerClient { client };
+        // Connect now, so a bad address or key is reported here.
+        c.client.with_conn(|_| Ok(()))?;
+        Ok(c)
+    }
+
+    /// The key clients must hold.
+    pub fn authkey(&self) -> &[u8] {
+        &self.client.client.authkey
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Stops the server (waiting up to 5 s for it to exit, then killing it). Proxies fail
+    /// with `ManagerLost` afterwards. Idempotent; also done on drop.
+    pub fn shutdown(&self) {
+        if let Some((mut child, control)) = lock(&self.server).take() {
+            drop(control);
+            child.reap(Duration::from_secs(5));
+        }
+        *lock(&self.client.client.conn) = None;
+    }
+}
+
+impl std::ops::Deref for Manager {
+    type Target = ManagerClient;
+    fn deref(&self) -> &ManagerClient {
+        &self.client
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("address", &self.address())
+            .field("pid", &self.pid)
+            .finish()
+    }
+}
+
+/// A connection to a manager: creates and opens its shared objects. A [`Manager`] is one
+/// (through `Deref`); [`Manager::connect`] gives one for a manager started elsewhere.
+#[derive(Clone)]
+pub struct ManagerClient {
+    client: Arc<Client>,
+}
+
+impl ManagerClient {
+    /// The manager's address, for [`Manager::connect`].
+    pub fn address(&self) -> &str {
+        &self.client.address
+    }
+
+    fn open(&self, kind: Kind, name: Option<&str>) -> Result<u64> {
+        match self.client.call(&Request::Open {
+            kind,
+            name: name.map(str::to_owned),
+        })? {
+            Response::Id(id) => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A new, empty shared dict.
+    pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>> {
+        Ok(DictProxy::new(
+            self.client.clone(),
+            self.open(Kind::Dict, None)?,
+        ))
+    }
+
+    /// The shared dict called `name`, created empty if there is none: how clients that
+    /// connected separately find the same object. `InvalidArgument` if `name` is a list.
+    pub fn dict_named<K, V>(&self, name: &str) -> Result<DictProxy<K, V>> {
+        Ok(DictProxy::new(
+            self.client.clone(),
+            self.open(Kind::Dict, Some(name))?,
+        ))
+    }
+
+    /// A new, empty shared list.
+    pub fn list<T>(&self) -> Result<ListProxy<T>> {
+        Ok(ListProxy::new(
+            self.client.clone(),
+            self.open(Kind::List, None)?,
+        ))
+    }
+
+    /// The shared list called `name`, created empty if there is none.
+    pub fn list_named<T>(&self, name: &str) -> Result<ListProxy<T>> {
+        Ok(ListProxy::new(
+            self.client.clone(),
+            self.open(Kind::List, Some(name))?,
+        ))
+    }
+}
+
+impl std::fmt::Debug for ManagerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerClient")
+            .field("address", &self.address())
+            .finish()
+    }
+}
+
+// --- the client side ---------------------------------------------------------------------
+
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One process's connection to one manager, shared by all its proxies of that manager.
+struct Client {
+    address: String,
+    authkey: Vec<u8>,
+    timeout: Duration,
+    conn: Mutex<Option<Stream>>,
+}
+
+/// The process-wide client for a manager, so proxies share one connection.
+fn client_for(address: &str, authkey: &[u8], timeout: Duration) -> Arc<Client> {
+    static CLIENTS: Mutex<Vec<Weak<Client>>> = Mutex::new(Vec::new());
+    let mut clients = lock(&CLIENTS);
+    clients.retain(|w| w.strong_count() > 0);
+    if let Some(c) = clients
+        .iter()
+        .filter_map(Weak::upgrade)
+        .find(|c| c.address == address && c.authkey == authkey && c.timeout == timeout)
+    {
+        return c;
+    }
+    let c = Arc::new(Client {
+        address: address.to_owned(),
+        authkey: authkey.to_vec(),
+        timeout,
+        conn: Mutex::new(None),
+    });
+    clients.push(Arc::downgrade(&c));
+    c
+}
+
+fn lost(what: impl std::fmt::Display) -> Error {
+    Error::ManagerLost(what.to_string())
+}
+
+impl Client {
+    fn connect(&self) -> Result<Stream> {
+        let t = self.timeout;
+        let mut s = if let Some(name) = self.address.strip_prefix('@') {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+            let s = UnixStream::connect_addr(&addr)
+                .map_err(|e| lost(format!("cannot connect to manager {}: {e}", self.address)))?;
+            s.set_read_timeout(Some(t))?;
+            s.set_write_timeout(Some(t))?;
+            Stream::Unix(s)
+        } else {
+            let addrs = self.address.to_socket_addrs().map_err(|e| {
+                Error::InvalidArgument(format!("bad address {}: {e}", self.address))
+            })?;
+            let mut last = None;
+            let mut found = None;
+            for a in addrs {
+                match TcpStream::connect_timeout(&a, t) {
+                    Ok(s) => {
+                        found = Some(s);
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            let s = found.ok_or_else(|| {
+                lost(format!(
+                    "cannot connect to manager {}: {}",
+                    self.address,
+                    last.map_or("no address".into(), |e| e.to_string())
+                ))
+            })?;
+            s.set_nodelay(true)?;
+            s.set_read_timeout(Some(t))?;
+            s.set_write_timeout(Some(t))?;
+            Stream::Tcp(s)
+        };
+        proto::connect(&mut s, &self.authkey).map_err(|e| match e {
+            Error::Io(io) => lost(format!("handshake with manager {}: {io}", self.address)),
+            e => e,
+        })?;
+        Ok(s)
+    }
+
+    /// Runs `f` on this process's connection, opening it if needed. A failure that leaves
+    /// the stream in an unknown state drops it (the next call reconnects).
+    fn with_conn<R>(&self, f: impl FnOnce(&mut Stream) -> Result<R>) -> Result<R> {
+        let mut g = lock(&self.conn);
+        let s = match &mut *g {
+            Some(s) => s,
+            none => none.insert(self.connect()?),
+        };
+        let r = f(s);
+        if let Err(e) = &r {
+            if !matches!(e, Error::Serialization { .. } | Error::InvalidArgument(_)) {
+                *g = None;
+            }
+        }
+        r
+    }
+
+    fn call(&self, req: &Request) -> Result<Response> {
+        let r = self.with_conn(|s| {
+            proto::send(s, req)?;
+            proto::recv::<Response>(s)
+        });
+        match r {
+            Ok(Some(Response::Refused(why))) => Err(Error::InvalidArgument(why)),
+            Ok(Some(resp)) => Ok(resp),
+            Ok(None) => Err(lost("the manager closed the connection")),
+            Err(Error::Io(io))
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(Error::Timeout)
+            }
+            Err(Error::Io(io)) => Err(lost(io)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn unexpected(r: Response) -> Error {
+    Error::Protocol(format!("unexpected manager response {r:?}"))
+}
+
+fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Bytes> {
+    bincode::serialize(v)
+        .map(ByteBuf::from)
+        .map_err(|e| Error::serialization("a manager value", e))
+}
+
+fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
+    bincode::deserialize(b).map_err(|e| Error::serialization("a manager value", e))
+}
+
+fn dec_opt<T: DeserializeOwned>(r: Response) -> Result<Option<T>> {
+    match r {
+        Response::Value(v) => v.map(|b| dec(&b)).transpose(),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn dec_all<T: DeserializeOwned>(r: Response) -> Result<Vec<T>> {
+    match r {
+        Response::Values(vs) => vs.iter().map(|b| dec(b)).collect(),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn done(r: Response) -> Result<()> {
+    match r {
+        Response::Done => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn len(r: Response) -> Result<usize> {
+    match r {
+        Response::Len(n) => Ok(n as usize),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// What a proxy is when it travels: where the manager is, the key, and which object.
+#[derive(Serialize, Deserialize)]
+struct Token {
+    address: String,
+    authkey: ByteBuf,
+    timeout_ms: u64,
+    id: u64,
+}
+
+fn token(client: &Client, id: u64) -> Token {
+    Token {
+        address: client.address.clone(),
+        authkey: ByteBuf::from(client.authkey.clone()),
+        timeout_ms: client.timeout.as_millis() as u64,
+        id,
+    }
+}
+
+fn from_token(t: Token) -> (Arc<Client>, u64) {
+    (
+        client_for(&t.address, &t.authkey, Duration::from_millis(t.timeout_ms)),
+        t.id,
+    )
+}
+
+macro_rules! proxy_common {
+    ($ty:ident < $($p:ident),+ >) => {
+        impl<$($p),+> $ty<$($p),+> {
+            fn new(client: Arc<Client>, id: u64) -> Self {
+                $ty { client, id, _t: PhantomData }
+            }
+        }
+
+        impl<$($p),+> Clone for $ty<$($p),+> {
+            fn clone(&self) -> Self {
+                $ty::new(self.client.clone(), self.id)
+            }
+        }
+
+        impl<$($p),+> std::fmt::Debug for $ty<$($p),+> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("manager", &self.client.address)
+                    .field("id", &self.id)
+                    .finish()
+            }
+        }
+
+        impl<$($p),+> Serialize for $ty<$($p),+> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                token(&self.client, self.id).serialize(s)
+            }
+        }
+
+        impl<'de, $($p),+> Deserialize<'de> for $ty<$($p),+> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let (client, id) = from_token(Token::deserialize(d)?);
+                Ok($ty::new(client, id))
+            }
+        }
+    };
+}
+
+/// A dict held by a [`Manager`] (Python's `DictProxy`). Keys keep their insertion order.
+/// Keys are compared by their encoding, so use key types whose equal values encode alike
+/// (integers, strings, tuples of them; not floats that may be `-0.0`).
+pub struct DictProxy<K, V> {
+    client: Arc<Client>,
+    id: u64,
+    _t: PhantomData<fn(K, V) -> (K, V)>,
+}
+
+proxy_common!(DictProxy<K, V>);
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy<K, V> {
+    fn call(&self, op: DictOp) -> Result<Response> {
+        self.client.call(&Request::Dict { id: self.id, op })
+    }
+
+    /// The value for `key`, if any.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        dec_opt(self.call(DictOp::Get(enc(key)?))?)
+    }
+
+    /// Sets `key` to `value`; returns the previous value.
+    pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
+        dec_opt(self.call(DictOp::Insert(enc(key)?, enc(value)?))?)
+    }
+
+    /// Removes `key`; returns its value (Python's `pop`).
+    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+        dec_opt(self.call(DictOp::Remove(enc(key)?))?)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &K) -> Result<bool> {
+        match self.call(DictOp::Contains(enc(key)?))? {
+            Response::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The value for `key`, inserting `default` first if there is none, in one atomic step
+    /// (Python's `setdefault`).
+    pub fn setdefault(&self, key: &K, default: &V) -> Result<V> {
+        dec_opt(self.call(DictOp::SetDefault(enc(key)?, enc(default)?))?)?
+            .ok_or_else(|| Error::Protocol("setdefault returned nothing".into()))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> Result<usize> {
+        len(self.call(DictOp::Len)?)
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The keys, in insertion order (a snapshot).
+    pub fn keys(&self) -> Result<Vec<K>> {
+        dec_all(self.call(DictOp::Keys)?)
+    }
+
+    /// The values, in insertion order (a snapshot).
+    pub fn values(&self) -> Result<Vec<V>> {
+        dec_all(self.call(DictOp::Values)?)
+    }
+
+    /// The entries, in insertion order (a snapshot).
+    pub fn items(&self) -> Result<Vec<(K, V)>> {
+        match self.call(DictOp::Items)? {
+            Response::Items(items) => items.iter().map(|(k, v)| Ok((dec(k)?, dec(v)?))).collect(),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) -> Result<()> {
+        done(self.call(DictOp::Clear)?)
+    }
+}
+
+/// A list held by a [`Manager`] (Python's `ListProxy`). Indices may be negative, counting
+/// from the end, as in Python.
+pub struct ListProxy<T> {
+    client: Arc<Client>,
+    id: u64,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+proxy_common!(ListProxy<T>);
+
+impl<T: Serialize + DeserializeOwned> ListProxy<T> {
+    fn call(&self, op: ListOp) -> Result<Response> {
+        self.client.call(&Request::List { id: self.id, op })
+    }
+
+    /// Appends an item (Python's `append`).
+    pub fn push(&self, item: &T) -> Result<()> {
+        done(self.call(ListOp::Push(enc(item)?))?)
+    }
+
+    /// Appends several items in one atomic step.
+    pub fn extend<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<()>
+    where
+        T: 'a,
+    {
+        let items = items.into_iter().map(enc).collect::<Result<Vec<_>>>()?;
+        done(self.call(ListOp::Extend(items))?)
+    }
+
+    /// The item at `index`, if it is in range.
+    pub fn get(&self, index: i64) -> Result<Option<T>> {
+        dec_opt(self.call(ListOp::Get(index))?)
+    }
+
+    /// Replaces the item at `index`; `InvalidArgument` if out of range.
+    pub fn set(&self, index: i64, item: &T) -> Result<()> {
+        done(self.call(ListOp::Set(index, enc(item)?))?)
+    }
+
+    /// Inserts before `index` (past either end: at that end, as in Python).
+    pub fn insert(&self, index: i64, item: &T) -> Result<()> {
+        done(self.call(ListOp::Insert(index, enc(item)?))?)
+    }
+
+    /// Removes and returns the last item, if any.
+    pub fn pop(&self) -> Result<Option<T>> {
+        dec_opt(self.call(ListOp::Pop(None))?)
+    }
+
+    /// Removes and returns the item at `index`; `InvalidArgument` if out of range.
+    pub fn pop_at(&self, index: i64) -> Result<T> {
+        dec_opt(self.call(ListOp::Pop(Some(index)))?)?
+            .ok_or_else(|| Error::Protocol("pop returned nothing".into()))
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> Result<usize> {
+        len(self.call(ListOp::Len)?)
+    }
+
+    /// Whether there are no items.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// All items (a snapshot).
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        dec_all(self.call(ListOp::All)?)
+    }
+
+    /// Removes every item.
+    pub fn clear(&self) -> Result<()> {
+        done(self.call(ListOp::Clear)?)
+    }
+}

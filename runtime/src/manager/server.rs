@@ -1,0 +1,303 @@
+//! The manager's server process: holds the shared objects and answers requests, one thread
+//! per connection, until its owner's control channel closes.
+
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::TcpListener;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use super::proto::{self, Bytes, DictOp, Kind, ListOp, Request, Response};
+use crate::error::{Error, Result};
+
+/// Set (to "0") on the re-executed manager server.
+pub(crate) const MANAGER_FD_ENV: &str = "MULTIPROC_MANAGER_FD";
+
+/// How long a peer has to complete the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the owner asks for, first thing on the control channel.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Setup {
+    /// `None`: an abstract Unix socket with a fresh name; else a TCP address to bind.
+    pub tcp: Option<String>,
+    pub authkey: Vec<u8>,
+}
+
+enum Obj {
+    Dict(IndexMap<Bytes, Bytes>),
+    List(Vec<Bytes>),
+}
+
+#[derive(Default)]
+struct Objects {
+    next_id: u64,
+    by_id: HashMap<u64, Obj>,
+    by_name: HashMap<String, u64>,
+}
+
+struct Server {
+    objects: Mutex<Objects>,
+    authkey: Vec<u8>,
+}
+
+impl Server {
+    fn objects(&self) -> MutexGuard<'_, Objects> {
+        self.objects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The server process's main. Never returns.
+pub(crate) fn manager_main(fd: OwnedFd) -> ! {
+    let mut control = UnixStream::from(fd);
+    let code = match run(&mut control) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = proto::send(&mut control, &Err::<String, String>(e.to_string()));
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn run(control: &mut UnixStream) -> Result<()> {
+    let Some(setup) = proto::recv::<Setup>(control)? else {
+        return Ok(());
+    };
+    let server = Arc::new(Server {
+        objects: Mutex::new(Objects::default()),
+        authkey: setup.authkey,
+    });
+    let address = match setup.tcp {
+        Some(addr) => {
+            let l = TcpListener::bind(&addr)
+                .map_err(|e| Error::InvalidArgument(format!("cannot listen on {addr}: {e}")))?;
+            let address = format!("{}", l.local_addr()?);
+            let s = server.clone();
+            std::thread::spawn(move || {
+                for conn in l.incoming().flatten() {
+                    let _ = conn.set_nodelay(true);
+                    let s = s.clone();
+                    std::thread::spawn(move || serve_tcp(&s, conn));
+                }
+            });
+            address
+        }
+        None => {
+            use std::os::linux::net::SocketAddrExt;
+            let name = format!(
+                "multiproc-manager-{}-{}",
+                std::process::id(),
+                hex(&proto::random_key()?[..8])
+            );
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+            let l = UnixListener::bind_addr(&addr)?;
+            let s = server.clone();
+            std::thread::spawn(move || {
+                for conn in l.incoming().flatten() {
+                    let s = s.clone();
+                    std::thread::spawn(move || serve_unix(&s, conn));
+                }
+            });
+            format!("@{name}")
+        }
+    };
+    proto::send(control, &Ok::<String, String>(address))?;
+    // Serve until the owner closes the channel (drops the manager, or dies).
+    let mut sink = [0u8; 64];
+    while matches!(control.read(&mut sink), Ok(n) if n > 0) {}
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn serve_tcp(server: &Server, conn: std::net::TcpStream) {
+    let _ = conn.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+    let Ok(reader) = conn.try_clone() else { return };
+    serve(server, reader, conn, |c: &std::net::TcpStream| {
+        let _ = c.set_read_timeout(None);
+    });
+}
+
+fn serve_unix(server: &Server, conn: UnixStream) {
+    let _ = conn.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+    let Ok(reader) = conn.try_clone() else { return };
+    serve(server, reader, conn, |c: &UnixStream| {
+        let _ = c.set_read_timeout(None);
+    });
+}
+
+/// One connection: handshake, then requests until the client goes away or misbehaves.
+fn serve<S: Read + Write>(server: &Server, reader: S, writer: S, after_handshake: impl Fn(&S)) {
+    let mut reader = BufReader::new(reader);
+    let mut writer = BufWriter::new(writer);
+    {
+        let mut both = Duplex {
+            r: &mut reader,
+            w: &mut writer,
+        };
+        if !matches!(proto::accept(&mut both, &server.authkey), Ok(true)) {
+            return;
+        }
+    }
+    after_handshake(reader.get_ref());
+    // A malformed message ends the connection: the stream can no longer be trusted.
+    while let Ok(Some(req)) = proto::recv::<Request>(&mut reader) {
+        let resp = handle(server, req);
+        if proto::send(&mut writer, &resp).is_err() {
+            return;
+        }
+    }
+}
+
+/// A reader and a writer as one stream, for the handshake.
+struct Duplex<'a, R, W> {
+    r: &'a mut R,
+    w: &'a mut W,
+}
+
+impl<R: Read, W> Read for Duplex<'_, R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.r.read(buf)
+    }
+}
+
+impl<R, W: Write> Write for Duplex<'_, R, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.w.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.w.flush()
+    }
+}
+
+/// Python-style index: negative counts from the end. `None` if out of range.
+fn index(i: i64, len: usize) -> Option<usize> {
+    let len = len as i64;
+    let i = if i < 0 { i + len } else { i };
+    (0..len).contains(&i).then_some(i as usize)
+}
+
+fn handle(server: &Server, req: Request) -> Response {
+    let mut objs = server.objects();
+    match req {
+        Request::Open { kind, name } => {
+            if let Some(name) = &name {
+                if let Some(&id) = objs.by_name.get(name) {
+                    let same = matches!(
+                        (objs.by_id.get(&id), kind),
+                        (Some(Obj::Dict(_)), Kind::Dict) | (Some(Obj::List(_)), Kind::List)
+                    );
+                    return if same {
+                        Response::Id(id)
+                    } else {
+                        Response::Refused(format!("`{name}` names an object of another kind"))
+                    };
+                }
+            }
+            objs.next_id += 1;
+            let id = objs.next_id;
+            let obj = match kind {
+                Kind::Dict => Obj::Dict(IndexMap::new()),
+                Kind::List => Obj::List(Vec::new()),
+            };
+            objs.by_id.insert(id, obj);
+            if let Some(name) = name {
+                objs.by_name.insert(name, id);
+            }
+            Response::Id(id)
+        }
+        Request::Dict { id, op } => match objs.by_id.get_mut(&id) {
+            Some(Obj::Dict(d)) => dict_op(d, op),
+            _ => Response::Refused(format!("no shared dict with id {id}")),
+        },
+        Request::List { id, op } => match objs.by_id.get_mut(&id) {
+            Some(Obj::List(l)) => list_op(l, op),
+            _ => Response::Refused(format!("no shared list with id {id}")),
+        },
+    }
+}
+
+fn dict_op(d: &mut IndexMap<Bytes, Bytes>, op: DictOp) -> Response {
+    match op {
+        DictOp::Get(k) => Response::Value(d.get(&k).cloned()),
+        DictOp::Insert(k, v) => Response::Value(d.insert(k, v)),
+        DictOp::Remove(k) => Response::Value(d.shift_remove(&k)),
+        DictOp::Contains(k) => Response::Bool(d.contains_key(&k)),
+        DictOp::SetDefault(k, v) => Response::Value(Some(d.entry(k).or_insert(v).clone())),
+        DictOp::Len => Response::Len(d.len() as u64),
+        DictOp::Keys => Response::Values(d.keys().cloned().collect()),
+        DictOp::Values => Response::Values(d.values().cloned().collect()),
+        DictOp::Items => Response::Items(d.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        DictOp::Clear => {
+            d.clear();
+            Response::Done
+        }
+    }
+}
+
+fn list_op(l: &mut Vec<Bytes>, op: ListOp) -> Response {
+    let out_of_range = |i: i64, len: usize| {
+        Response::Refused(format!("list index {i} out of range for length {len}"))
+    };
+    match op {
+        ListOp::Push(v) => {
+            l.push(v);
+            Response::Done
+        }
+        ListOp::Extend(vs) => {
+            l.extend(vs);
+            Response::Done
+        }
+        ListOp::Get(i) => Response::Value(index(i, l.len()).map(|i| l[i].clone())),
+        ListOp::Set(i, v) => match index(i, l.len()) {
+            Some(i) => {
+                l[i] = v;
+                Response::Done
+            }
+            None => out_of_range(i, l.len()),
+        },
+        ListOp::Insert(i, v) => {
+            // As Python: an index past either end inserts at that end.
+            let len = l.len() as i64;
+            let at = if i < 0 { (i + len).max(0) } else { i.min(len) };
+            l.insert(at as usize, v);
+            Response::Done
+        }
+        ListOp::Pop(i) => match i {
+            None => Response::Value(l.pop()),
+            Some(i) => match index(i, l.len()) {
+                Some(i) => Response::Value(Some(l.remove(i))),
+                None => out_of_range(i, l.len()),
+            },
+        },
+        ListOp::Len => Response::Len(l.len() as u64),
+        ListOp::All => Response::Values(l.clone()),
+        ListOp::Clear => {
+            l.clear();
+            Response::Done
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::index;
+
+    #[test]
+    fn python_style_indices() {
+        assert_eq!(index(0, 3), Some(0));
+        assert_eq!(index(-1, 3), Some(2));
+        assert_eq!(index(-3, 3), Some(0));
+        assert_eq!(index(3, 3), None);
+        assert_eq!(index(-4, 3), None);
+        assert_eq!(index(0, 0), None);
+    }
+}
