@@ -53,6 +53,12 @@ fn meet(barrier: Barrier) -> u32 {
     barrier.wait().expect("barrier")
 }
 
+/// Records a word's length in a dict held by a manager.
+#[pool_task]
+fn note_length(lengths: DictProxy<String, usize>, word: String) {
+    lengths.insert(&word, &word.len()).expect("manager");
+}
+
 #[multiproc::main]
 fn main() -> multiproc::Result<()> {
     let pool = Pool::new(2)?;
@@ -195,6 +201,23 @@ fn main() -> multiproc::Result<()> {
         std::str::from_utf8(&buf)
     );
     assert_eq!(&buf, b"hello");
+
+    // A manager: a server process holding a dict that pool workers update through proxies.
+    let manager = Manager::new()?;
+    let lengths = manager.dict::<String, usize>()?;
+    let words = ["alpha", "beta", "gamma"].map(String::from);
+    let pool = Pool::new(2)?;
+    pool.starmap(
+        note_length,
+        words
+            .iter()
+            .map(|w| (lengths.clone(), w.clone()))
+            .collect::<Vec<_>>(),
+    )?;
+    let mut seen = lengths.items()?;
+    seen.sort();
+    println!("manager dict filled by the pool: {seen:?}");
+    assert_eq!(seen.len(), 3);
     println!("the tour is complete");
     Ok(())
 }

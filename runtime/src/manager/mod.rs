@@ -500,7 +500,7 @@ macro_rules! proxy_common {
     ($ty:ident < $($p:ident),+ >) => {
         impl<$($p),+> $ty<$($p),+> {
             fn new(client: Arc<Client>, id: u64) -> Self {
-                $ty { client, id, _t: PhantomData }
+                $ty { client, id, _t: PhantomData, _v: PhantomData }
             }
         }
 
@@ -540,7 +540,8 @@ macro_rules! proxy_common {
 pub struct DictProxy<K, V> {
     client: Arc<Client>,
     id: u64,
-    _t: PhantomData<fn(K, V) -> (K, V)>,
+    _t: PhantomData<fn(K) -> K>,
+    _v: PhantomData<fn(V) -> V>,
 }
 
 proxy_common!(DictProxy<K, V>);
@@ -620,6 +621,7 @@ pub struct ListProxy<T> {
     client: Arc<Client>,
     id: u64,
     _t: PhantomData<fn(T) -> T>,
+    _v: PhantomData<()>,
 }
 
 proxy_common!(ListProxy<T>);
