@@ -199,6 +199,20 @@ def main():
         dt = time.perf_counter() - t
         assert v.value == 2 * n
         out = {"value": 2 * n / dt / 1e6}
+    elif scenario == "manager_dict":
+        # A dict served by a manager process: one set and one get per iteration.
+        n = 2000
+        with mp.Manager() as m:
+            d = m.dict()
+            for i in range(100):
+                d[i % 10] = i
+                d[i % 10]
+            t = time.perf_counter()
+            for i in range(n):
+                d[i % 10] = i
+                assert d[i % 10] == i
+            dt = time.perf_counter() - t
+        out = {"value": dt * 1e6 / n}
     else:
         raise SystemExit(f"unknown scenario {scenario}")
     print(json.dumps(out))

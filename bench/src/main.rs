@@ -85,6 +85,7 @@ const QUEUE_BIG: u32 = 200;
 const PING_PONGS: usize = 5_000;
 const PIPE_BIG: u32 = 500;
 const INCREMENTS: u64 = 200_000;
+const MANAGER_OPS: u64 = 2_000;
 
 /// Process, Queue, Pipe and shared-value scenarios.
 fn ipc_round(bench: &mut Bench) -> multiproc::Result<()> {
@@ -201,6 +202,23 @@ fn ipc_round(bench: &mut Bench) -> multiproc::Result<()> {
     let label = "locked Value += 1, 2 processes (M ops/s)";
     bench.record(label, "multiproc", Some(2.0 * INCREMENTS as f64 / dt / 1e6));
     bench.record(label, "python", py_value("locked_incr", "value"));
+
+    // A dict served by a manager process: one set and one get per iteration.
+    let m = Manager::new()?;
+    let d = m.dict::<u64, u64>()?;
+    for i in 0..100u64 {
+        d.insert(&(i % 10), &i)?;
+        d.get(&(i % 10))?;
+    }
+    let t = Instant::now();
+    for i in 0..MANAGER_OPS {
+        d.insert(&(i % 10), &i)?;
+        assert_eq!(d.get(&(i % 10))?, Some(i));
+    }
+    let per = t.elapsed().as_secs_f64() * 1e6 / MANAGER_OPS as f64;
+    let label = "Manager dict set + get (µs)";
+    bench.record(label, "multiproc", Some(per));
+    bench.record(label, "python", py_value("manager_dict", "value"));
     Ok(())
 }
 

@@ -289,6 +289,16 @@ enum Stream {
     Tcp(TcpStream),
 }
 
+impl Stream {
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        match self {
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => s.as_fd(),
+        }
+    }
+}
+
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
@@ -409,6 +419,7 @@ impl Client {
     fn call(&self, req: &Request) -> Result<Response> {
         let r = self.with_conn(|s| {
             proto::send(s, req)?;
+            crate::wait::poll_briefly(s.fd());
             proto::recv::<Response>(s)
         });
         match r {

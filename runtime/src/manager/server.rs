@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::TcpListener;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -135,7 +135,12 @@ fn serve_unix(server: &Server, conn: UnixStream) {
 }
 
 /// One connection: handshake, then requests until the client goes away or misbehaves.
-fn serve<S: Read + Write>(server: &Server, reader: S, writer: S, after_handshake: impl Fn(&S)) {
+fn serve<S: Read + Write + AsFd>(
+    server: &Server,
+    reader: S,
+    writer: S,
+    after_handshake: impl Fn(&S),
+) {
     let mut reader = BufReader::new(reader);
     let mut writer = BufWriter::new(writer);
     {
@@ -149,7 +154,14 @@ fn serve<S: Read + Write>(server: &Server, reader: S, writer: S, after_handshake
     }
     after_handshake(reader.get_ref());
     // A malformed message ends the connection: the stream can no longer be trusted.
-    while let Ok(Some(req)) = proto::recv::<Request>(&mut reader) {
+    loop {
+        if reader.buffer().is_empty() {
+            // A client's next request often follows its last reply at once.
+            crate::wait::poll_briefly(reader.get_ref().as_fd());
+        }
+        let Ok(Some(req)) = proto::recv::<Request>(&mut reader) else {
+            return;
+        };
         let resp = handle(server, req);
         if proto::send(&mut writer, &resp).is_err() {
             return;

@@ -449,29 +449,6 @@ pub(crate) fn send_all_vectored(stream: &UnixStream, bufs: &[&[u8]]) -> std::io:
     Ok(())
 }
 
-/// Polls a worker's channel for up to `RESULT_SPIN` before the reader thread blocks in
-/// `read`: a short task's result usually arrives within it, and polling saves the wake-up of
-/// a sleeping thread. Yields rather than spins, so that on a busy machine the threads
-/// the result depends on run first.
-fn await_result(stream: &UnixStream) {
-    use rustix::net::RecvFlags;
-    let until = std::time::Instant::now() + RESULT_SPIN;
-    let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-    loop {
-        match rustix::net::recv(stream, &mut probe, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
-            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
-            // Data, end of stream or an error: the blocking read reports it.
-            _ => return,
-        }
-        if std::time::Instant::now() >= until {
-            return;
-        }
-        std::thread::yield_now();
-    }
-}
-
-const RESULT_SPIN: std::time::Duration = std::time::Duration::from_micros(30);
-
 /// Writes all of `bytes`; never raises SIGPIPE.
 pub(crate) fn send_all(stream: &UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
     use rustix::net::{send, SendFlags};
@@ -718,7 +695,8 @@ impl Shared {
         let mut reader = BufReader::with_capacity(64 * 1024, reader);
         loop {
             if reader.buffer().is_empty() {
-                await_result(reader.get_ref());
+                // A short job's result usually arrives within moments: see `poll_briefly`.
+                crate::wait::poll_briefly(std::os::fd::AsFd::as_fd(reader.get_ref()));
             }
             let f = match frame::read_frame(&mut reader) {
                 Ok(Some(f)) => f,
