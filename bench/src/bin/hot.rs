@@ -2,7 +2,7 @@
 //!
 //! Scenarios: `apply` (apply_async round trips), `map1` (map at chunksize 1), `imap1` (imap
 //! at chunksize 1), `queue_big` (1 MiB items from a child), `queue_small`, `cpu` (the
-//! speedup of 10 ms tasks from 1 worker to all). Each runs for
+//! speedup of 10 ms tasks from 1 worker to all), `rss` (idle worker memory after work). Each runs for
 //! `--secs N` (default 5) and prints its rate.
 
 use std::time::{Duration, Instant};
@@ -93,6 +93,32 @@ fn main() -> multiproc::Result<()> {
                     }
                 }
             }
+        }
+        "rss" => {
+            // Worker memory after the benchmark's map and imap work, once idle.
+            let pool = Pool::new(2)?;
+            pool.map(square, 0..100_000u64)?;
+            pool.map_with(square, 0..100_000u64, Opts::new().chunksize(1))?;
+            let opts = Opts::new().chunksize(100);
+            for r in pool.imap_with(square, 0..100_000u64, opts)? {
+                r?;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            for pid in pool.pids() {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+                let rss = status
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS"))
+                    .unwrap_or("");
+                println!("worker {pid}: {rss}");
+                if std::env::var_os("HOT_SMAPS").is_some() {
+                    print!(
+                        "{}",
+                        std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?
+                    );
+                }
+            }
+            n = 1;
         }
         "cpu" => {
             // 40 × 10 ms tasks on 1 worker, then on all: the speedup, once per round.

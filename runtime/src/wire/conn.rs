@@ -16,6 +16,17 @@ use rustix::net::{RecvFlags, SendFlags};
 use crate::error::Error;
 use crate::wire::frame::{self, Frame, HEADER_LEN};
 
+/// A receive buffer grown beyond this is replaced when the worker goes idle.
+const IDLE_BUFFER: usize = 128 * 1024;
+
+static TRIM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks the worker to return freed heap memory to the kernel when it next goes idle (after
+/// dropping a large buffer).
+pub(crate) fn trim_heap_later() {
+    TRIM.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// How long a worker polls for its next frame before it sleeps.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(30);
 
@@ -136,7 +147,27 @@ impl Conn {
                     std::thread::yield_now();
                     continue;
                 }
+                self.release_idle_memory();
                 self.wait(PollFlags::IN)?;
+            }
+        }
+    }
+
+    /// About to sleep with nothing buffered: gives back a receive buffer that a burst of
+    /// big frames grew, and the heap memory freed since (see [`trim_heap_later`]), so an
+    /// idle worker stays small.
+    fn release_idle_memory(&mut self) {
+        let mut trim = TRIM.swap(false, std::sync::atomic::Ordering::Relaxed);
+        if self.pos == self.inbuf.len() && self.inbuf.capacity() > IDLE_BUFFER {
+            self.inbuf = Vec::with_capacity(64 * 1024);
+            self.pos = 0;
+            trim = true;
+        }
+        if trim {
+            #[cfg(target_env = "gnu")]
+            // SAFETY: glibc's malloc_trim only returns free heap memory to the kernel.
+            unsafe {
+                libc::malloc_trim(64 * 1024);
             }
         }
     }

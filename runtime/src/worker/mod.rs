@@ -285,8 +285,10 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
                     conn.send_all(&out)?;
                     out.clear();
                     held_since = None;
-                    if out.capacity() > 4 << 20 {
-                        out = Vec::with_capacity(64 * 1024); // give a huge result's memory back
+                    if out.capacity() > 128 * 1024 {
+                        // Give a big result's memory back (when the worker next goes idle).
+                        out = Vec::with_capacity(64 * 1024);
+                        crate::wire::conn::trim_heap_later();
                     }
                 }
             }
