@@ -79,13 +79,13 @@ fn run(control: &mut UnixStream) -> Result<()> {
                 .map_err(|e| Error::InvalidArgument(format!("cannot listen on {addr}: {e}")))?;
             let address = format!("{}", l.local_addr()?);
             let s = server.clone();
-            std::thread::spawn(move || {
-                for conn in l.incoming().flatten() {
+            spawn_thread(move || {
+                accept_loop(l.incoming(), |conn: std::net::TcpStream| {
                     let _ = conn.set_nodelay(true);
                     let s = s.clone();
-                    std::thread::spawn(move || serve_tcp(&s, conn));
-                }
-            });
+                    spawn_thread(move || serve_tcp(&s, conn))
+                })
+            })?;
             address
         }
         None => {
@@ -98,12 +98,12 @@ fn run(control: &mut UnixStream) -> Result<()> {
             let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
             let l = UnixListener::bind_addr(&addr)?;
             let s = server.clone();
-            std::thread::spawn(move || {
-                for conn in l.incoming().flatten() {
+            spawn_thread(move || {
+                accept_loop(l.incoming(), |conn: UnixStream| {
                     let s = s.clone();
-                    std::thread::spawn(move || serve_unix(&s, conn));
-                }
-            });
+                    spawn_thread(move || serve_unix(&s, conn))
+                })
+            })?;
             format!("@{name}")
         }
     };
@@ -112,6 +112,30 @@ fn run(control: &mut UnixStream) -> Result<()> {
     let mut sink = [0u8; 64];
     while matches!(control.read(&mut sink), Ok(n) if n > 0) {}
     Ok(())
+}
+
+fn spawn_thread(f: impl FnOnce() + Send + 'static) -> Result<()> {
+    std::thread::Builder::new()
+        .name("multiproc-manager".into())
+        .spawn(f)?;
+    Ok(())
+}
+
+/// Accepts connections for as long as the process lives. A connection whose thread cannot
+/// be started is dropped; a failing `accept` (out of descriptors, say) is retried after a
+/// pause rather than in a busy loop.
+fn accept_loop<C>(
+    incoming: impl Iterator<Item = std::io::Result<C>>,
+    mut serve: impl FnMut(C) -> Result<()>,
+) {
+    for conn in incoming {
+        match conn {
+            Ok(c) => {
+                let _ = serve(c);
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
