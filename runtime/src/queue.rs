@@ -277,6 +277,8 @@ impl RawQueue {
             if room && below_max {
                 if early {
                     st.wrapped_at.store(pos(tail), Ordering::Relaxed);
+                    #[cfg(test)]
+                    tests::EVENTS.with(|e| e.set((e.get().0 + 1, e.get().1)));
                 }
                 break (tail, off, skip);
             }
@@ -536,6 +538,8 @@ impl RawQueue {
             .0
             .store(pack(count(tail), jump + t), Ordering::Release);
         st.wrapped_at.store(NO_WRAP, Ordering::Relaxed);
+        #[cfg(test)]
+        tests::EVENTS.with(|e| e.set((e.get().0, e.get().1 + 1)));
         // The ring's start is free now: give back what lies above the warm area.
         self.release_free(t);
         true
@@ -948,6 +952,8 @@ mod tests {
     thread_local! {
         /// Makes `unwrap` stop where a producer killed mid-way would.
         pub(super) static DIE_BEFORE_TAIL: Cell<bool> = const { Cell::new(false) };
+        /// Early wraps and undone wraps on this thread.
+        pub(super) static EVENTS: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
     }
 
     fn item(seq: u32, len: usize) -> Vec<u8> {
@@ -981,6 +987,79 @@ mod tests {
 
     fn tail_offset(q: &RawQueue) -> u64 {
         pos(q.st().tail.0.load(Ordering::SeqCst)) & (q.capacity() - 1)
+    }
+
+    /// Random puts and gets of mixed sizes on a 16 MiB ring (so ring-end wraps, early wraps,
+    /// their undoing and page release all happen many times), with stretches where the
+    /// consumer stops, checked against a model FIFO.
+    #[test]
+    fn random_traffic_matches_a_model_fifo() {
+        let q = RawQueue::create(0, 16 << 20).unwrap();
+        let mut model = std::collections::VecDeque::new();
+        let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let (mut seq, mut stopped_for) = (0u32, 0u32);
+        let (mut puts, mut fulls, mut gets) = (0, 0, 0);
+        for _ in 0..10000 {
+            if stopped_for == 0 && next() % 400 == 0 {
+                stopped_for = 30 + (next() % 120) as u32; // the consumer stops for a while
+            }
+            let get = stopped_for == 0 && next() % 100 < 58;
+            stopped_for = stopped_for.saturating_sub(1);
+            if get {
+                match q.get_with(Wait::No, |b| Ok(b.to_vec())) {
+                    Ok(v) => {
+                        let (want, len): (u32, usize) = model.pop_front().expect("model empty");
+                        assert_eq!(v.len(), len, "item {want}: wrong length");
+                        let got = u32::from_le_bytes(v[..4].try_into().unwrap());
+                        assert_eq!(got, want, "out of order");
+                        for at in [4, len / 2, len - 1] {
+                            assert_eq!(
+                                v[at.max(4).min(len - 1)],
+                                want as u8,
+                                "item {want} corrupted"
+                            );
+                        }
+                        gets += 1;
+                    }
+                    Err(Error::Empty) => assert!(model.is_empty(), "Empty with items queued"),
+                    Err(e) => panic!("{e}"),
+                }
+            } else {
+                let len = match next() % 100 {
+                    0..=64 => 8 + (next() % 56) as usize,
+                    65..=94 => 1024 + (next() % (63 << 10)) as usize,
+                    _ => (256 << 10) + (next() % (1280 << 10)) as usize,
+                };
+                let item = item(seq, len);
+                match put(&q, &item) {
+                    Ok(()) => {
+                        model.push_back((seq, len));
+                        seq += 1;
+                        puts += 1;
+                    }
+                    Err(Error::Full) => fulls += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        while let Some((want, _)) = model.pop_front() {
+            assert_eq!(get_seq(&q), want);
+        }
+        assert!(
+            puts > 2000 && gets > 1000 && fulls > 0,
+            "{puts} {gets} {fulls}"
+        );
+        let (early, undone) = EVENTS.with(|e| e.get());
+        assert!(
+            early > 10 && undone > 0,
+            "{early} early wraps, {undone} undone"
+        );
     }
 
     #[test]
