@@ -122,6 +122,95 @@ fn many_producers_many_consumers_every_item_once_in_order() {
     assert_eq!(all, expect);
 }
 
+/// A blob of `len` bytes, every byte `(who * 31 + i) as u8`, tagged with who and i.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Blob {
+    who: u32,
+    i: u32,
+    #[serde(with = "serde_bytes")]
+    bytes: Vec<u8>,
+}
+
+fn blob_len(who: u32, i: u32) -> usize {
+    // Mostly small, now and then up to ~600 KiB: the ring wraps early, ends and restarts.
+    match (who * 7919 + i * 104_729) % 20 {
+        0 => 300_000 + (i as usize * 977) % 300_000,
+        1..=6 => 4096 + (i as usize * 131) % 60_000,
+        _ => 16 + (i as usize) % 200,
+    }
+}
+
+#[pool_task]
+fn produce_blobs(q: Queue<Blob>, who: u32, n: u32) {
+    for i in 0..n {
+        let fill = (who * 31 + i) as u8;
+        q.put(&Blob {
+            who,
+            i,
+            bytes: vec![fill; blob_len(who, i)],
+        })
+        .unwrap();
+    }
+}
+
+#[pool_task]
+fn consume_blobs(q: Queue<Blob>, out: Queue<Vec<(u32, u32)>>) {
+    let mut got = Vec::new();
+    loop {
+        match q.get() {
+            Ok(b) => {
+                assert_eq!(b.bytes.len(), blob_len(b.who, b.i));
+                let fill = (b.who * 31 + b.i) as u8;
+                assert!(
+                    b.bytes.iter().all(|&x| x == fill),
+                    "blob {}/{} corrupted",
+                    b.who,
+                    b.i
+                );
+                got.push((b.who, b.i));
+            }
+            Err(Error::Closed) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    out.put(&got).unwrap();
+}
+
+#[multiproc::test]
+fn mixed_sizes_between_many_processes_arrive_intact_once_in_order() {
+    const N: u32 = 400;
+    let q = Queue::builder()
+        .buffer_bytes(16 << 20)
+        .build::<Blob>()
+        .unwrap();
+    let out = Queue::new().unwrap();
+    let consumers: Vec<Process> = (0..2)
+        .map(|_| Process::spawn(consume_blobs, (q.clone(), out.clone())).unwrap())
+        .collect();
+    let producers: Vec<Process> = (0..2)
+        .map(|who| Process::spawn(produce_blobs, (q.clone(), who, N)).unwrap())
+        .collect();
+    for p in producers {
+        assert!(p.join_timeout(LONG).unwrap().unwrap().success());
+    }
+    q.close();
+    let mut all = Vec::new();
+    for _ in 0..2 {
+        let got = out.get_timeout(LONG).unwrap();
+        for who in 0..2 {
+            let mine: Vec<u32> = got.iter().filter(|x| x.0 == who).map(|x| x.1).collect();
+            assert!(mine.windows(2).all(|w| w[0] < w[1]));
+        }
+        all.extend(got);
+    }
+    for c in consumers {
+        assert!(c.join_timeout(LONG).unwrap().unwrap().success());
+    }
+    all.sort_unstable();
+    let expect: Vec<(u32, u32)> = (0..2).flat_map(|w| (0..N).map(move |i| (w, i))).collect();
+    assert_eq!(all, expect);
+}
+
 #[pool_task]
 fn put_and_exit(q: Queue<u64>, n: u64) {
     for i in 0..n {
