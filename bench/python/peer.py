@@ -94,6 +94,16 @@ def main():
         assert n == 10_000_000
         import resource
         out = {"value": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    elif scenario.startswith("scale_w"):
+        # map at chunksize 1 with N workers: items per second (thousands).
+        workers = int(scenario[len("scale_w"):])
+        with mp.Pool(workers) as pool:
+            pool.map(square, range(1000))
+            t = time.perf_counter()
+            r = pool.map(square, range(n_items), chunksize=1)
+            dt = time.perf_counter() - t
+        assert len(r) == n_items
+        out = {"value": n_items / dt / 1e3}
     elif scenario.startswith("map_") or scenario.startswith("imap"):
         kind, cs = scenario.rsplit("_cs", 1)
         cs = None if cs == "default" else int(cs)

@@ -3,7 +3,7 @@
 //! round by round so a noisy machine affects all contenders alike. Prints a table of medians
 //! with the ratio peer / multiproc, and writes the same as JSON.
 //!
-//! `cargo run --release -p multiproc-bench [-- --rounds N]`
+//! `cargo run --release -p multiproc-bench [-- --rounds N] [--ipc-only | --scaling]`
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -219,6 +219,27 @@ fn ipc_round(bench: &mut Bench) -> multiproc::Result<()> {
     let label = "Manager dict set + get (µs)";
     bench.record(label, "multiproc", Some(per));
     bench.record(label, "python", py_value("manager_dict", "value"));
+    Ok(())
+}
+
+/// Fine-grained dispatch as the pool grows: map of 100k trivial items at chunksize 1 with
+/// 1, 2, 4, ... workers, up to this machine's CPUs (and at most 16).
+fn scaling_round(bench: &mut Bench) -> multiproc::Result<()> {
+    let cpus = multiproc::cpu_count().min(16);
+    let mut w = 1;
+    while w <= cpus {
+        let pool = Pool::new(w)?;
+        pool.map(square, 0..1000u64)?;
+        let t = Instant::now();
+        let v = pool.map_with(square, 0..ITEMS, Opts::new().chunksize(1))?;
+        let dt = t.elapsed().as_secs_f64();
+        assert_eq!(v.len() as u64, ITEMS);
+        drop(pool);
+        let label = format!("map 100k, chunksize 1, {w:>2} workers (k items/s)");
+        bench.record(&label, "multiproc", Some(ITEMS as f64 / dt / 1e3));
+        bench.record(&label, "python", py_value(&format!("scale_w{w}"), "value"));
+        w *= 2;
+    }
     Ok(())
 }
 
@@ -522,14 +543,20 @@ fn main() -> multiproc::Result<()> {
         .position(|a| a == "--rounds")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(5);
-    // `--ipc-only`: just the Process / Queue / Pipe / Value scenarios.
+    // `--ipc-only`: just the Process / Queue / Pipe / Value / Manager scenarios.
     let ipc_only = args.iter().any(|a| a == "--ipc-only");
+    // `--scaling`: just map at chunksize 1 from 1 worker up to the machine's CPUs.
+    let scaling = args.iter().any(|a| a == "--scaling");
     let mut bench = Bench {
         pool: Pool::new(2)?,
         samples: BTreeMap::new(),
     };
     for r in 0..rounds {
         eprintln!("round {}/{rounds}", r + 1);
+        if scaling {
+            scaling_round(&mut bench)?;
+            continue;
+        }
         if !ipc_only {
             bench.round()?;
         }
