@@ -183,3 +183,65 @@ fn condition_notify_one_and_barrier_between_threads() {
     b.reset().unwrap();
     assert!(!b.broken());
 }
+
+/// Runs the whole method family of a queue type and checks what each returns: the process
+/// and thread versions must offer the same methods (this does not compile otherwise) with
+/// the same behaviour.
+macro_rules! same_queue_api {
+    ($make:expr, joinable: $joinable:tt) => {{
+        let q = $make;
+        let t = Duration::from_millis(1);
+        q.put(&1u32).unwrap();
+        q.put_timeout(&2, t).unwrap();
+        q.put_nowait(&3).unwrap();
+        assert!(q.full());
+        assert!(matches!(q.put_nowait(&4), Err(Error::Full)));
+        assert!(matches!(q.put_timeout(&4, t), Err(Error::Full)));
+        assert_eq!(q.qsize(), 3);
+        assert_eq!(q.get().unwrap(), 1);
+        assert_eq!(q.get_timeout(t).unwrap(), 2);
+        assert_eq!(q.get_nowait().unwrap(), 3);
+        assert!(q.empty());
+        assert!(matches!(q.get_nowait(), Err(Error::Empty)));
+        assert!(matches!(q.get_timeout(t), Err(Error::Empty)));
+        same_queue_api!(@join q, $joinable);
+        assert!(!q.is_closed());
+        q.close();
+        assert!(q.is_closed());
+        assert!(matches!(q.put(&5), Err(Error::Closed)));
+        assert!(matches!(q.get(), Err(Error::Closed)));
+    }};
+    (@join $q:ident, true) => {
+        for _ in 0..3 {
+            $q.task_done().unwrap();
+        }
+        assert!($q.task_done().is_err());
+        $q.join().unwrap();
+        $q.join_timeout(Duration::from_millis(1)).unwrap();
+    };
+    (@join $q:ident, false) => {};
+}
+
+macro_rules! same_simple_queue_api {
+    ($make:expr) => {{
+        let q = $make;
+        q.put(&1u32).unwrap();
+        assert!(!q.empty());
+        assert_eq!(q.get().unwrap(), 1);
+        assert!(q.empty());
+        assert!(!q.is_closed());
+        q.close();
+        assert!(q.is_closed());
+        assert!(matches!(q.get(), Err(Error::Closed)));
+    }};
+}
+
+#[test]
+fn process_and_thread_queues_have_the_same_api_and_behaviour() {
+    same_queue_api!(multiproc::Queue::with_maxsize(3).unwrap(), joinable: false);
+    same_queue_api!(dummy::Queue::with_maxsize(3).unwrap(), joinable: false);
+    same_queue_api!(multiproc::JoinableQueue::with_maxsize(3).unwrap(), joinable: true);
+    same_queue_api!(dummy::JoinableQueue::with_maxsize(3).unwrap(), joinable: true);
+    same_simple_queue_api!(multiproc::SimpleQueue::new().unwrap());
+    same_simple_queue_api!(dummy::SimpleQueue::new().unwrap());
+}

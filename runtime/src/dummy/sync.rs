@@ -253,9 +253,17 @@ impl<T: Clone + Send> JoinableQueue<T> {
     pub fn empty(&self) -> bool {
         self.q.empty()
     }
+    /// Whether `maxsize` items are queued.
+    pub fn full(&self) -> bool {
+        self.q.full()
+    }
     /// Closes the queue.
     pub fn close(&self) {
         self.q.close()
+    }
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.q.is_closed()
     }
     /// Marks one item as processed; an error if called more times than items were put.
     pub fn task_done(&self) -> Result<()> {
@@ -305,6 +313,10 @@ impl<T: Clone + Send> SimpleQueue<T> {
     /// Closes the queue.
     pub fn close(&self) {
         self.q.close()
+    }
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.q.is_closed()
     }
 }
 
