@@ -29,7 +29,8 @@ use crate::shm::sync::{EventCount, Locked, RobustMutex, MUTEX_SPACE};
 /// are resident (see `PUNCH` and `WARM`).
 const DEFAULT_BUFFER: usize = 1 << 30;
 const MIN_BUFFER: usize = 64 * 1024;
-const MAX_BUFFER: usize = 1 << 34;
+/// Record lengths are 32-bit, so a ring (and any JUMP across it) stays under 4 GiB.
+const MAX_BUFFER: usize = 1 << 32;
 /// Rings larger than this give their pages back to the kernel, `PUNCH` bytes at a time, as
 /// soon as they have been read; smaller ones stay resident.
 const PUNCH_ABOVE: usize = 8 << 20;
@@ -42,6 +43,8 @@ const WARM: usize = 8 << 20;
 const REWIND_AT: u64 = 256 << 10;
 /// ...and no more than this is queued (so the consumers are keeping up).
 const REWIND_MAX_USED: u64 = 2 << 20;
+/// How often a producer blocked by a pending early wrap retries undoing it.
+const RETRY_WRAP: Duration = Duration::from_millis(10);
 /// `State::wrapped_at` when there is no early wrap to undo.
 const NO_WRAP: u64 = u64::MAX;
 /// Where the ring starts in the segment (page-aligned, so punched ranges are whole pages).
@@ -291,14 +294,23 @@ impl RawQueue {
                 Wait::No => return Err(Error::Full),
                 w => w.deadline(),
             };
-            st.space
-                .0
-                .wait_until(
-                    || st.head.0.load(Ordering::Acquire) != head || self.is_closed(),
-                    d,
-                    false,
-                )
-                .map_err(|_| Error::Full)?;
+            // Giving it back needs the consumer lock free: a consumer busy decoding, or one
+            // killed in `get` (whose lock the kernel frees without anyone notifying `space`),
+            // is retried every RETRY_WRAP rather than waited for forever.
+            let retry = (!room && st.wrapped_at.load(Ordering::Relaxed) != NO_WRAP)
+                .then(|| Instant::now() + RETRY_WRAP);
+            let until = match (d, retry) {
+                (Some(d), Some(r)) => Some(d.min(r)),
+                (d, r) => d.or(r),
+            };
+            let woke = st.space.0.wait_until(
+                || st.head.0.load(Ordering::Acquire) != head || self.is_closed(),
+                until,
+                false,
+            );
+            if woke.is_err() && (retry.is_none() || d.is_some_and(|d| Instant::now() >= d)) {
+                return Err(Error::Full);
+            }
         };
         let ring = self.ring();
         if skip > 0 {
@@ -1107,6 +1119,61 @@ mod tests {
             q.get_with(Wait::No, |_| Ok(())),
             Err(Error::Empty)
         ));
+    }
+
+    #[test]
+    fn rings_over_4_gib_are_refused() {
+        // Record lengths are 32-bit.
+        assert!(matches!(
+            RawQueue::create(0, 5 << 30),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn a_consumer_holding_or_dying_with_its_lock_does_not_block_an_early_wrap_for_good() {
+        let q = early_wrapped_queue();
+        // A "consumer" that takes the consumer lock and keeps it: the wrap cannot be undone,
+        // so the producer finds no room beyond the warm area for now.
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let q2 = q.clone();
+        let holder = std::thread::spawn(move || {
+            q2.get_lock().lock(None).unwrap();
+            held_tx.send(()).unwrap();
+            // Then it "dies" holding the lock (a thread exiting with a robust mutex held is
+            // reported to the next owner like a killed process).
+            let _ = go_rx.recv();
+        });
+        held_rx.recv().unwrap();
+        let mut next = 9;
+        while put(&q, &item(next, 256 << 10)).is_ok() {
+            next += 1;
+        }
+        // A producer blocked on the pending wrap: the holder dies meanwhile, and nobody
+        // notifies; the producer must still get through.
+        let q3 = q.clone();
+        let producer = std::thread::spawn(move || {
+            for i in next..next + 64 {
+                let v = item(i, 256 << 10);
+                q3.put_with(
+                    v.len(),
+                    |buf| {
+                        buf.copy_from_slice(&v);
+                        Ok(v.len())
+                    },
+                    Wait::Until(Instant::now() + Duration::from_secs(120)),
+                    false,
+                )
+                .unwrap();
+            }
+        });
+        go_tx.send(()).unwrap();
+        holder.join().unwrap();
+        producer.join().unwrap();
+        for i in 7..next + 64 {
+            assert_eq!(get_seq(&q), i);
+        }
     }
 
     #[test]

@@ -60,7 +60,8 @@ impl ManagerBuilder {
     /// Limit on each request's round trip through this manager's proxies (default 60 s):
     /// past it, the call fails with `Timeout` instead of waiting for a stuck server.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        // Socket timeouts cannot be zero; proxies carry it in whole milliseconds.
+        self.timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
@@ -420,12 +421,12 @@ impl Client {
         let r = self.with_conn(|s| {
             proto::send(s, req)?;
             crate::wait::poll_briefly(s.fd());
-            proto::recv::<Response>(s)
+            // A closed connection is an error here, so that `with_conn` drops it.
+            proto::recv::<Response>(s)?.ok_or_else(|| lost("the manager closed the connection"))
         });
         match r {
-            Ok(Some(Response::Refused(why))) => Err(Error::InvalidArgument(why)),
-            Ok(Some(resp)) => Ok(resp),
-            Ok(None) => Err(lost("the manager closed the connection")),
+            Ok(Response::Refused(why)) => Err(Error::InvalidArgument(why)),
+            Ok(resp) => Ok(resp),
             Err(Error::Io(io))
                 if matches!(
                     io.kind(),
@@ -495,14 +496,18 @@ fn token(client: &Client, id: u64) -> Token {
     Token {
         address: client.address.clone(),
         authkey: ByteBuf::from(client.authkey.clone()),
-        timeout_ms: client.timeout.as_millis() as u64,
+        timeout_ms: (client.timeout.as_micros().div_ceil(1000) as u64).max(1),
         id,
     }
 }
 
 fn from_token(t: Token) -> (Arc<Client>, u64) {
     (
-        client_for(&t.address, &t.authkey, Duration::from_millis(t.timeout_ms)),
+        client_for(
+            &t.address,
+            &t.authkey,
+            Duration::from_millis(t.timeout_ms.max(1)),
+        ),
         t.id,
     )
 }

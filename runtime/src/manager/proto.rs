@@ -192,8 +192,12 @@ pub(crate) fn recv<T: serde::de::DeserializeOwned>(s: &mut impl Read) -> Result<
             "a manager message announced {len} bytes"
         )));
     }
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body)?;
+    // Memory grows as bytes arrive, not as announced.
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    s.take(len as u64).read_to_end(&mut body)?;
+    if body.len() < len {
+        return Err(Error::Protocol("a manager message was cut short".into()));
+    }
     bincode::deserialize(&body)
         .map(Some)
         .map_err(|e| Error::Protocol(format!("bad manager message: {e}")))

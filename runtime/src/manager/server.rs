@@ -6,8 +6,9 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::TcpListener;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -18,7 +19,7 @@ use crate::error::{Error, Result};
 /// Set (to "0") on the re-executed manager server.
 pub(crate) const MANAGER_FD_ENV: &str = "MULTIPROC_MANAGER_FD";
 
-/// How long a peer has to complete the handshake.
+/// How long a peer has to complete the handshake, all of it.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the owner asks for, first thing on the control channel.
@@ -82,8 +83,7 @@ fn run(control: &mut UnixStream) -> Result<()> {
             spawn_thread(move || {
                 accept_loop(l.incoming(), |conn: std::net::TcpStream| {
                     let _ = conn.set_nodelay(true);
-                    let s = s.clone();
-                    spawn_thread(move || serve_tcp(&s, conn))
+                    serve_conn(&s, conn)
                 })
             })?;
             address
@@ -99,10 +99,7 @@ fn run(control: &mut UnixStream) -> Result<()> {
             let l = UnixListener::bind_addr(&addr)?;
             let s = server.clone();
             spawn_thread(move || {
-                accept_loop(l.incoming(), |conn: UnixStream| {
-                    let s = s.clone();
-                    spawn_thread(move || serve_unix(&s, conn))
-                })
+                accept_loop(l.incoming(), |conn: UnixStream| serve_conn(&s, conn))
             })?;
             format!("@{name}")
         }
@@ -142,41 +139,95 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn serve_tcp(server: &Server, conn: std::net::TcpStream) {
-    let _ = conn.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
-    let Ok(reader) = conn.try_clone() else { return };
-    serve(server, reader, conn, |c: &std::net::TcpStream| {
-        let _ = c.set_read_timeout(None);
-    });
+/// What the server needs of a connection, TCP or Unix.
+trait Sock: Read + Write + AsFd + Sized {
+    fn set_timeouts(&self, t: Option<Duration>) -> std::io::Result<()>;
+    fn duplicate(&self) -> std::io::Result<Self>;
 }
 
-fn serve_unix(server: &Server, conn: UnixStream) {
-    let _ = conn.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
-    let Ok(reader) = conn.try_clone() else { return };
-    serve(server, reader, conn, |c: &UnixStream| {
-        let _ = c.set_read_timeout(None);
-    });
-}
-
-/// One connection: handshake, then requests until the client goes away or misbehaves.
-fn serve<S: Read + Write + AsFd>(
-    server: &Server,
-    reader: S,
-    writer: S,
-    after_handshake: impl Fn(&S),
-) {
-    let mut reader = BufReader::new(reader);
-    let mut writer = BufWriter::new(writer);
-    {
-        let mut both = Duplex {
-            r: &mut reader,
-            w: &mut writer,
-        };
-        if !matches!(proto::accept(&mut both, &server.authkey), Ok(true)) {
-            return;
-        }
+impl Sock for std::net::TcpStream {
+    fn set_timeouts(&self, t: Option<Duration>) -> std::io::Result<()> {
+        self.set_read_timeout(t)?;
+        self.set_write_timeout(t)
     }
-    after_handshake(reader.get_ref());
+    fn duplicate(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+}
+
+impl Sock for UnixStream {
+    fn set_timeouts(&self, t: Option<Duration>) -> std::io::Result<()> {
+        self.set_read_timeout(t)?;
+        self.set_write_timeout(t)
+    }
+    fn duplicate(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+}
+
+/// Connections that have not completed the handshake yet.
+static UNAUTHENTICATED: AtomicUsize = AtomicUsize::new(0);
+/// Beyond this many, new connections are closed at once: a flood of peers that never
+/// authenticate cannot use up the server's threads and descriptors.
+const MAX_UNAUTHENTICATED: usize = 64;
+
+/// Starts serving one accepted connection on its own thread, unless too many are still
+/// in their handshake.
+fn serve_conn<S: Sock + Send + 'static>(server: &Arc<Server>, conn: S) -> Result<()> {
+    if UNAUTHENTICATED.fetch_add(1, Ordering::SeqCst) >= MAX_UNAUTHENTICATED {
+        UNAUTHENTICATED.fetch_sub(1, Ordering::SeqCst);
+        return Ok(()); // dropping `conn` closes it
+    }
+    let s = server.clone();
+    spawn_thread(move || serve(&s, conn)).inspect_err(|_| {
+        UNAUTHENTICATED.fetch_sub(1, Ordering::SeqCst);
+    })
+}
+
+/// The handshake's reads, each limited to what is left of one overall deadline (a peer
+/// sending a byte now and then cannot keep a connection past it).
+struct Deadlined<'a, S: Sock> {
+    s: &'a mut S,
+    deadline: Instant,
+}
+
+impl<S: Sock> Read for Deadlined<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.s.set_timeouts(Some(left))?;
+        self.s.read(buf)
+    }
+}
+
+impl<S: Sock> Write for Deadlined<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.s.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.s.flush()
+    }
+}
+
+/// One connection: handshake (unbuffered, nothing allocated for the peer), then requests
+/// until the client goes away or misbehaves.
+fn serve<S: Sock>(server: &Server, mut conn: S) {
+    let authenticated = {
+        let mut hs = Deadlined {
+            s: &mut conn,
+            deadline: Instant::now() + HANDSHAKE_TIMEOUT,
+        };
+        matches!(proto::accept(&mut hs, &server.authkey), Ok(true))
+    };
+    UNAUTHENTICATED.fetch_sub(1, Ordering::SeqCst);
+    if !authenticated || conn.set_timeouts(None).is_err() {
+        return;
+    }
+    let Ok(reader) = conn.duplicate() else { return };
+    let mut reader = BufReader::new(reader);
+    let mut writer = BufWriter::new(conn);
     // A malformed message ends the connection: the stream can no longer be trusted.
     loop {
         if reader.buffer().is_empty() {
@@ -187,30 +238,14 @@ fn serve<S: Read + Write + AsFd>(
             return;
         };
         let resp = handle(server, req);
-        if proto::send(&mut writer, &resp).is_err() {
+        let sent = match proto::send(&mut writer, &resp) {
+            // Too big to send (nothing was written): say so instead.
+            Err(Error::InvalidArgument(why)) => proto::send(&mut writer, &Response::Refused(why)),
+            other => other,
+        };
+        if sent.is_err() {
             return;
         }
-    }
-}
-
-/// A reader and a writer as one stream, for the handshake.
-struct Duplex<'a, R, W> {
-    r: &'a mut R,
-    w: &'a mut W,
-}
-
-impl<R: Read, W> Read for Duplex<'_, R, W> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.r.read(buf)
-    }
-}
-
-impl<R, W: Write> Write for Duplex<'_, R, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.w.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.w.flush()
     }
 }
 
