@@ -164,9 +164,9 @@ impl Manager {
         }
     }
 
-    /// Connects to a running manager, from any process or machine: `address` as given by
-    /// [`Manager::address`] (`"host:port"`, or `"@name"` for a local one), `authkey` the
-    /// manager's key. Fails with `AuthenticationFailed` on a wrong key.
+    /// Connects to a running manager, from any process or machine: `address` as its
+    /// [`address`](ManagerClient::address) gives it (`"host:port"`, or `"@name"` for a local
+    /// one), `authkey` the manager's key. Fails with `AuthenticationFailed` on a wrong key.
     pub fn connect(address: &str, authkey: &[u8]) -> Result<ManagerClient> {
         let client = client_for(address, authkey, DEFAULT_TIMEOUT);
         let c = ManagerClient { client };
