@@ -11,7 +11,7 @@
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
@@ -21,6 +21,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 use crate::shm::fds::{self, SharedFd};
+use crate::wait::lock;
 
 /// Largest message: lengths travel as 31 bits.
 const MAX_MESSAGE: usize = (1 << 31) - 1;
@@ -39,10 +40,6 @@ struct ReadBuf {
     buf: Vec<u8>,
     pos: usize,
     eof: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn map_send_err(e: Errno) -> Error {

@@ -12,7 +12,7 @@
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::registry::{self, TaskFn};
 use crate::shm::fds::{self, SharedFd};
 use crate::spawn::{self, WorkerProcess};
+use crate::wait::lock;
 use crate::wire::codec;
 use crate::wire::conn::{send_frame_with_fds, Conn};
 use crate::wire::frame::{self, Kind};
@@ -86,10 +87,6 @@ static ME: OnceLock<(ProcessInfo, Option<ProcessInfo>)> = OnceLock::new();
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Started children not yet reaped, for `active_children` and for the exit hook.
 static CHILDREN: Mutex<Vec<Arc<Inner>>> = Mutex::new(Vec::new());
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// This process: `MainProcess` in the program, the name it was given in a child.
 pub fn current_process() -> ProcessInfo {

@@ -286,7 +286,7 @@ pub(crate) const TRACKER_FD_ENV: &str = "MULTIPROC_TRACKER_FD";
 static TRACKER: Mutex<Option<UnixStream>> = Mutex::new(None);
 
 fn tracker() -> MutexGuard<'static, Option<UnixStream>> {
-    TRACKER.lock().unwrap_or_else(|p| p.into_inner())
+    crate::wait::lock(&TRACKER)
 }
 
 /// Tells the tracker about a name (`+` created, `-` unlinked). Best effort: without a

@@ -1,6 +1,6 @@
 //! Thread versions of the queues, pipes, shared values and locks, with the process versions'
 //! API where it makes sense. Nothing is serialized: items move between threads as they are
-//! (queues clone the item `put` borrows). Built on `std::sync` (`Mutex` + `Condvar`).
+//! (queues clone the item `put` borrows). Built on `std::sync` (`Mutex` + `Condvar`, see `wait::Waiters`).
 //!
 //! Differences from the process versions: handles cannot cross into other processes; `T`
 //! needs `Clone` for queues (the process queue encodes the borrowed item instead) and `Send`;
@@ -10,30 +10,30 @@
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::synchronize::deadline_after;
+use crate::wait::{deadline_after, lock, Waiters};
 
 /// State behind a mutex with one condition variable; poisoning is ignored (all state here is
 /// updated in single steps).
 struct Monitor<S> {
     state: Mutex<S>,
-    changed: Condvar,
+    changed: Waiters,
 }
 
 impl<S> Monitor<S> {
     fn new(s: S) -> Arc<Monitor<S>> {
         Arc::new(Monitor {
             state: Mutex::new(s),
-            changed: Condvar::new(),
+            changed: Waiters::default(),
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, S> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// Waits while `blocked(state)`, until `deadline`; `Err(Timeout)` if still blocked then.
@@ -44,19 +44,7 @@ impl<S> Monitor<S> {
         mut blocked: impl FnMut(&mut S) -> bool,
     ) -> Result<MutexGuard<'a, S>> {
         while blocked(&mut g) {
-            g = match deadline {
-                None => self.changed.wait(g).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(Error::Timeout);
-                    }
-                    self.changed
-                        .wait_timeout(g, left)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
-                }
-            };
+            g = self.changed.wait(g, deadline).map_err(|_| Error::Timeout)?;
         }
         Ok(g)
     }
@@ -336,7 +324,7 @@ struct RecvEnd<T> {
 
 impl<T> RecvEnd<T> {
     fn next(&self, deadline: Option<Instant>) -> Result<Msg<T>> {
-        let mut g = self.rx.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = lock(&self.rx);
         if let Some(m) = g.1.take() {
             return Ok(m);
         }
@@ -357,7 +345,7 @@ impl<T> RecvEnd<T> {
         let deadline = timeout.and_then(deadline_after);
         match self.next(deadline) {
             Ok(m) => {
-                self.rx.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(m);
+                lock(&self.rx).1 = Some(m);
                 Ok(true)
             }
             Err(Error::Eof) => Ok(true),
@@ -518,7 +506,7 @@ impl<T: Send> Value<T> {
     }
     /// Locks the value; the guard dereferences to it.
     pub fn lock(&self) -> Result<MutexGuard<'_, T>> {
-        Ok(self.m.lock().unwrap_or_else(|p| p.into_inner()))
+        Ok(lock(&self.m))
     }
     /// A copy of the value.
     pub fn get(&self) -> Result<T>
@@ -560,11 +548,11 @@ impl<T: Send + Clone> Array<T> {
     }
     /// Locks the array; the guard dereferences to the elements (a slice of fixed length).
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>> {
-        Ok(ArrayGuard(self.m.lock().unwrap_or_else(|p| p.into_inner())))
+        Ok(ArrayGuard(lock(&self.m)))
     }
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.m.lock().unwrap_or_else(|p| p.into_inner()).len()
+        lock(&self.m).len()
     }
     /// Whether the array is empty.
     pub fn is_empty(&self) -> bool {

@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::marker::PhantomData;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -23,16 +23,13 @@ use serde_bytes::ByteBuf;
 
 use crate::error::{Error, Result};
 use crate::spawn::WorkerProcess;
+use crate::wait::lock;
 use proto::{Bytes, DictOp, Kind, ListOp, Request, Response};
 
 /// How long a manager has to start and report its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default limit on one request's round trip (connecting included).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Options for a new [`Manager`].
 #[derive(Debug, Clone)]

@@ -49,7 +49,7 @@ struct Server {
 
 impl Server {
     fn objects(&self) -> MutexGuard<'_, Objects> {
-        self.objects.lock().unwrap_or_else(|p| p.into_inner())
+        crate::wait::lock(&self.objects)
     }
 }
 

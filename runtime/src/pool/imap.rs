@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -14,10 +14,8 @@ use serde::Serialize;
 use super::result::decode_items;
 use super::shared::{Job, JobDone, Shared, Sink};
 use crate::error::{Error, Result};
+use crate::wait::{lock, poll_briefly_for, Waiters, POLL_BRIEFLY};
 use crate::wire::codec;
-
-/// How long a consumer polls for its next chunk before it sleeps.
-const SPIN: Duration = Duration::from_micros(30);
 
 struct Chunks<R> {
     /// Finished chunks by part number (ordered) or in completion order (unordered).
@@ -28,11 +26,9 @@ struct Chunks<R> {
 /// Where finished chunks of one imap call land.
 pub(crate) struct Inbox<R> {
     chunks: Mutex<Chunks<R>>,
-    cond: Condvar,
+    waiters: Waiters,
     /// Chunks delivered so far, for a waiter polling before it sleeps.
     delivered: AtomicUsize,
-    /// Waiters asleep on `cond` (no wake-up call is made when there are none).
-    sleepers: AtomicUsize,
     cancelled: AtomicBool,
     ordered: bool,
 }
@@ -44,25 +40,23 @@ impl<R> Inbox<R> {
                 by_part: HashMap::new(),
                 arrived: VecDeque::new(),
             }),
-            cond: Condvar::new(),
+            waiters: Waiters::default(),
             delivered: AtomicUsize::new(0),
-            sleepers: AtomicUsize::new(0),
             cancelled: AtomicBool::new(false),
             ordered,
         })
     }
 
     pub(crate) fn deliver(&self, part: usize, items: Vec<Result<R>>) {
-        let mut chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut chunks = lock(&self.chunks);
         if self.ordered {
             chunks.by_part.insert(part, items);
         } else {
             chunks.arrived.push_back(items);
         }
         self.delivered.fetch_add(1, Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            self.cond.notify_all();
-        }
+        drop(chunks);
+        self.waiters.notify_all();
     }
 
     /// Delivers `items` copies of `e` for a chunk that could not run.
@@ -77,8 +71,9 @@ impl<R> Inbox<R> {
 
     /// The next chunk to yield: part `next` (ordered) or whichever came first.
     fn wait(&self, next: usize, deadline: Option<Instant>) -> Result<Vec<Result<R>>> {
-        let spin_until = Instant::now() + SPIN;
-        let mut chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+        let poll_end = Instant::now() + POLL_BRIEFLY;
+        let poll_until = Some(deadline.map_or(poll_end, |d| d.min(poll_end)));
+        let mut chunks = lock(&self.chunks);
         loop {
             let got = if self.ordered {
                 chunks.by_part.remove(&next)
@@ -88,39 +83,18 @@ impl<R> Inbox<R> {
             if let Some(items) = got {
                 return Ok(items);
             }
-            // Poll (yielding the CPU) for a short while: the next chunk is usually moments
-            // away, and a sleeping thread takes long to wake.
-            let seen = self.delivered.load(Ordering::SeqCst);
-            drop(chunks);
-            while self.delivered.load(Ordering::SeqCst) == seen {
-                let now = Instant::now();
-                if now >= spin_until || deadline.is_some_and(|d| now >= d) {
-                    break;
-                }
-                std::thread::yield_now();
-            }
-            chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
-            if self.delivered.load(Ordering::SeqCst) != seen {
+            if Instant::now() < poll_end {
+                // The next chunk is usually moments away: poll for it before sleeping.
+                let seen = self.delivered.load(Ordering::SeqCst);
+                drop(chunks);
+                poll_briefly_for(poll_until, || self.delivered.load(Ordering::SeqCst) != seen);
+                chunks = lock(&self.chunks);
                 continue;
             }
-            // Registered as a sleeper under the lock, so a delivery (which takes the lock
-            // first) either is seen above or notifies.
-            self.sleepers.fetch_add(1, Ordering::SeqCst);
-            chunks = match deadline {
-                None => self.cond.wait(chunks).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        self.sleepers.fetch_sub(1, Ordering::SeqCst);
-                        return Err(Error::Timeout);
-                    }
-                    self.cond
-                        .wait_timeout(chunks, left)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
-                }
-            };
-            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            chunks = self
+                .waiters
+                .wait(chunks, deadline)
+                .map_err(|_| Error::Timeout)?;
         }
     }
 }

@@ -2,8 +2,10 @@
 
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::wait::{lock, poll_briefly_for, Waiters};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -22,75 +24,44 @@ enum Slot<T> {
 /// Where a result lands; shared by the sink (writer) and the `AsyncResult` (reader).
 pub(crate) struct Cell<T> {
     slot: Mutex<Slot<T>>,
-    cond: Condvar,
-    /// Set once the slot is no longer `Pending`, for waiters that poll before sleeping.
+    waiters: Waiters,
+    /// Set once the slot is no longer `Pending`, for waiters that poll before sleeping (a
+    /// short task's result usually lands within moments).
     done: AtomicBool,
-    /// Waiters asleep on `cond`; `set` makes no wake-up call when there are none.
-    sleepers: AtomicUsize,
 }
-
-/// How long a waiter polls for its result before it sleeps: a short task's result usually
-/// lands within this, and polling saves the wake-up of a sleeping thread. The poll yields
-/// the CPU each time round, so on a busy machine the threads producing the result run.
-const SPIN: Duration = Duration::from_micros(30);
 
 impl<T> Cell<T> {
     pub(crate) fn new() -> Arc<Cell<T>> {
         Arc::new(Cell {
             slot: Mutex::new(Slot::Pending),
-            cond: Condvar::new(),
+            waiters: Waiters::default(),
             done: AtomicBool::new(false),
-            sleepers: AtomicUsize::new(0),
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, Slot<T>> {
-        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.slot)
     }
 
     /// Runs the callbacks (a panicking callback is contained), then publishes.
     pub(crate) fn set(&self, value: Result<T>, callbacks: &Callbacks<T>) {
         callbacks.run(&value);
-        let mut g = self.lock();
-        *g = Slot::Done(value);
+        *self.lock() = Slot::Done(value);
         self.done.store(true, Ordering::Release);
-        // Under the lock: a waiter registers as a sleeper under it too, after checking.
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            self.cond.notify_all();
-        }
+        self.waiters.notify_all();
     }
 
     /// Waits until done or `deadline`; true if done (or taken).
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
-        let spin_until = Instant::now() + SPIN;
-        while !self.done.load(Ordering::Acquire) {
-            let now = Instant::now();
-            if now >= spin_until || deadline.is_some_and(|d| now >= d) {
-                break;
-            }
-            std::thread::yield_now();
-        }
+        poll_briefly_for(deadline, || self.done.load(Ordering::Acquire));
         let mut g = self.lock();
-        loop {
-            if !matches!(*g, Slot::Pending) {
-                return true;
-            }
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if left.is_some_and(|l| l.is_zero()) {
-                return false;
-            }
-            self.sleepers.fetch_add(1, Ordering::SeqCst);
-            g = match left {
-                None => self.cond.wait(g).unwrap_or_else(|p| p.into_inner()),
-                Some(left) => {
-                    self.cond
-                        .wait_timeout(g, left)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
-                }
+        while matches!(*g, Slot::Pending) {
+            g = match self.waiters.wait(g, deadline) {
+                Ok(g) => g,
+                Err(_) => return false,
             };
-            self.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
+        true
     }
 
     fn take(&self) -> Result<T> {

@@ -10,13 +10,14 @@ use std::collections::VecDeque;
 use std::io::BufReader;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::shm::fds::SharedFd;
 use crate::spawn::forkserver::ForkServer;
 use crate::spawn::{self, StartMethod, WorkerProcess};
+use crate::wait::lock;
 use crate::wire::codec::ChunkFailure;
 use crate::wire::conn::send_frame_with_fds;
 use crate::wire::frame::{self, Kind};
@@ -159,12 +160,6 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     next_generation: AtomicU64,
     server: Option<Arc<ForkServer>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves consistent data (no partial updates
-    // across awaits), so poisoning is ignored rather than spread to every caller.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Shared {

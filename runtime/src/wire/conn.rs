@@ -27,9 +27,6 @@ pub(crate) fn trim_heap_later() {
     TRIM.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// How long a worker polls for its next frame before it sleeps.
-const SPIN: std::time::Duration = std::time::Duration::from_micros(30);
-
 pub(crate) struct Conn {
     fd: OwnedFd,
     inbuf: Vec<u8>,
@@ -143,7 +140,7 @@ impl Conn {
                 // microseconds: polling briefly saves the wake-up of a sleeping process.
                 // It yields rather than spins, so the threads that job depends on run.
                 let now = std::time::Instant::now();
-                if *spin_until.get_or_insert(now + SPIN) > now {
+                if *spin_until.get_or_insert(now + crate::wait::POLL_BRIEFLY) > now {
                     std::thread::yield_now();
                     continue;
                 }
