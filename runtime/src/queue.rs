@@ -225,12 +225,12 @@ impl RawQueue {
     }
 
     /// Puts one item of at most `len` encoded bytes: `write` encodes it straight into the
-    /// ring (no intermediate buffer, so no fresh memory per item) and returns how many bytes
-    /// it wrote. Nothing is published if `write` fails or panics.
+    /// ring (no intermediate buffer, so no fresh memory per item), advancing the slice it is
+    /// given past what it wrote. Nothing is published if `write` fails or panics.
     fn put_with(
         &self,
         len: usize,
-        write: impl FnOnce(&mut [u8]) -> Result<usize>,
+        write: impl FnOnce(&mut &mut [u8]) -> Result<()>,
         wait: Wait,
         joinable: bool,
     ) -> Result<()> {
@@ -254,8 +254,8 @@ impl RawQueue {
             Error::Timeout => Error::Full,
             e => e,
         })?;
-        let _held = Unlock(&lock);
-        let (tail, mut off, skip) = loop {
+        let _held = Unlock(lock);
+        let (tail, off, skip) = loop {
             if self.is_closed() {
                 return Err(Error::Closed);
             }
@@ -313,30 +313,21 @@ impl RawQueue {
             }
         };
         let ring = self.ring();
-        if skip > 0 {
-            off = 0;
-        }
-        // SAFETY: [off, off + rec) is free ring space (checked against head above under the
+        // The item goes at the ring's start after a JUMP, else at the tail.
+        let at = if skip > 0 { 0 } else { off };
+        // SAFETY: [at, at + rec) is free ring space (checked against head above under the
         // producer lock; consumers never touch bytes beyond tail) within the ring (items do
         // not wrap), and no other reference to it exists while we hold the producer lock.
-        let body =
-            unsafe { std::slice::from_raw_parts_mut(ring.add(off as usize + REC_HEADER), len) };
-        let written = write(body)?;
-        if written > len {
-            return Err(Error::Protocol(
-                "an item encoder wrote past its announced size".into(),
-            ));
-        }
+        let mut body =
+            unsafe { std::slice::from_raw_parts_mut(ring.add(at as usize + REC_HEADER), len) };
+        write(&mut body)?;
+        let written = len - body.len();
         // SAFETY: as above; the JUMP header goes at the old tail, inside the free space.
         unsafe {
             if skip > 0 {
-                write_header(
-                    ring.add((pos(tail) & (cap - 1)) as usize),
-                    TAG_JUMP,
-                    (skip - 8) as u32,
-                );
+                write_header(ring.add(off as usize), TAG_JUMP, (skip - 8) as u32);
             }
-            write_header(ring.add(off as usize), TAG_ITEM, written as u32);
+            write_header(ring.add(at as usize), TAG_ITEM, written as u32);
         }
         if joinable {
             st.unfinished.fetch_add(1, Ordering::SeqCst);
@@ -366,10 +357,10 @@ impl RawQueue {
             Error::Timeout => Error::Empty,
             e => e,
         })?;
-        let held = Unlock(&lock);
+        let held = Unlock(lock);
         self.recover_consumer(how);
-        let mut read = Some(read);
-        let r = loop {
+        // Steps over JUMP and SKIP records to the oldest item.
+        let (head, off, len) = loop {
             let head = st.head.0.load(Ordering::Relaxed);
             if pos(st.tail.0.load(Ordering::Acquire)) == pos(head) {
                 if self.is_closed() {
@@ -393,29 +384,11 @@ impl RawQueue {
             // SAFETY: bytes between head and tail were published by a producer (Acquire on
             // tail above) and are not touched by producers until head passes them.
             let (tag, len) = unsafe { read_header(self.ring().add(off as usize)) };
-            let (next, item) = match tag {
-                TAG_JUMP if off + REC_HEADER as u64 + u64::from(len) == cap => {
-                    (pack(count(head), pos(head) + cap - off), None)
-                }
-                TAG_SKIP if u64::from(len) <= off && len % 8 == 0 => (
-                    pack(count(head), pos(head) + cap - off + u64::from(len)),
-                    None,
-                ),
+            let skip_to = match tag {
+                TAG_JUMP if is_jump(tag, len, off, cap) => cap - off,
+                TAG_SKIP if u64::from(len) <= off && len % 8 == 0 => cap - off + u64::from(len),
                 TAG_ITEM if off + REC_HEADER as u64 + u64::from(len) <= cap => {
-                    // SAFETY: as above; the record lies within the ring (checked), and
-                    // producers leave it alone until `head` moves past it below.
-                    let bytes = unsafe {
-                        std::slice::from_raw_parts(
-                            self.ring().add(off as usize + REC_HEADER),
-                            len as usize,
-                        )
-                    };
-                    let read = read
-                        .take()
-                        .ok_or_else(|| Error::Protocol("queue item read twice".into()))?;
-                    let item = read(bytes);
-                    let rec = (REC_HEADER as u64 + u64::from(len)).next_multiple_of(8);
-                    (pack(count(head) + 1, pos(head) + rec), Some(item))
+                    break (head, off, len)
                 }
                 _ => {
                     return Err(Error::Protocol(format!(
@@ -423,17 +396,20 @@ impl RawQueue {
                     )))
                 }
             };
-            let end = match item {
-                Some(_) => off + (pos(next).wrapping_sub(pos(head)) & POS_MASK),
-                None => jump_punch_end(off, cap),
-            };
-            self.release_pages(off, end, next);
-            st.head.0.store(next, Ordering::Release);
-            st.commit_pending.store(0, Ordering::SeqCst);
-            if let Some(item) = item {
-                break item;
-            }
+            self.advance(
+                off,
+                jump_punch_end(off, cap),
+                pack(count(head), pos(head) + skip_to),
+            );
         };
+        // SAFETY: as above; the record lies within the ring (checked), and producers leave
+        // it alone until `head` moves past it below.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(self.ring().add(off as usize + REC_HEADER), len as usize)
+        };
+        let r = read(bytes);
+        let rec = (REC_HEADER as u64 + u64::from(len)).next_multiple_of(8);
+        self.advance(off, off + rec, pack(count(head) + 1, pos(head) + rec));
         drop(held);
         st.space.0.notify_all();
         r
@@ -460,27 +436,56 @@ impl RawQueue {
     fn follow_jump(&self) -> bool {
         let st = self.st();
         let cap = st.capacity;
-        let glock = self.get_lock();
-        let Ok(Some(how)) = glock.try_lock() else {
+        // The record at head, if any: (head, its offset), when it is a JUMP.
+        let jump_at_head = || {
+            let head = st.head.0.load(Ordering::Acquire);
+            if pos(st.tail.0.load(Ordering::Relaxed)) == pos(head) {
+                return None;
+            }
+            let off = pos(head) & (cap - 1);
+            // SAFETY: `off` is 8-aligned inside the ring. Only producers (and we hold their
+            // lock) write the ring; without the consumer lock what we read may be stale or a
+            // released page (zeros), which only makes this return None.
+            let (tag, len) = unsafe { read_header(self.ring().add(off as usize)) };
+            is_jump(tag, len, off, cap).then_some((head, off))
+        };
+        // A look without the consumer lock first: a blocked producer is woken at every
+        // consumer step, and most of the time head is at an item, not a JUMP.
+        if jump_at_head().is_none() {
+            return false;
+        }
+        let Some(_held) = self.try_consumer() else {
             return false;
         };
-        let _held = Unlock(&glock);
-        self.recover_consumer(how);
-        let head = st.head.0.load(Ordering::Relaxed);
-        if pos(st.tail.0.load(Ordering::Relaxed)) == pos(head) {
+        let Some((head, off)) = jump_at_head() else {
             return false;
-        }
-        let off = pos(head) & (cap - 1);
-        // SAFETY: head != tail, so a published record starts at `off`, 8-aligned in the ring.
-        let (tag, len) = unsafe { read_header(self.ring().add(off as usize)) };
-        if tag == TAG_JUMP && off + REC_HEADER as u64 + u64::from(len) == cap {
-            let next = pack(count(head), pos(head) + cap - off);
-            self.release_pages(off, jump_punch_end(off, cap), next);
-            st.head.0.store(next, Ordering::Release);
+        };
+        self.advance(
+            off,
+            jump_punch_end(off, cap),
+            pack(count(head), pos(head) + cap - off),
+        );
+        true
+    }
+
+    /// Takes the consumer lock if it is free (finishing a dead consumer's step if need be).
+    fn try_consumer(&self) -> Option<Unlock> {
+        let glock = self.get_lock();
+        let how = glock.try_lock().ok()??;
+        let held = Unlock(glock);
+        self.recover_consumer(how);
+        Some(held)
+    }
+
+    /// Moves `head` to `next` past the record at ring offset `off`, first giving back the
+    /// pages of `[off, end)` (see `release_pages`). Holding the consumer lock.
+    fn advance(&self, off: u64, end: u64, next: u64) {
+        let st = self.st();
+        let pending = self.release_pages(off, end, next);
+        st.head.0.store(next, Ordering::Release);
+        if pending {
             st.commit_pending.store(0, Ordering::SeqCst);
-            return true;
         }
-        false
     }
 
     /// Called by a producer (holding the producer lock) that finds no room while items sit
@@ -501,12 +506,9 @@ impl RawQueue {
         if jump == NO_WRAP {
             return false;
         }
-        let glock = self.get_lock();
-        let Ok(Some(how)) = glock.try_lock() else {
+        let Some(_held) = self.try_consumer() else {
             return false;
         };
-        let _held = Unlock(&glock);
-        self.recover_consumer(how);
         let head = st.head.0.load(Ordering::Relaxed);
         let tail = st.tail.0.load(Ordering::Relaxed);
         let j = jump & (cap - 1);
@@ -520,7 +522,7 @@ impl RawQueue {
             to_jump < cap && past_jump == cap - j + t && t <= j && j + t + REC_HEADER as u64 <= cap;
         // SAFETY: `j` is 8-aligned and inside the ring.
         let (tag, len) = unsafe { read_header(self.ring().add(j as usize)) };
-        if !pending || tag != TAG_JUMP || j + REC_HEADER as u64 + u64::from(len) != cap {
+        if !pending || !is_jump(tag, len, j, cap) {
             st.wrapped_at.store(NO_WRAP, Ordering::Relaxed);
             return false;
         }
@@ -558,40 +560,35 @@ impl RawQueue {
     }
 
     /// Gives back to the kernel the whole `PUNCH` chunks of `[from, to)` (ring offsets just
-    /// read). Done before `head` moves past them, so no producer can be writing there (and
-    /// producers never fill the last `reserve` bytes, so the chunk `head` is in is never one
-    /// they may reuse); `commit_head` lets the next consumer finish the step if this one dies
-    /// in the middle.
-    fn release_free(&self, to: u64) {
+    /// read), except the warm area. Done before `head` moves past them, so no producer can be
+    /// writing there (and producers never fill the last `reserve` bytes, so the chunk `head`
+    /// is in is never one they may reuse); `commit_head` lets the next consumer finish the
+    /// step if this one dies in the middle. True if it set `commit_pending`.
+    fn release_pages(&self, from: u64, to: u64, next_head: u64) -> bool {
         let st = self.st();
-        let end = (to as usize).next_multiple_of(PUNCH);
-        if st.reserve == 0 || end <= WARM {
-            return;
-        }
-        use rustix::fs::FallocateFlags;
-        // Failure only means the pages stay resident.
-        let _ = rustix::fs::fallocate(
-            self.seg.as_fd(),
-            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
-            (DATA_AT + WARM) as u64,
-            (end - WARM) as u64,
-        );
-    }
-
-    fn release_pages(&self, from: u64, to: u64, next_head: u64) {
-        let st = self.st();
-        if st.reserve == 0 {
-            return;
-        }
         let start = (from as usize / PUNCH * PUNCH).max(WARM);
         let end = to as usize / PUNCH * PUNCH;
-        if start >= end {
-            return;
+        if st.reserve == 0 || start >= end {
+            return false;
         }
         st.commit_head.store(next_head, Ordering::SeqCst);
         st.commit_pending.store(1, Ordering::SeqCst);
+        self.punch(start, end);
+        true
+    }
+
+    /// Gives back the pages of the ring's start up to `to` (free after `unwrap`), above the
+    /// warm area.
+    fn release_free(&self, to: u64) {
+        let end = (to as usize).next_multiple_of(PUNCH);
+        if self.st().reserve != 0 && end > WARM {
+            self.punch(WARM, end);
+        }
+    }
+
+    /// Releases ring offsets `[start, end)`; failure only means the pages stay resident.
+    fn punch(&self, start: usize, end: usize) {
         use rustix::fs::FallocateFlags;
-        // Failure only means the pages stay resident.
         let _ = rustix::fs::fallocate(
             self.seg.as_fd(),
             FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
@@ -633,6 +630,11 @@ impl RawQueue {
     }
 }
 
+/// Whether a record header at ring offset `off` is a valid JUMP (to the ring's end).
+fn is_jump(tag: u32, len: u32, off: u64, cap: u64) -> bool {
+    tag == TAG_JUMP && off + REC_HEADER as u64 + u64::from(len) == cap
+}
+
 /// Where page release stops for a JUMP record at `off`: only the chunk `off` is in holds
 /// pages written this lap (the rest of the ring was given back when read in earlier laps).
 fn jump_punch_end(off: u64, cap: u64) -> u64 {
@@ -655,9 +657,9 @@ unsafe fn read_header(at: *const u8) -> (u32, u32) {
 
 /// Releases a held robust lock when dropped, so an early return or a panicking
 /// `Serialize`/`Deserialize` impl never leaves a queue locked by a live process.
-struct Unlock<'a>(&'a RobustMutex);
+struct Unlock(RobustMutex);
 
-impl Drop for Unlock<'_> {
+impl Drop for Unlock {
     fn drop(&mut self) {
         // Only fails if this thread does not hold the lock, which the callers rule out.
         let _ = self.0.unlock();
@@ -671,11 +673,7 @@ impl RawQueue {
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         self.put_with(
             len,
-            |mut buf| {
-                let room = buf.len();
-                bincode::serialize_into(&mut buf, item).map_err(fail)?;
-                Ok(room - buf.len())
-            },
+            |buf| bincode::serialize_into(buf, item).map_err(fail),
             wait,
             joinable,
         )
@@ -960,6 +958,7 @@ impl<T> SimpleQueue<T> {
 mod tests {
     use super::*;
     use std::cell::Cell;
+    use std::io::Write;
 
     thread_local! {
         /// Makes `unwrap` stop where a producer killed mid-way would.
@@ -976,15 +975,7 @@ mod tests {
 
     /// Raw bytes, so that debug builds do not spend minutes encoding byte by byte.
     fn put(q: &RawQueue, v: &[u8]) -> Result<()> {
-        q.put_with(
-            v.len(),
-            |buf| {
-                buf.copy_from_slice(v);
-                Ok(v.len())
-            },
-            Wait::No,
-            false,
-        )
+        q.put_with(v.len(), |buf| Ok(buf.write_all(v)?), Wait::No, false)
     }
 
     fn get_seq(q: &RawQueue) -> u32 {
@@ -1158,10 +1149,7 @@ mod tests {
                 let v = item(i, 256 << 10);
                 q3.put_with(
                     v.len(),
-                    |buf| {
-                        buf.copy_from_slice(&v);
-                        Ok(v.len())
-                    },
+                    |buf| Ok(buf.write_all(&v)?),
                     Wait::Until(Instant::now() + Duration::from_secs(120)),
                     false,
                 )
