@@ -181,13 +181,12 @@ impl End {
     /// waiting up to `timeout` for one (`None`: forever).
     fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         let deadline = timeout.and_then(crate::wait::deadline_after);
-        let forever = deadline.is_none();
         let mut rb = lock(&self.rx);
         loop {
             if rb.eof || rb.whole_message()?.is_some() {
                 return Ok(true);
             }
-            match self.fill(&mut rb, if forever { None } else { deadline }) {
+            match self.fill(&mut rb, deadline) {
                 Ok(()) => {}
                 Err(Error::Timeout) => return Ok(false),
                 Err(e) => return Err(e),

@@ -374,10 +374,9 @@ impl Process {
         }
         if let Some(fd) = self.inner.exit_fd.get() {
             // Wait without holding the state lock, so terminate/kill work meanwhile.
-            let ended = match timeout {
-                None => crate::wait::readable(std::os::fd::AsFd::as_fd(fd), None).unwrap_or(false),
-                Some(t) => spawn::wait_readable(std::os::fd::AsFd::as_fd(fd), t),
-            };
+            let deadline = timeout.and_then(crate::wait::deadline_after);
+            let ended =
+                crate::wait::readable(std::os::fd::AsFd::as_fd(fd), deadline).unwrap_or(false);
             if !ended {
                 return Ok(None);
             }

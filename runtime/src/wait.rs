@@ -94,16 +94,19 @@ pub(crate) const POLL_BRIEFLY: Duration = Duration::from_micros(30);
 /// CPU between polls rather than spinning, so that on a busy machine the thread that will
 /// make it ready runs first. True if `ready` said so.
 pub(crate) fn poll_briefly_for(deadline: Option<Instant>, mut ready: impl FnMut() -> bool) -> bool {
+    if ready() {
+        return true;
+    }
     let until = Instant::now() + POLL_BRIEFLY;
     let until = deadline.map_or(until, |d| d.min(until));
     loop {
+        std::thread::yield_now();
         if ready() {
             return true;
         }
         if Instant::now() >= until {
             return false;
         }
-        std::thread::yield_now();
     }
 }
 

@@ -325,27 +325,23 @@ struct RecvEnd<T> {
 impl<T> RecvEnd<T> {
     fn next(&self, deadline: Option<Instant>) -> Result<Msg<T>> {
         let mut g = lock(&self.rx);
-        if let Some(m) = g.1.take() {
-            return Ok(m);
-        }
-        match deadline {
-            None => g.0.recv().map_err(|_| Error::Eof),
-            Some(d) => match g
-                .0
-                .recv_timeout(d.saturating_duration_since(Instant::now()))
-            {
-                Ok(m) => Ok(m),
-                Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout),
-                Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Eof),
-            },
+        match g.1.take() {
+            Some(m) => Ok(m),
+            None => receive(&g.0, deadline),
         }
     }
 
+    /// Whether a message (or the end of the stream) is there, waiting up to `timeout`. A
+    /// message taken to find out is kept, under the same lock, for the next receive.
     fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         let deadline = timeout.and_then(deadline_after);
-        match self.next(deadline) {
+        let mut g = lock(&self.rx);
+        if g.1.is_some() {
+            return Ok(true);
+        }
+        match receive(&g.0, deadline) {
             Ok(m) => {
-                lock(&self.rx).1 = Some(m);
+                g.1 = Some(m);
                 Ok(true)
             }
             Err(Error::Eof) => Ok(true),
@@ -372,6 +368,17 @@ impl<T> RecvEnd<T> {
                 "an item was sent where raw bytes were expected",
             )),
         }
+    }
+}
+
+fn receive<T>(rx: &mpsc::Receiver<Msg<T>>, deadline: Option<Instant>) -> Result<Msg<T>> {
+    match deadline {
+        None => rx.recv().map_err(|_| Error::Eof),
+        Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
+            Ok(m) => Ok(m),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Eof),
+        },
     }
 }
 

@@ -71,8 +71,8 @@ impl<R> Inbox<R> {
 
     /// The next chunk to yield: part `next` (ordered) or whichever came first.
     fn wait(&self, next: usize, deadline: Option<Instant>) -> Result<Vec<Result<R>>> {
-        let poll_end = Instant::now() + POLL_BRIEFLY;
-        let poll_until = Some(deadline.map_or(poll_end, |d| d.min(poll_end)));
+        // Until when to poll before sleeping: set on the first miss.
+        let mut poll_until = None;
         let mut chunks = lock(&self.chunks);
         loop {
             let got = if self.ordered {
@@ -83,11 +83,17 @@ impl<R> Inbox<R> {
             if let Some(items) = got {
                 return Ok(items);
             }
-            if Instant::now() < poll_end {
+            let until = *poll_until.get_or_insert_with(|| {
+                let end = Instant::now() + POLL_BRIEFLY;
+                deadline.map_or(end, |d| d.min(end))
+            });
+            if Instant::now() < until {
                 // The next chunk is usually moments away: poll for it before sleeping.
                 let seen = self.delivered.load(Ordering::SeqCst);
                 drop(chunks);
-                poll_briefly_for(poll_until, || self.delivered.load(Ordering::SeqCst) != seen);
+                poll_briefly_for(Some(until), || {
+                    self.delivered.load(Ordering::SeqCst) != seen
+                });
                 chunks = lock(&self.chunks);
                 continue;
             }

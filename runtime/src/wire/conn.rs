@@ -16,16 +16,10 @@ use rustix::net::{RecvFlags, SendFlags};
 use crate::error::Error;
 use crate::wire::frame::{self, Frame, HEADER_LEN};
 
-/// A receive buffer grown beyond this is replaced when the worker goes idle.
-const IDLE_BUFFER: usize = 128 * 1024;
-
-static TRIM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Asks the worker to return freed heap memory to the kernel when it next goes idle (after
-/// dropping a large buffer).
-pub(crate) fn trim_heap_later() {
-    TRIM.store(true, std::sync::atomic::Ordering::Relaxed);
-}
+/// A buffer's usual size; one grown beyond `IDLE_BUFFER` is replaced when the worker goes
+/// idle.
+pub(crate) const BUFFER: usize = 64 * 1024;
+pub(crate) const IDLE_BUFFER: usize = 128 * 1024;
 
 pub(crate) struct Conn {
     fd: OwnedFd,
@@ -35,6 +29,8 @@ pub(crate) struct Conn {
     eof: bool,
     /// Descriptors received and not yet claimed by a frame, in arrival order.
     fds: VecDeque<OwnedFd>,
+    /// Heap memory was freed (a big buffer dropped): return it when going idle.
+    trim: bool,
 }
 
 impl Conn {
@@ -42,10 +38,11 @@ impl Conn {
         rustix::io::ioctl_fionbio(&fd, true)?;
         Ok(Conn {
             fd,
-            inbuf: Vec::with_capacity(64 * 1024),
+            inbuf: Vec::with_capacity(BUFFER),
             pos: 0,
             eof: false,
             fds: VecDeque::new(),
+            trim: false,
         })
     }
 
@@ -123,7 +120,7 @@ impl Conn {
 
     /// Blocks until a whole frame arrives. `Ok(None)`: the parent closed the channel.
     pub(crate) fn recv_frame(&mut self) -> Result<Option<Frame>, Error> {
-        let mut spin_until: Option<std::time::Instant> = None;
+        let mut polled = false;
         loop {
             if let Some(f) = self.take_buffered_frame()? {
                 return Ok(Some(f));
@@ -138,10 +135,8 @@ impl Conn {
             if !self.fill()? && !self.eof {
                 // A worker that just sent a result is usually sent its next job within
                 // microseconds: polling briefly saves the wake-up of a sleeping process.
-                // It yields rather than spins, so the threads that job depends on run.
-                let now = std::time::Instant::now();
-                if *spin_until.get_or_insert(now + crate::wait::POLL_BRIEFLY) > now {
-                    std::thread::yield_now();
+                if !std::mem::replace(&mut polled, true) {
+                    crate::wait::poll_briefly(self.fd.as_fd());
                     continue;
                 }
                 self.release_idle_memory();
@@ -150,13 +145,19 @@ impl Conn {
         }
     }
 
+    /// Asks for freed heap memory to be returned to the kernel when the worker next goes
+    /// idle (after dropping a large buffer).
+    pub(crate) fn trim_heap_later(&mut self) {
+        self.trim = true;
+    }
+
     /// About to sleep with nothing buffered: gives back a receive buffer that a burst of
-    /// big frames grew, and the heap memory freed since (see [`trim_heap_later`]), so an
-    /// idle worker stays small.
+    /// big frames grew, and the heap memory freed since (see `trim_heap_later`), so an idle
+    /// worker stays small.
     fn release_idle_memory(&mut self) {
-        let mut trim = TRIM.swap(false, std::sync::atomic::Ordering::Relaxed);
+        let mut trim = std::mem::take(&mut self.trim);
         if self.pos == self.inbuf.len() && self.inbuf.capacity() > IDLE_BUFFER {
-            self.inbuf = Vec::with_capacity(64 * 1024);
+            self.inbuf = Vec::with_capacity(BUFFER);
             self.pos = 0;
             trim = true;
         }

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::registry;
 use crate::wire::codec::{self, ChunkFailure};
 use crate::wire::conn::Conn;
+use crate::wire::conn::{BUFFER, IDLE_BUFFER};
 use crate::wire::frame::{self, Kind};
 use crate::wire::PROTOCOL_VERSION;
 
@@ -263,7 +264,7 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
     const MAX_BATCH: usize = 256 * 1024;
     // A job slower than this is not held back: the one behind it is likely slow too.
     const SHORT_JOB: std::time::Duration = std::time::Duration::from_micros(200);
-    let mut out = Vec::with_capacity(64 * 1024);
+    let mut out = Vec::with_capacity(BUFFER);
     let mut held_since: Option<std::time::Instant> = None;
     loop {
         let Some(f) = conn.recv_frame()? else {
@@ -285,10 +286,10 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
                     conn.send_all(&out)?;
                     out.clear();
                     held_since = None;
-                    if out.capacity() > 128 * 1024 {
+                    if out.capacity() > IDLE_BUFFER {
                         // Give a big result's memory back (when the worker next goes idle).
-                        out = Vec::with_capacity(64 * 1024);
-                        crate::wire::conn::trim_heap_later();
+                        out = Vec::with_capacity(BUFFER);
+                        conn.trim_heap_later();
                     }
                 }
             }
