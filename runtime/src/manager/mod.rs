@@ -57,7 +57,7 @@ impl ManagerBuilder {
     /// Limit on each request's round trip through this manager's proxies (default 60 s):
     /// past it, the call fails with `Timeout` instead of waiting for a stuck server.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        // Socket timeouts cannot be zero; proxies carry it in whole milliseconds.
+        // Socket timeouts cannot be zero.
         self.timeout = timeout.max(Duration::from_millis(1));
         self
     }
@@ -481,39 +481,47 @@ fn len(r: Response) -> Result<usize> {
 }
 
 /// What a proxy is when it travels: where the manager is, the key, and which object.
-#[derive(Serialize, Deserialize)]
-struct Token {
-    address: String,
-    authkey: ByteBuf,
-    timeout_ms: u64,
+#[derive(Serialize)]
+struct TokenRef<'a> {
+    address: &'a str,
+    #[serde(with = "serde_bytes")]
+    authkey: &'a [u8],
+    timeout: Duration,
     id: u64,
 }
 
-fn token(client: &Client, id: u64) -> Token {
-    Token {
-        address: client.address.clone(),
-        authkey: ByteBuf::from(client.authkey.clone()),
-        timeout_ms: (client.timeout.as_micros().div_ceil(1000) as u64).max(1),
+/// The same, received.
+#[derive(Deserialize)]
+struct Token {
+    address: String,
+    authkey: ByteBuf,
+    timeout: Duration,
+    id: u64,
+}
+
+fn token(client: &Client, id: u64) -> TokenRef<'_> {
+    TokenRef {
+        address: &client.address,
+        authkey: &client.authkey,
+        timeout: client.timeout,
         id,
     }
 }
 
 fn from_token(t: Token) -> (Arc<Client>, u64) {
-    (
-        client_for(
-            &t.address,
-            &t.authkey,
-            Duration::from_millis(t.timeout_ms.max(1)),
-        ),
-        t.id,
-    )
+    // A zero timeout cannot be set on a socket.
+    let timeout = t.timeout.max(Duration::from_millis(1));
+    (client_for(&t.address, &t.authkey, timeout), t.id)
 }
+
+/// A proxy's item types: no data, and `Send`/`Sync` whatever they are (proxies hold none).
+type Marker<T> = PhantomData<fn(T) -> T>;
 
 macro_rules! proxy_common {
     ($ty:ident < $($p:ident),+ >) => {
         impl<$($p),+> $ty<$($p),+> {
             fn new(client: Arc<Client>, id: u64) -> Self {
-                $ty { client, id, _t: PhantomData, _v: PhantomData }
+                $ty { client, id, _t: PhantomData }
             }
         }
 
@@ -553,8 +561,7 @@ macro_rules! proxy_common {
 pub struct DictProxy<K, V> {
     client: Arc<Client>,
     id: u64,
-    _t: PhantomData<fn(K) -> K>,
-    _v: PhantomData<fn(V) -> V>,
+    _t: Marker<(K, V)>,
 }
 
 proxy_common!(DictProxy<K, V>);
@@ -633,8 +640,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
 pub struct ListProxy<T> {
     client: Arc<Client>,
     id: u64,
-    _t: PhantomData<fn(T) -> T>,
-    _v: PhantomData<()>,
+    _t: Marker<T>,
 }
 
 proxy_common!(ListProxy<T>);

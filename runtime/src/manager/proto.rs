@@ -163,16 +163,17 @@ pub(crate) fn connect(s: &mut (impl Read + Write), key: &[u8]) -> Result<()> {
 }
 
 pub(crate) fn send<T: Serialize>(s: &mut impl Write, msg: &T) -> Result<()> {
-    let body = bincode::serialize(msg).map_err(|e| Error::serialization("a manager message", e))?;
-    if body.len() > MAX_MESSAGE {
+    // Length prefix first, filled in once the body is encoded behind it.
+    let mut framed = vec![0u8; 4];
+    bincode::serialize_into(&mut framed, msg)
+        .map_err(|e| Error::serialization("a manager message", e))?;
+    let len = framed.len() - 4;
+    if len > MAX_MESSAGE {
         return Err(Error::InvalidArgument(format!(
-            "a manager message of {} bytes is over the limit of {MAX_MESSAGE}",
-            body.len()
+            "a manager message of {len} bytes is over the limit of {MAX_MESSAGE}"
         )));
     }
-    let mut framed = Vec::with_capacity(4 + body.len());
-    framed.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    framed.extend_from_slice(&body);
+    framed[..4].copy_from_slice(&(len as u32).to_le_bytes());
     s.write_all(&framed)?;
     s.flush()?;
     Ok(())
