@@ -13,47 +13,14 @@ use multiproc::prelude::*;
 use rayon::prelude::*;
 use serde::Serialize;
 
+mod common;
+use common::*;
+
 const ITEMS: u64 = 100_000;
 const PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/peer.py");
 
 #[pool_task]
-fn square(x: u64) -> u64 {
-    x * x
-}
-
-#[pool_task]
-fn add(a: i64, b: i64) -> i64 {
-    a + b
-}
-
-#[pool_task]
-fn busy_10ms(_x: u32) -> u32 {
-    let end = Instant::now() + Duration::from_millis(10);
-    while Instant::now() < end {
-        std::hint::spin_loop();
-    }
-    0
-}
-
-#[pool_task]
 fn noop() {}
-
-#[pool_task]
-fn produce_small(q: Queue<u64>, n: u64) {
-    for i in 0..n {
-        q.put(&i).expect("put");
-    }
-}
-
-/// `ByteBuf` is how Rust code says "a blob" to serde (a plain `Vec<u8>` is encoded byte by
-/// byte): the analogue of Python putting `bytes`.
-#[pool_task]
-fn produce_big(q: Queue<serde_bytes::ByteBuf>, n: u32) {
-    let item = serde_bytes::ByteBuf::from(vec![7u8; 1 << 20]);
-    for _ in 0..n {
-        q.put(&item).expect("put");
-    }
-}
 
 #[pool_task]
 fn echo(conn: Connection<u64>) {
@@ -263,11 +230,6 @@ fn median(v: &[f64]) -> f64 {
     v[v.len() / 2]
 }
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
-}
-
 fn python(scenario: &str) -> Option<serde_json::Value> {
     let out = Command::new("python3")
         .arg(PY)
@@ -286,15 +248,6 @@ fn python(scenario: &str) -> Option<serde_json::Value> {
 
 fn py_value(scenario: &str, key: &str) -> Option<f64> {
     python(scenario)?.get(key)?.as_f64()
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
 }
 
 fn peak_rss_mib() -> f64 {

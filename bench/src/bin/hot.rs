@@ -9,43 +9,9 @@ use std::time::{Duration, Instant};
 
 use multiproc::prelude::*;
 
-#[pool_task]
-fn add(a: i64, b: i64) -> i64 {
-    a + b
-}
-
-#[pool_task]
-fn busy_10ms(_x: u32) -> u32 {
-    let end = Instant::now() + Duration::from_millis(10);
-    while Instant::now() < end {
-        std::hint::spin_loop();
-    }
-    0
-}
-
-#[pool_task]
-fn square(x: u64) -> u64 {
-    x * x
-}
-
-#[pool_task]
-fn produce_big(q: Queue<serde_bytes::ByteBuf>, n: u32) {
-    let item = serde_bytes::ByteBuf::from(vec![7u8; 1 << 20]);
-    for _ in 0..n {
-        if q.put(&item).is_err() {
-            return;
-        }
-    }
-}
-
-#[pool_task]
-fn produce_small(q: Queue<u64>, n: u64) {
-    for i in 0..n {
-        if q.put(&i).is_err() {
-            return;
-        }
-    }
-}
+#[path = "../common.rs"]
+mod common;
+use common::*;
 
 #[multiproc::main]
 fn main() -> multiproc::Result<()> {
@@ -71,12 +37,11 @@ fn main() -> multiproc::Result<()> {
                 }
                 n += 1000;
             }
-            lat.sort_by(f64::total_cmp);
             println!(
                 "apply p50 {:.1} µs, p90 {:.1} µs, p99 {:.1} µs",
-                lat[lat.len() / 2],
-                lat[lat.len() * 9 / 10],
-                lat[lat.len() * 99 / 100]
+                percentile(&mut lat, 0.5),
+                percentile(&mut lat, 0.9),
+                percentile(&mut lat, 0.99)
             );
         }
         "map1" | "imap1" => {
@@ -105,12 +70,7 @@ fn main() -> multiproc::Result<()> {
             }
             std::thread::sleep(Duration::from_millis(200));
             for pid in pool.pids() {
-                let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-                let rss = status
-                    .lines()
-                    .find(|l| l.starts_with("VmRSS"))
-                    .unwrap_or("");
-                println!("worker {pid}: {rss}");
+                println!("worker {pid}: {:.2} MiB", rss_mib(pid));
                 if std::env::var_os("HOT_SMAPS").is_some() {
                     print!(
                         "{}",

@@ -58,21 +58,11 @@ pub(crate) struct Welcome {
 /// that a pool started as a worker, it never returns: it serves tasks and exits. Code before
 /// the call runs in every worker too, which is why it must come first.
 pub fn init() {
-    if let Some(fd) = take_fd_env(FORKSERVER_FD_ENV) {
-        IN_WORKER.store(true, Ordering::SeqCst);
-        crate::spawn::forkserver::serve(fd);
-    }
-    if let Some(fd) = take_fd_env(WORKER_FD_ENV) {
-        IN_WORKER.store(true, Ordering::SeqCst);
-        serve(fd);
-    }
-    if let Some(fd) = take_fd_env(crate::shared_memory::TRACKER_FD_ENV) {
-        IN_WORKER.store(true, Ordering::SeqCst);
-        crate::shared_memory::tracker_main(fd);
-    }
-    if let Some(fd) = take_fd_env(crate::manager::server::MANAGER_FD_ENV) {
-        IN_WORKER.store(true, Ordering::SeqCst);
-        crate::manager::server::manager_main(fd);
+    for (env, role_main) in ROLES {
+        if let Some(fd) = take_fd_env(env) {
+            IN_WORKER.store(true, Ordering::SeqCst);
+            role_main(fd);
+        }
     }
     crate::process::register_exit_hook();
     if let Some(fd) = take_fd_env(PROCESS_FD_ENV) {
@@ -81,6 +71,23 @@ pub fn init() {
     }
     INITIALIZED.store(true, Ordering::SeqCst);
 }
+
+type RoleMain = fn(OwnedFd) -> !;
+
+/// The helper processes this program can be re-executed as: the variable that says so (its
+/// channel's descriptor) and the role's main, which never returns.
+const ROLES: [(&str, RoleMain); 4] = [
+    (FORKSERVER_FD_ENV, crate::spawn::forkserver::serve),
+    (WORKER_FD_ENV, serve),
+    (
+        crate::shared_memory::TRACKER_FD_ENV,
+        crate::shared_memory::tracker_main,
+    ),
+    (
+        crate::manager::server::MANAGER_FD_ENV,
+        crate::manager::server::manager_main,
+    ),
+];
 
 /// Called by `#[multiproc::test]`: remembers the test's libtest name, so workers can
 /// re-execute the test binary selecting this test, then behaves like [`init`].
@@ -112,15 +119,11 @@ pub(crate) fn check_can_start_workers() -> Result<()> {
     if is_worker() {
         return Err(Error::InWorker);
     }
-    if [
-        WORKER_FD_ENV,
-        FORKSERVER_FD_ENV,
-        PROCESS_FD_ENV,
-        crate::shared_memory::TRACKER_FD_ENV,
-        crate::manager::server::MANAGER_FD_ENV,
-    ]
-    .iter()
-    .any(|v| std::env::var_os(v).is_some())
+    if ROLES
+        .iter()
+        .map(|r| r.0)
+        .chain([PROCESS_FD_ENV])
+        .any(|v| std::env::var_os(v).is_some())
     {
         return Err(Error::NotInitialized(
             "this process was started as a multiproc worker, but its main never called \

@@ -1,0 +1,58 @@
+//! Tasks and helpers shared by the benchmark (`main.rs`) and the profiling loop
+//! (`bin/hot.rs`).
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use multiproc::prelude::*;
+
+#[pool_task]
+pub fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[pool_task]
+pub fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+#[pool_task]
+pub fn busy_10ms(_x: u32) -> u32 {
+    let end = Instant::now() + Duration::from_millis(10);
+    while Instant::now() < end {
+        std::hint::spin_loop();
+    }
+    0
+}
+
+#[pool_task]
+pub fn produce_small(q: Queue<u64>, n: u64) {
+    for i in 0..n {
+        q.put(&i).expect("put");
+    }
+}
+
+/// `ByteBuf` is how Rust code says "a blob" to serde (a plain `Vec<u8>` is encoded byte by
+/// byte): the analogue of Python putting `bytes`.
+#[pool_task]
+pub fn produce_big(q: Queue<serde_bytes::ByteBuf>, n: u32) {
+    let item = serde_bytes::ByteBuf::from(vec![7u8; 1 << 20]);
+    for _ in 0..n {
+        q.put(&item).expect("put");
+    }
+}
+
+pub fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
+}
+
+pub fn rss_mib(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
