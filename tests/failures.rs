@@ -35,7 +35,8 @@ fn exit_now(code: i32) {
 }
 
 #[pool_task]
-fn sleep_long() -> u32 {
+fn announce_then_sleep(started: Event) -> u32 {
+    started.set();
     std::thread::sleep(Duration::from_secs(300));
     0
 }
@@ -146,8 +147,14 @@ fn abort_and_exit_are_worker_losses_too() {
 fn killing_a_busy_worker_from_outside_fails_only_its_task() {
     let pool = Pool::new(1).unwrap();
     let victim = pool.pids()[0];
-    let stuck = pool.apply_async(sleep_long, ()).unwrap();
+    let started = Event::new().unwrap();
+    let stuck = pool
+        .apply_async(announce_then_sleep, (started.clone(),))
+        .unwrap();
     let queued = pool.apply_async(add, (20, 22)).unwrap();
+    // Kill it once it is inside the task (killed before, it was running nothing, and its
+    // jobs would simply run again on the replacement).
+    assert!(started.wait_timeout(LONG).unwrap());
     // SAFETY: plain syscall on our own worker.
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
     match stuck.get_timeout(LONG) {

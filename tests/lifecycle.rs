@@ -25,10 +25,16 @@ fn check_worker_fds(pool: &Pool) {
             n > 2 && !f.contains("/proc/") // the directory listing itself
         })
         .collect();
-    // The channel to the parent, and the watchdog's duplicate of it: nothing else.
-    assert_eq!(extra.len(), 2, "worker fds: {fds:#?}");
+    // The channel to the parent, the watchdog's duplicate of it, and the lane (the control
+    // block shared with the parent, received in the handshake): nothing else.
+    assert_eq!(extra.len(), 3, "worker fds: {fds:#?}");
+    assert_eq!(
+        extra.iter().filter(|f| f.contains("socket:")).count(),
+        2,
+        "worker fds: {fds:#?}"
+    );
     assert!(
-        extra.iter().all(|f| f.contains("socket:")),
+        extra.iter().any(|f| f.contains("memfd:multiproc-Lane")),
         "worker fds: {fds:#?}"
     );
 }

@@ -271,7 +271,11 @@ fn a_poison_item_is_blamed_alone_and_runs_once() {
             }
         }
         let counts = run_counts(&ran);
-        assert_eq!(counts.get(&7), Some(&1), "the poison item ran again: {counts:?}");
+        assert_eq!(
+            counts.get(&7),
+            Some(&1),
+            "the poison item ran again: {counts:?}"
+        );
         for x in 0..10 {
             // Only an item whose result died unsent with the worker runs again, once.
             assert!((1..=2).contains(&counts[&x]), "item {x}: {counts:?}");
@@ -300,7 +304,11 @@ fn a_map_is_not_blamed_for_the_task_that_killed_a_worker() {
             Err(Error::WorkerLost { .. })
         ));
         let counts = run_counts(&ran);
-        assert_eq!(counts.get(&u64::MAX), Some(&1), "the aborting task ran again");
+        assert_eq!(
+            counts.get(&u64::MAX),
+            Some(&1),
+            "the aborting task ran again"
+        );
         assert!(counts.values().all(|&n| n <= 2), "{counts:?}");
         assert_eq!(counts.len(), 2001);
     }
@@ -331,10 +339,7 @@ fn a_poison_item_inside_a_chunk_is_the_only_item_lost() {
 
 #[pool_task]
 fn whoami() -> (ProcessInfo, Option<ProcessInfo>) {
-    (
-        multiproc::current_process(),
-        multiproc::parent_process(),
-    )
+    (multiproc::current_process(), multiproc::parent_process())
 }
 
 #[pool_task]
@@ -407,7 +412,6 @@ fn wait_then_square(job: (u64, Event)) -> u64 {
     job.0 * job.0
 }
 
-#[cfg(any())]
 #[multiproc::test]
 fn imap_next_timeout_neither_ends_nor_poisons_the_iterator() {
     let pool = Pool::new(2).unwrap();

@@ -88,7 +88,19 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Started children not yet reaped, for `active_children` and for the exit hook.
 static CHILDREN: Mutex<Vec<Arc<Inner>>> = Mutex::new(Vec::new());
 
-/// This process: `MainProcess` in the program, the name it was given in a child.
+/// The next number for a child's default name (`Process-N`, `SpawnPoolWorker-N`): one
+/// counter for both, as Python's.
+pub(crate) fn next_child_number() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Records who this process is (a child: called once, before any task runs).
+pub(crate) fn set_identity(me: ProcessInfo, parent: ProcessInfo) {
+    let _ = ME.set((me, Some(parent)));
+}
+
+/// This process: `MainProcess` in the program, the name it was given in a child
+/// (`Process-N` by default, `SpawnPoolWorker-N` / `ForkServerPoolWorker-N` in a pool worker).
 pub fn current_process() -> ProcessInfo {
     match ME.get() {
         Some((me, _)) => me.clone(),
@@ -208,7 +220,7 @@ impl Process {
         let entry = registry::lookup_fn::<F>()?;
         let (args, fds) = fds::collect(|| bincode::serialize(std::slice::from_ref(&args)));
         let args = args.map_err(|e| Error::serialization("a process argument", e))?;
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let id = next_child_number();
         Ok(Process {
             inner: Arc::new(Inner {
                 task: entry.name,
@@ -541,7 +553,7 @@ fn child_run(fd: OwnedFd) -> Result<i32> {
         .map_err(|e| Error::Protocol(format!("bad START frame: {e}")))?;
     let mut me = msg.me;
     me.pid = std::process::id();
-    let _ = ME.set((me, Some(msg.parent)));
+    set_identity(me, msg.parent);
     let entry = registry::lookup_name(&msg.task).ok_or_else(|| Error::UnregisteredTask {
         name: msg.task.clone(),
     })?;

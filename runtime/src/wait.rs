@@ -85,6 +85,22 @@ pub(crate) fn readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<
     }
 }
 
+/// Waits until `fd` has room for writing (or is closed) or `timeout` passes; true if it has.
+pub(crate) fn writable(fd: BorrowedFd<'_>, timeout: Duration) -> Result<bool, Errno> {
+    let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+    let ts = Timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    loop {
+        match poll(&mut fds, Some(&ts)) {
+            Ok(n) => return Ok(n > 0),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// How long a thread about to block on a socket first polls it: a reply to a message just
 /// sent usually arrives within this, and polling saves the wake-up of a sleeping thread (tens
 /// of µs on a VM).

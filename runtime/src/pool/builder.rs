@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::shared::{slot_main, Config, Shared};
+use super::sched::{Config, Shared};
+use super::slot::slot_main;
 use super::Pool;
 use crate::error::{Error, Result};
 use crate::registry::{self, TaskFn};
@@ -32,7 +33,7 @@ pub struct PoolBuilder {
     processes: Option<usize>,
     maxtasksperchild: Option<u64>,
     method: StartMethod,
-    initializer: Option<Result<super::shared::Initializer>>,
+    initializer: Option<Result<super::sched::Initializer>>,
     start_timeout: Duration,
 }
 
@@ -78,10 +79,8 @@ impl PoolBuilder {
         Args: Serialize,
     {
         self.initializer = Some(registry::lookup_fn::<F>().and_then(|entry| {
-            let (frame, fds) = codec::run_frame(0, entry.name, std::slice::from_ref(&initargs))?;
-            // The worker wants just the argument chunk: strip header, job id and name.
-            let skip = crate::wire::frame::HEADER_LEN + 8 + 2 + entry.name.len();
-            Ok((entry.name.to_owned(), frame[skip..].to_vec(), fds))
+            let (args, fds) = codec::encode_call(&initargs)?;
+            Ok((entry.name.to_owned(), args, fds))
         }));
         self
     }

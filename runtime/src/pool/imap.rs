@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::result::decode_items;
-use super::shared::{Job, JobDone, Shared, Sink};
+use super::job::decode_items;
+use super::sched::{Job, JobDone, Shared, Sink};
 use crate::error::{Error, Result};
-use crate::wait::{lock, poll_briefly_for, Waiters, POLL_BRIEFLY};
+use crate::wait::{deadline_after, lock, poll_briefly_for, Waiters, POLL_BRIEFLY};
 use crate::wire::codec;
 
 struct Chunks<R> {
@@ -124,8 +124,10 @@ pub(crate) type Feeder<'p> = Box<dyn FnMut(usize, usize) -> (usize, bool) + 'p>;
 /// either pool.
 ///
 /// Each item is a `Result`: a task that panicked yields its error at its position and the
-/// iteration goes on. At most a fixed window of chunks is in flight or buffered, whatever
-/// the input's length. Dropping the iterator early cancels the chunks not yet started.
+/// iteration goes on. Work starts when the iterator is created (as in Python); at most a
+/// fixed window of chunks is in flight or buffered, whatever the input's length. Dropping
+/// the iterator early cancels the chunks not yet started. [`next_timeout`](Imap::next_timeout)
+/// waits at most a given time for one item.
 pub struct Imap<'p, R> {
     inbox: Arc<Inbox<R>>,
     feed: Feeder<'p>,
@@ -144,7 +146,7 @@ impl<'p, R> Imap<'p, R> {
         window: usize,
         timeout: Option<Duration>,
     ) -> Self {
-        Imap {
+        let mut imap = Imap {
             inbox,
             feed,
             window: window.max(2),
@@ -153,6 +155,37 @@ impl<'p, R> Imap<'p, R> {
             yielded: 0,
             input_done: false,
             current: VecDeque::new(),
+        };
+        // Work starts when the iterator is made, as Python's does, not at the first next().
+        imap.top_up();
+        imap
+    }
+
+    /// The next result, waiting at most `timeout` for it (Python's `next(timeout)`):
+    /// `Some(Err(Error::Timeout))` if it is not there by then, and the iteration goes on
+    /// as if nothing happened (the item comes with a later call). Overrides the call's
+    /// `Opts::timeout` for this call only.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
+        self.next_within(Some(timeout))
+    }
+
+    fn next_within(&mut self, timeout: Option<Duration>) -> Option<Result<R>> {
+        loop {
+            if let Some(item) = self.current.pop_front() {
+                return Some(item);
+            }
+            self.top_up();
+            if self.submitted == self.yielded && self.input_done {
+                return None;
+            }
+            let deadline = timeout.and_then(deadline_after);
+            match self.inbox.wait(self.yielded, deadline) {
+                Ok(items) => {
+                    self.yielded += 1;
+                    self.current.extend(items);
+                }
+                Err(e) => return Some(Err(e)),
+            }
         }
     }
 
@@ -173,23 +206,7 @@ impl<R> Iterator for Imap<'_, R> {
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
-        loop {
-            if let Some(item) = self.current.pop_front() {
-                return Some(item);
-            }
-            self.top_up();
-            if self.submitted == self.yielded && self.input_done {
-                return None;
-            }
-            let deadline = self.timeout.map(|t| Instant::now() + t);
-            match self.inbox.wait(self.yielded, deadline) {
-                Ok(items) => {
-                    self.yielded += 1;
-                    self.current.extend(items);
-                }
-                Err(e) => return Some(Err(e)),
-            }
-        }
+        self.next_within(self.timeout)
     }
 }
 
@@ -234,17 +251,9 @@ where
             used += 1;
             let id = shared.next_job_id();
             match codec::run_frame(id, task, &chunk) {
-                Ok((mut frame, fds)) => {
-                    codec::set_may_delay(&mut frame);
-                    jobs.push(Job {
-                        id,
-                        task,
-                        frame,
-                        fds,
-                        items: chunk.len(),
-                        part,
-                        sink: inbox.clone(),
-                    });
+                Ok(mut run) => {
+                    codec::set_may_delay(&mut run.bytes);
+                    jobs.push(Job::new(id, task, run, chunk.len(), part, inbox.clone()));
                 }
                 // This chunk cannot be sent: its items fail at their position.
                 Err(e) => inbox.fail(part, chunk.len(), &e),

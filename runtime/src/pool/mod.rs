@@ -4,9 +4,11 @@
 mod builder;
 pub(crate) mod family;
 pub(crate) mod imap;
+pub(crate) mod job;
 pub(crate) mod options;
 pub(crate) mod result;
-mod shared;
+mod sched;
+mod slot;
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -18,11 +20,11 @@ pub use builder::PoolBuilder;
 pub use imap::Imap;
 pub use options::Opts;
 pub use result::AsyncResult;
-pub(crate) use shared::check_hello;
+pub(crate) use slot::check_hello;
 
 use result::{ApplySink, Cell, MapSink};
-pub(crate) use shared::State;
-use shared::{Job, Shared};
+pub(crate) use sched::State;
+use sched::{Job, Shared};
 
 use crate::error::{Error, Result};
 use crate::registry::{self, TaskFn};
@@ -119,19 +121,11 @@ impl Pool {
         task: &'static str,
         args: &[A],
         part: usize,
-        sink: Arc<dyn shared::Sink>,
+        sink: Arc<dyn sched::Sink>,
     ) -> Result<Job> {
         let id = self.shared.next_job_id();
-        let (frame, fds) = codec::run_frame(id, task, args)?;
-        Ok(Job {
-            id,
-            task,
-            frame,
-            fds,
-            items: args.len(),
-            part,
-            sink,
-        })
+        let run = codec::run_frame(id, task, args)?;
+        Ok(Job::new(id, task, run, args.len(), part, sink))
     }
 
     fn refuse_if_stopped(&self) -> Result<()> {
@@ -196,7 +190,7 @@ impl Pool {
             .enumerate()
             .map(|(part, chunk)| {
                 let mut job = self.job(entry.name, chunk, part, sink.clone())?;
-                codec::set_may_delay(&mut job.frame);
+                codec::set_may_delay(&mut job.run.bytes);
                 Ok(job)
             })
             .collect::<Result<Vec<Job>>>()?;

@@ -5,15 +5,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::wait::{lock, poll_briefly_for, Waiters};
+use crate::wait::{deadline_after, lock, poll_briefly_for, Waiters};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use super::job::{decode_items, JobDone, Sink};
 use super::options::Callbacks;
-use super::shared::{JobDone, Sink};
 use crate::error::{Error, Result};
-use crate::wire::codec;
 
 enum Slot<T> {
     Pending,
@@ -118,7 +117,7 @@ impl<T> AsyncResult<T> {
     /// call; once returned (value or task error) it is taken, and later calls give
     /// `Error::ResultTaken`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        if !self.cell.wait_until(Some(Instant::now() + timeout)) {
+        if !self.cell.wait_until(deadline_after(timeout)) {
             return Err(Error::Timeout);
         }
         self.cell.take()
@@ -131,7 +130,7 @@ impl<T> AsyncResult<T> {
 
     /// Waits at most `timeout`; returns whether the result is available.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.cell.wait_until(Some(Instant::now() + timeout))
+        self.cell.wait_until(deadline_after(timeout))
     }
 
     /// Whether the call has completed.
@@ -155,17 +154,6 @@ pub(crate) fn wait<T>(r: AsyncResult<T>, timeout: Option<std::time::Duration>) -
     match timeout {
         None => r.get(),
         Some(t) => r.get_timeout(t),
-    }
-}
-
-/// Decodes a finished job into one result per item.
-pub(crate) fn decode_items<R: DeserializeOwned>(done: JobDone) -> Vec<Result<R>> {
-    match done.outcome {
-        Ok(body) => match codec::decode_outcomes::<R>(done.task, &body, done.items) {
-            Ok(items) => items,
-            Err(e) => vec![e; done.items].into_iter().map(Err).collect(),
-        },
-        Err(e) => (0..done.items).map(|_| Err(e.clone())).collect(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Shared memory and the cross-process objects built on it.
 
 pub(crate) mod fds;
+pub(crate) mod lane;
 pub(crate) mod segment;
 pub(crate) mod sync;

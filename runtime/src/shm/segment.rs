@@ -41,6 +41,8 @@ pub(crate) enum SegmentKind {
     Event = 6,
     Condition = 7,
     Barrier = 8,
+    /// A pool worker's control block (`shm::lane`).
+    Lane = 9,
 }
 
 /// A mapped segment. Clones share the mapping.

@@ -156,9 +156,9 @@ fn realtime_deadline(deadline: Instant) -> libc::timespec {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let at = now + left;
+    let at = now.saturating_add(left);
     libc::timespec {
-        tv_sec: at.as_secs() as libc::time_t,
+        tv_sec: at.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
         tv_nsec: at.subsec_nanos() as _,
     }
 }

@@ -1,6 +1,6 @@
 //! Encoding of argument chunks and of per-item outcomes.
 //!
-//! A RUN body is `[job_id u64][name_len u16][name][bincode Vec<Args>]`. A RESULT body is
+//! A RUN body is `[job_id u64][epoch u32][seq u32][name_len u16][name][bincode Vec<Args>]`. A RESULT body is
 //! `[job_id u64]` followed by one outcome per item: a tag byte, a u32 LE payload length,
 //! then the bincode payload. Each item is encoded and length-prefixed on its own, so one
 //! result that fails to serialize, fails to deserialize, or panics affects that item only.
@@ -49,23 +49,132 @@ fn push_item<T: Serialize + ?Sized>(out: &mut Vec<u8>, tag: u8, value: &T) -> bi
     Ok(())
 }
 
+/// Offsets in a RUN frame, from the frame's first byte: job id (u64), lane epoch and
+/// sequence number (u32 each, stamped when the job is written to a worker), then the task
+/// name (u16 length first) and the argument chunk.
+const RUN_JOB_ID: usize = frame::HEADER_LEN;
+const RUN_EPOCH: usize = RUN_JOB_ID + 8;
+const RUN_SEQ: usize = RUN_EPOCH + 4;
+const RUN_NAME: usize = RUN_SEQ + 4;
+
+/// A RUN frame ready to write, with what it takes to cut it into smaller jobs later.
+pub(crate) struct RunFrame {
+    pub bytes: Vec<u8>,
+    /// Descriptors of the queues, pipes and shared objects among the arguments.
+    pub fds: Vec<SharedFd>,
+    /// Where the first item's arguments start in `bytes` (after the item count).
+    pub items_at: u32,
+    /// Where each item's arguments end in `bytes`; empty for a job of one item.
+    pub item_ends: Vec<u32>,
+}
+
+/// Appends bincode's encoding of `args` as a `Vec` (a u64 count, then each item), noting
+/// where each item ends if `ends` is given. Item by item gives the same bytes as encoding
+/// the slice at once.
+fn encode_items<A: Serialize>(
+    buf: &mut Vec<u8>,
+    args: &[A],
+    mut ends: Option<&mut Vec<u32>>,
+) -> Result<Vec<SharedFd>, Error> {
+    buf.extend_from_slice(&(args.len() as u64).to_le_bytes());
+    let (r, fds) = crate::shm::fds::collect(|| -> bincode::Result<()> {
+        for a in args {
+            bincode::serialize_into(&mut *buf, a)?;
+            if let Some(ends) = ends.as_deref_mut() {
+                ends.push(u32::try_from(buf.len()).unwrap_or(u32::MAX));
+            }
+        }
+        Ok(())
+    });
+    r.map_err(|e| Error::serialization("a task argument", e))?;
+    Ok(fds)
+}
+
+/// The argument chunk of a single call, as a worker's `run_chunk` takes it (an
+/// initializer's), with the descriptors of the handles among its arguments.
+pub(crate) fn encode_call<A: Serialize>(args: &A) -> Result<(Vec<u8>, Vec<SharedFd>), Error> {
+    let mut buf = Vec::new();
+    let fds = encode_items(&mut buf, std::slice::from_ref(args), None)?;
+    Ok((buf, fds))
+}
+
 /// Builds a complete RUN frame for `args` (a chunk of argument tuples), with the descriptors
 /// of the queues, pipes and shared objects among them.
 pub(crate) fn run_frame<A: Serialize>(
     job_id: u64,
     task: &str,
     args: &[A],
-) -> Result<(Vec<u8>, Vec<SharedFd>), Error> {
+) -> Result<RunFrame, Error> {
     let mut buf = Vec::with_capacity(64 + task.len());
     let start = frame::begin(&mut buf, Kind::Run);
     buf.extend_from_slice(&job_id.to_le_bytes());
+    buf.extend_from_slice(&[0; 8]); // epoch, seq
     buf.extend_from_slice(&(task.len() as u16).to_le_bytes());
     buf.extend_from_slice(task.as_bytes());
-    let (r, fds) = crate::shm::fds::collect(|| bincode::serialize_into(&mut buf, args));
-    r.map_err(|e| Error::serialization("a task argument", e))?;
+    let items_at = buf.len() as u32 + 8;
+    let mut ends = Vec::new();
+    let fds = encode_items(&mut buf, args, (args.len() > 1).then_some(&mut ends))?;
     frame::finish(&mut buf, start)?;
     frame::set_fd_count(&mut buf, start, fds.len())?;
-    Ok((buf, fds))
+    Ok(RunFrame {
+        bytes: buf,
+        fds,
+        items_at,
+        item_ends: ends,
+    })
+}
+
+impl RunFrame {
+    /// A RUN frame for items `range` of this one, as job `job_id` (same task, flags and
+    /// descriptors: handles keep their indices).
+    pub(crate) fn slice(
+        &self,
+        range: std::ops::Range<usize>,
+        job_id: u64,
+    ) -> Result<RunFrame, Error> {
+        let n = self.item_ends.len().max(1);
+        if range.start >= range.end || range.end > n {
+            return Err(Error::Protocol(format!(
+                "no items {range:?} in a job of {n}"
+            )));
+        }
+        let end_of = |i: usize| -> usize {
+            if self.item_ends.is_empty() {
+                self.bytes.len()
+            } else {
+                self.item_ends[i] as usize
+            }
+        };
+        let from = if range.start == 0 {
+            self.items_at as usize
+        } else {
+            end_of(range.start - 1)
+        };
+        let to = end_of(range.end - 1);
+        let head = self.items_at as usize - 8;
+        let mut bytes = Vec::with_capacity(head + 8 + to - from);
+        bytes.extend_from_slice(&self.bytes[..head]);
+        bytes[RUN_JOB_ID..RUN_JOB_ID + 8].copy_from_slice(&job_id.to_le_bytes());
+        bytes.extend_from_slice(&(range.len() as u64).to_le_bytes());
+        let items_at = bytes.len() as u32;
+        let shift = from as i64 - items_at as i64;
+        bytes.extend_from_slice(&self.bytes[from..to]);
+        frame::finish(&mut bytes, 0)?;
+        let item_ends = if range.len() > 1 {
+            self.item_ends[range]
+                .iter()
+                .map(|&e| (i64::from(e) - shift) as u32)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(RunFrame {
+            bytes,
+            fds: self.fds.clone(),
+            items_at,
+            item_ends,
+        })
+    }
 }
 
 /// Marks a RUN frame built by [`run_frame`] as batchable (see `frame::FLAG_MAY_DELAY`).
@@ -73,18 +182,45 @@ pub(crate) fn set_may_delay(frame_bytes: &mut [u8]) {
     frame_bytes[2] |= frame::FLAG_MAY_DELAY;
 }
 
-/// Splits a RUN body (after the job id) into task name and argument bytes.
-pub(crate) fn split_run(rest: &[u8]) -> Result<(&str, &[u8]), Error> {
-    if rest.len() < 2 {
+/// Writes the lane epoch and sequence number a RUN frame is sent under.
+pub(crate) fn stamp(frame_bytes: &mut [u8], epoch: u32, seq: u32) {
+    frame_bytes[RUN_EPOCH..RUN_EPOCH + 4].copy_from_slice(&epoch.to_le_bytes());
+    frame_bytes[RUN_SEQ..RUN_SEQ + 4].copy_from_slice(&seq.to_le_bytes());
+}
+
+/// A RUN body, taken apart.
+#[derive(Debug)]
+pub(crate) struct Run<'a> {
+    pub job_id: u64,
+    pub epoch: u32,
+    pub seq: u32,
+    pub name: &'a str,
+    /// bincode `Vec<Args>`.
+    pub args: &'a [u8],
+}
+
+/// Parses a RUN body (the frame after its header).
+pub(crate) fn parse_run(body: &[u8]) -> Result<Run<'_>, Error> {
+    let at = |o: usize| o - frame::HEADER_LEN;
+    if body.len() < at(RUN_NAME) + 2 {
         return Err(Error::Protocol("RUN frame too short".into()));
     }
+    let u32_at = |o: usize| u32::from_le_bytes([body[o], body[o + 1], body[o + 2], body[o + 3]]);
+    let (job_id, _) = frame::split_job_id(body)?;
+    let rest = &body[at(RUN_NAME)..];
     let n = u16::from_le_bytes([rest[0], rest[1]]) as usize;
     let name = rest
         .get(2..2 + n)
         .ok_or_else(|| Error::Protocol("RUN frame task name truncated".into()))?;
     let name = std::str::from_utf8(name)
         .map_err(|_| Error::Protocol("RUN frame task name is not UTF-8".into()))?;
-    Ok((name, &rest[2 + n..]))
+    Ok(Run {
+        job_id,
+        epoch: u32_at(at(RUN_EPOCH)),
+        seq: u32_at(at(RUN_SEQ)),
+        name,
+        args: &rest[2 + n..],
+    })
 }
 
 /// Decodes `n` outcomes of a RESULT body into results for the caller.
@@ -210,14 +346,46 @@ mod tests {
 
     #[test]
     fn run_frame_layout() {
-        let (f, _) = run_frame(42, "m::square", &[(3u64,), (4u64,)]).unwrap();
-        let (kind, flags, len) = frame::parse_header(f[..8].try_into().unwrap()).unwrap();
-        assert_eq!((kind, flags, len), (Kind::Run, 0, f.len() - 8));
-        let (id, rest) = frame::split_job_id(&f[8..]).unwrap();
-        assert_eq!(id, 42);
-        let (name, args) = split_run(rest).unwrap();
-        assert_eq!(name, "m::square");
-        let v: Vec<(u64,)> = bincode::deserialize(args).unwrap();
+        let f = run_frame(42, "m::square", &[(3u64,), (4u64,)]).unwrap();
+        let mut bytes = f.bytes.clone();
+        stamp(&mut bytes, 7, 9);
+        let (kind, flags, len) = frame::parse_header(bytes[..8].try_into().unwrap()).unwrap();
+        assert_eq!((kind, flags, len), (Kind::Run, 0, bytes.len() - 8));
+        let run = parse_run(&bytes[8..]).unwrap();
+        assert_eq!(
+            (run.job_id, run.epoch, run.seq, run.name),
+            (42, 7, 9, "m::square")
+        );
+        let v: Vec<(u64,)> = bincode::deserialize(run.args).unwrap();
         assert_eq!(v, vec![(3,), (4,)]);
+        // Item by item is bincode's encoding of the whole slice.
+        assert_eq!(
+            run.args,
+            &bincode::serialize(&[(3u64,), (4u64,)][..]).unwrap()[..]
+        );
+    }
+
+    #[test]
+    fn a_chunk_slices_into_smaller_jobs() {
+        let items: Vec<(String, u32)> = (0..5).map(|i| ("x".repeat(i), i as u32)).collect();
+        let f = run_frame(1, "m::t", &items).unwrap();
+        for (a, b) in [(0, 5), (0, 1), (1, 4), (4, 5), (2, 3)] {
+            let s = f.slice(a..b, 99).unwrap();
+            let run = parse_run(&s.bytes[8..]).unwrap();
+            assert_eq!((run.job_id, run.name), (99, "m::t"));
+            let v: Vec<(String, u32)> = bincode::deserialize(run.args).unwrap();
+            assert_eq!(v, items[a..b], "{a}..{b}");
+            // A slice slices again.
+            if b - a > 1 {
+                let t = s.slice(1..b - a, 100).unwrap();
+                let run = parse_run(&t.bytes[8..]).unwrap();
+                let v: Vec<(String, u32)> = bincode::deserialize(run.args).unwrap();
+                assert_eq!(v, items[a + 1..b]);
+            }
+        }
+        assert!(f.slice(3..3, 1).is_err());
+        assert!(f.slice(4..6, 1).is_err());
+        let one = run_frame(1, "m::t", &items[..1]).unwrap();
+        assert_eq!(one.slice(0..1, 5).unwrap().bytes[16..], one.bytes[16..]);
     }
 }

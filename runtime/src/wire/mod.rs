@@ -6,4 +6,4 @@ pub(crate) mod conn;
 pub(crate) mod frame;
 
 /// Bumped whenever the frame layout or a message changes meaning.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 2;

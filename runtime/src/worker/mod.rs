@@ -1,6 +1,7 @@
 //! The child side: how a process discovers it was started as a worker, the handshake, and the
 //! loop that serves RUN frames until the parent says SHUTDOWN or goes away.
 
+mod outbox;
 pub(crate) mod panic;
 mod run;
 
@@ -14,12 +15,15 @@ use serde::{Deserialize, Serialize};
 pub use run::run_chunk;
 
 use crate::error::{Error, Result};
+use crate::process::ProcessInfo;
 use crate::registry;
+use crate::shm::lane::{self, Claim, Lane};
 use crate::wire::codec::{self, ChunkFailure};
 use crate::wire::conn::Conn;
 use crate::wire::conn::{BUFFER, IDLE_BUFFER};
 use crate::wire::frame::{self, Kind};
 use crate::wire::PROTOCOL_VERSION;
+use outbox::Outbox;
 
 /// Set (to "0": the channel is on stdin) by the parent on an exec'd worker.
 pub(crate) const WORKER_FD_ENV: &str = "MULTIPROC_WORKER_FD";
@@ -44,11 +48,16 @@ pub(crate) struct Hello {
     pub pid: u32,
 }
 
-/// The parent's answer to HELLO: what to run before serving.
-#[derive(Serialize, Deserialize, Debug, Default)]
+/// The parent's answer to HELLO: who the worker is and what to run before serving. The
+/// worker's lane travels as the frame's last descriptor.
+#[derive(Serialize, Deserialize, Debug)]
 pub(crate) struct Welcome {
     /// Task name and encoded one-element argument chunk.
     pub initializer: Option<(String, Vec<u8>)>,
+    /// The worker's identity (`SpawnPoolWorker-N`, daemon; its pid is its own to fill in).
+    pub me: ProcessInfo,
+    /// The pool's process.
+    pub parent: ProcessInfo,
 }
 
 /// Makes this program able to start worker processes. Call it first thing in `main` (or use
@@ -233,7 +242,7 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
     };
     let body = bincode::serialize(&hello).map_err(|e| Error::serialization("hello", e))?;
     conn.send_all(&frame::encode(Kind::Hello, &body)?)?;
-    let (welcome, init_fds) = match conn.recv_frame()? {
+    let (welcome, mut init_fds) = match conn.recv_frame()? {
         Some(f) if f.kind == Kind::Welcome => (
             bincode::deserialize::<Welcome>(&f.body)
                 .map_err(|e| Error::Protocol(format!("bad WELCOME: {e}")))?,
@@ -247,6 +256,14 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
         }
         None => return Ok(()),
     };
+    // The lane rides last, after the initializer's own descriptors.
+    let lane = init_fds
+        .pop()
+        .ok_or_else(|| Error::Protocol("WELCOME without a lane".into()))?;
+    let lane = lane::install(Lane::attach(lane)?);
+    let mut me = welcome.me;
+    me.pid = std::process::id();
+    crate::process::set_identity(me, welcome.parent);
     let ready: std::result::Result<(), String> = match welcome.initializer {
         None => Ok(()),
         Some((name, args)) => crate::shm::fds::provide(init_fds, || run_initializer(&name, &args)),
@@ -259,45 +276,45 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
         while conn.recv_frame()?.is_some() {}
         return Ok(());
     }
-    // Results waiting to be sent, as whole frames. Results of batchable jobs are held back
-    // while the next job is already here, so a stream of small jobs costs the parent one
-    // wake-up per batch rather than one per job; never longer than MAX_HOLD, never more than
-    // MAX_BATCH bytes, and never for `apply` jobs.
-    const MAX_HOLD: std::time::Duration = std::time::Duration::from_micros(500);
-    const MAX_BATCH: usize = 256 * 1024;
     // A job slower than this is not held back: the one behind it is likely slow too.
     const SHORT_JOB: std::time::Duration = std::time::Duration::from_micros(200);
+    let outbox = Outbox::new();
     let mut out = Vec::with_capacity(BUFFER);
-    let mut held_since: Option<std::time::Instant> = None;
     loop {
+        // Held results go out before the worker could block waiting for its next job.
+        if outbox.holding() && !conn.frame_ready()? {
+            outbox.flush(&mut conn)?;
+        }
         let Some(f) = conn.recv_frame()? else {
             return Ok(()); // parent closed the channel
         };
         match f.kind {
             Kind::Run => {
-                let started = std::time::Instant::now();
-                crate::shm::fds::provide(f.fds, || run_job(&f.body, &mut out))?;
-                let may_hold = f.flags & frame::FLAG_MAY_DELAY != 0
-                    && started.elapsed() < SHORT_JOB
-                    && out.len() < MAX_BATCH
-                    && held_since
-                        .get_or_insert_with(std::time::Instant::now)
-                        .elapsed()
-                        < MAX_HOLD
-                    && conn.frame_ready()?;
-                if !may_hold {
-                    conn.send_all(&out)?;
-                    out.clear();
-                    held_since = None;
-                    if out.capacity() > IDLE_BUFFER {
-                        // Give a big result's memory back (when the worker next goes idle).
-                        out = Vec::with_capacity(BUFFER);
-                        conn.trim_heap_later();
+                let run = codec::parse_run(&f.body)?;
+                match lane.claim(run.epoch, run.seq) {
+                    Claim::Granted => {}
+                    // The parent took this job back to run it elsewhere.
+                    Claim::Withdrawn => continue,
+                    Claim::OutOfOrder { epoch, seq } => {
+                        return Err(Error::Protocol(format!(
+                            "job ({}, {}) arrived with the lane at ({epoch}, {seq})",
+                            run.epoch, run.seq
+                        )))
                     }
+                }
+                let started = std::time::Instant::now();
+                lane.running(run.seq, 0);
+                crate::shm::fds::provide(f.fds, || run_job(&run, &mut out))?;
+                lane.idle(run.seq);
+                let hold = f.flags & frame::FLAG_MAY_DELAY != 0 && started.elapsed() < SHORT_JOB;
+                outbox.push(&mut conn, &mut out, hold)?;
+                if out.capacity() > IDLE_BUFFER {
+                    out = Vec::with_capacity(BUFFER);
+                    conn.trim_heap_later();
                 }
             }
             Kind::Shutdown => {
-                conn.send_all(&out)?;
+                outbox.flush(&mut conn)?;
                 return Ok(());
             }
             other => {
@@ -310,15 +327,13 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
 }
 
 /// Runs one RUN frame's chunk, appending its RESULT (or JOB_FAILED) frame to `out`.
-fn run_job(body: &[u8], out: &mut Vec<u8>) -> Result<()> {
-    let (job_id, rest) = frame::split_job_id(body)?;
-    let (name, args) = codec::split_run(rest)?;
+fn run_job(run: &codec::Run<'_>, out: &mut Vec<u8>) -> Result<()> {
     let mark = out.len();
     let start = frame::begin(out, Kind::Result);
-    out.extend_from_slice(&job_id.to_le_bytes());
-    let failure = match registry::lookup_name(name) {
-        None => Some(ChunkFailure::Unregistered(name.to_owned())),
-        Some(entry) => (entry.run_chunk)(args, out)
+    out.extend_from_slice(&run.job_id.to_le_bytes());
+    let failure = match registry::lookup_name(run.name) {
+        None => Some(ChunkFailure::Unregistered(run.name.to_owned())),
+        Some(entry) => (entry.run_chunk)(run.args, out)
             .err()
             .map(ChunkFailure::BadArgs),
     };
@@ -331,7 +346,7 @@ fn run_job(body: &[u8], out: &mut Vec<u8>) -> Result<()> {
     if let Some(failure) = failure {
         out.truncate(mark);
         let start = frame::begin(out, Kind::JobFailed);
-        out.extend_from_slice(&job_id.to_le_bytes());
+        out.extend_from_slice(&run.job_id.to_le_bytes());
         bincode::serialize_into(&mut *out, &failure)
             .map_err(|e| Error::serialization("a chunk failure", e))?;
         frame::finish(out, start)?;

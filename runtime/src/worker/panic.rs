@@ -42,12 +42,18 @@ pub(crate) fn payload_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Marks the current thread as running a task while `f` runs.
+/// Marks the current thread as running a task while `f` runs (tasks may nest: a barrier's
+/// action runs inside the task that arrived last).
 pub(super) fn in_task<R>(f: impl FnOnce() -> R) -> R {
-    IN_TASK.with(|c| c.set(true));
+    let outer = IN_TASK.with(|c| c.replace(true));
     let r = f();
-    IN_TASK.with(|c| c.set(false));
+    IN_TASK.with(|c| c.set(outer));
     r
+}
+
+/// Whether this thread is inside a task.
+pub(super) fn running_task() -> bool {
+    IN_TASK.with(Cell::get)
 }
 
 /// What the hook recorded for the panic whose payload is `payload`.

@@ -18,7 +18,13 @@ where
     F::Output: Serialize,
 {
     let args: Vec<Args> = bincode::deserialize(input).map_err(|e| e.to_string())?;
-    for a in args {
+    // Only the job the worker runs reports its items: a task nested inside another (a
+    // barrier's action) must not move the mark the parent reads if the worker dies.
+    let outermost = !super::panic::running_task();
+    for (i, a) in args.into_iter().enumerate() {
+        if outermost && i > 0 {
+            crate::shm::lane::mark_item(i);
+        }
         let outcome = super::panic::in_task(|| catch_unwind(AssertUnwindSafe(|| f.call(a))));
         match outcome {
             Ok(r) => codec::push_ok(out, &r),

@@ -1,0 +1,306 @@
+//! Jobs (a chunk of calls of one task, encoded and ready to write), their outcomes, and the
+//! sinks that receive them — including the one that reassembles a chunk cut into pieces
+//! after a worker died inside it.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::shm::fds::SharedFd;
+use crate::wait::lock;
+use crate::wire::codec::RunFrame;
+
+/// How a job ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// A RESULT body after its job id: one encoded outcome per item.
+    Body(Vec<u8>),
+    /// Every item of the job failed with this error.
+    Failed(Error),
+    /// The job was cut into consecutive pieces (a worker died inside it): each piece's item
+    /// count and outcome, in item order.
+    Pieces(Vec<(usize, Outcome)>),
+}
+
+/// A finished job, handed to its sink.
+pub(crate) struct JobDone {
+    pub task: &'static str,
+    /// Position of the job within its call (chunk index).
+    pub part: usize,
+    pub items: usize,
+    pub outcome: Outcome,
+}
+
+impl JobDone {
+    pub(crate) fn failed(task: &'static str, part: usize, items: usize, e: Error) -> JobDone {
+        JobDone {
+            task,
+            part,
+            items,
+            outcome: Outcome::Failed(e),
+        }
+    }
+}
+
+/// Receives the outcome of jobs; implemented by each kind of call.
+pub(crate) trait Sink: Send + Sync {
+    fn complete(&self, done: JobDone);
+    /// A cancelled call's jobs that have not started are dropped instead of run.
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// One unit of work: a chunk of calls of one task, ready to write.
+pub(crate) struct Job {
+    pub id: u64,
+    pub task: &'static str,
+    pub run: RunFrame,
+    pub items: usize,
+    pub part: usize,
+    pub sink: Arc<dyn Sink>,
+    /// The lane sequence number the job was last written under.
+    pub seq: u32,
+}
+
+impl Job {
+    pub(crate) fn new(
+        id: u64,
+        task: &'static str,
+        run: RunFrame,
+        items: usize,
+        part: usize,
+        sink: Arc<dyn Sink>,
+    ) -> Job {
+        Job {
+            id,
+            task,
+            run,
+            items,
+            part,
+            sink,
+            seq: 0,
+        }
+    }
+
+    pub(crate) fn fds(&self) -> &[SharedFd] {
+        &self.run.fds
+    }
+
+    pub(crate) fn fail(self, e: Error) {
+        self.sink
+            .complete(JobDone::failed(self.task, self.part, self.items, e));
+    }
+
+    /// Cuts the job around item `lost`, which gets `e`: the items before and after it
+    /// become new jobs (ids from `next_id`) whose outcomes, with `e` in between, complete
+    /// this job as one when they are all in. Returns the new jobs (none for a job of one
+    /// item, which just fails).
+    pub(crate) fn split_around(
+        self,
+        lost: usize,
+        e: Error,
+        mut next_id: impl FnMut() -> u64,
+    ) -> Vec<Job> {
+        let lost = lost.min(self.items.saturating_sub(1));
+        let mut ranges = Vec::new();
+        if lost > 0 {
+            ranges.push(0..lost);
+        }
+        ranges.push(lost..lost + 1);
+        if lost + 1 < self.items {
+            ranges.push(lost + 1..self.items);
+        }
+        if ranges.len() == 1 {
+            self.fail(e);
+            return Vec::new();
+        }
+        let split = Arc::new(SplitSink {
+            inner: self.sink.clone(),
+            task: self.task,
+            part: self.part,
+            items: self.items,
+            pieces: Mutex::new(Pieces {
+                got: ranges.iter().map(|_| None).collect(),
+                sizes: ranges.iter().map(|r| r.len()).collect(),
+                missing: ranges.len(),
+            }),
+        });
+        let mut jobs = Vec::new();
+        let mut lost_piece = None;
+        for (piece, range) in ranges.into_iter().enumerate() {
+            if range.start == lost {
+                lost_piece = Some(piece);
+                continue;
+            }
+            let id = next_id();
+            let items = range.len();
+            match self.run.slice(range, id) {
+                Ok(run) => jobs.push(Job::new(id, self.task, run, items, piece, split.clone())),
+                // Cannot happen for ranges of this job; fail the piece rather than lose it.
+                Err(err) => split.complete(JobDone::failed(self.task, piece, items, err)),
+            }
+        }
+        if let Some(piece) = lost_piece {
+            split.complete(JobDone::failed(self.task, piece, 1, e));
+        }
+        jobs
+    }
+}
+
+struct Pieces {
+    got: Vec<Option<Outcome>>,
+    sizes: Vec<usize>,
+    missing: usize,
+}
+
+/// Collects the pieces of a job that was cut up, and completes the job once all are in.
+struct SplitSink {
+    inner: Arc<dyn Sink>,
+    task: &'static str,
+    part: usize,
+    items: usize,
+    pieces: Mutex<Pieces>,
+}
+
+impl Sink for SplitSink {
+    fn complete(&self, done: JobDone) {
+        let all = {
+            let mut p = lock(&self.pieces);
+            match p.got.get_mut(done.part) {
+                Some(slot @ None) => *slot = Some(done.outcome),
+                _ => return, // each piece completes once
+            }
+            p.missing -= 1;
+            if p.missing > 0 {
+                return;
+            }
+            let got = std::mem::take(&mut p.got);
+            p.sizes
+                .iter()
+                .copied()
+                .zip(got.into_iter().flatten())
+                .collect()
+        };
+        self.inner.complete(JobDone {
+            task: self.task,
+            part: self.part,
+            items: self.items,
+            outcome: Outcome::Pieces(all),
+        });
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.inner.is_cancelled()
+    }
+}
+
+/// Decodes a finished job into one result per item.
+pub(crate) fn decode_items<R: serde::de::DeserializeOwned>(done: JobDone) -> Vec<Result<R>> {
+    let mut out = Vec::with_capacity(done.items);
+    decode_into(done.task, done.outcome, done.items, &mut out);
+    out
+}
+
+fn decode_into<R: serde::de::DeserializeOwned>(
+    task: &str,
+    outcome: Outcome,
+    items: usize,
+    out: &mut Vec<Result<R>>,
+) {
+    match outcome {
+        Outcome::Body(body) => match crate::wire::codec::decode_outcomes::<R>(task, &body, items) {
+            Ok(v) => out.extend(v),
+            Err(e) => out.extend((0..items).map(|_| Err(e.clone()))),
+        },
+        Outcome::Failed(e) => out.extend((0..items).map(|_| Err(e.clone()))),
+        Outcome::Pieces(pieces) => {
+            for (n, piece) in pieces {
+                decode_into(task, piece, n, out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::codec;
+
+    struct Collect(Mutex<Vec<Result<u32>>>);
+    impl Sink for Collect {
+        fn complete(&self, done: JobDone) {
+            lock(&self.0).extend(decode_items::<u32>(done));
+        }
+    }
+
+    fn result_body(values: &[u32]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for v in values {
+            codec::push_ok(&mut out, v);
+        }
+        out
+    }
+
+    /// Completes `j` as a worker would: each item's result is its argument.
+    fn run_it(j: Job) {
+        let run = codec::parse_run(&j.run.bytes[8..]).unwrap();
+        let args: Vec<(u32,)> = bincode::deserialize(run.args).unwrap();
+        let values: Vec<u32> = args.into_iter().map(|a| a.0).collect();
+        j.sink.complete(JobDone {
+            task: "t",
+            part: j.part,
+            items: j.items,
+            outcome: Outcome::Body(result_body(&values)),
+        });
+    }
+
+    #[test]
+    fn a_split_job_completes_once_in_item_order() {
+        let sink = Arc::new(Collect(Mutex::new(Vec::new())));
+        let items: Vec<(u32,)> = (0..6).map(|i| (i,)).collect();
+        let run = codec::run_frame(1, "t", &items).unwrap();
+        let job = Job::new(1, "t", run, 6, 0, sink.clone());
+        let mut id = 10;
+        let mut next = || {
+            id += 1;
+            id
+        };
+        let lost = Error::WorkerLost {
+            task: "t".into(),
+            pid: 1,
+            signal: Some(9),
+            exit_code: None,
+        };
+        let mut jobs = job.split_around(2, lost, &mut next);
+        assert_eq!(jobs.len(), 2);
+        assert_eq!((jobs[0].items, jobs[1].items), (2, 3));
+        // The later piece is cut again: its middle item is lost too.
+        let again = jobs
+            .pop()
+            .unwrap()
+            .split_around(1, Error::Timeout, &mut next);
+        assert_eq!(again.len(), 2);
+        for j in again {
+            run_it(j);
+        }
+        assert!(
+            lock(&sink.0).is_empty(),
+            "completed before every piece was in"
+        );
+        run_it(jobs.pop().unwrap());
+        let got = std::mem::take(&mut *lock(&sink.0));
+        assert_eq!(got.len(), 6);
+        for (i, r) in got.iter().enumerate() {
+            match i {
+                2 => assert!(matches!(r, Err(Error::WorkerLost { .. })), "{r:?}"),
+                4 => assert!(matches!(r, Err(Error::Timeout)), "{r:?}"),
+                _ => assert_eq!(*r.as_ref().unwrap(), i as u32),
+            }
+        }
+        // A job of one item just fails.
+        let one = codec::run_frame(2, "t", &items[..1]).unwrap();
+        let one = Job::new(2, "t", one, 1, 0, sink.clone());
+        assert!(one.split_around(0, Error::Timeout, &mut next).is_empty());
+        assert!(matches!(lock(&sink.0)[..], [Err(Error::Timeout)]));
+    }
+}

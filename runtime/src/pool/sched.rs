@@ -1,0 +1,606 @@
+//! The pool's scheduler: which worker gets which job, shared by callers and slot threads.
+//!
+//! Callers write RUN frames straight to a worker's socket (no task-handler thread). A worker
+//! gets several jobs ahead when its jobs are short (pipelining), but work that has not
+//! started is never bound to one worker for good: whenever a worker is idle and nothing is
+//! pending, the scheduler takes back the jobs another worker has not started (through that
+//! worker's lane, `shm::lane`) and hands them out again. So no job waits behind another on
+//! a busy (or stuck) worker while a worker is idle, whatever the mix of durations.
+
+use std::collections::VecDeque;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::shm::fds::SharedFd;
+use crate::shm::lane::Lane;
+use crate::spawn::forkserver::ForkServer;
+use crate::spawn::StartMethod;
+use crate::wait::lock;
+use crate::wire::codec;
+use crate::wire::conn::send_frame_with_fds;
+use crate::wire::frame::{self, Kind};
+
+pub(crate) use super::job::{Job, JobDone, Outcome, Sink};
+
+/// Jobs written ahead to one worker whose jobs have not been timed yet, or take between
+/// [`FAST_JOB`] and [`SLOW_JOB`]: one running, one queued in its socket, so it never waits
+/// for the parent between two jobs.
+const PIPELINE_DEPTH: usize = 2;
+/// Jobs written ahead to a worker whose jobs take microseconds: enough that it always has
+/// work while the parent sleeps through a wake-up.
+const FAST_PIPELINE_DEPTH: usize = 32;
+/// A worker finishing queued jobs faster than this counts as fast.
+pub(super) const FAST_JOB: Duration = Duration::from_micros(200);
+/// Jobs taking longer than this go to a worker one at a time: the round trip it then waits
+/// between jobs is under 1% of a job.
+pub(super) const SLOW_JOB: Duration = Duration::from_millis(5);
+
+/// A worker that has sent no result for this long while it holds jobs it has not started
+/// is considered stuck on its current job: an idle worker takes those jobs. Workers busy
+/// with short jobs report far more often (a held result waits at most `MAX_HOLD`, 0.5 ms),
+/// so streams of fast jobs are never reshuffled for nothing.
+pub(super) const STEAL_AFTER: Duration = Duration::from_millis(2);
+
+/// Everything a pool needs to start a worker.
+pub(crate) struct Config {
+    pub processes: usize,
+    pub method: StartMethod,
+    pub maxtasksperchild: Option<u64>,
+    pub initializer: Option<Initializer>,
+    pub start_timeout: Duration,
+}
+
+/// Task name, encoded argument chunk, descriptors of the handles among the arguments.
+pub(crate) type Initializer = (String, Vec<u8>, Vec<SharedFd>);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum State {
+    Running,
+    Closed,
+    Terminated,
+}
+
+#[derive(Default)]
+pub(super) struct SlotSched {
+    /// Which worker of this slot the counts below are about: a fresh number each time a
+    /// worker is attached or lost, so a caller holding an older assignment cannot corrupt
+    /// the counts of its successor.
+    pub generation: u64,
+    /// A ready worker is attached.
+    pub usable: bool,
+    /// Jobs written to the worker whose results have not come back.
+    pub inflight: usize,
+    /// How many jobs may be in flight: PIPELINE_DEPTH until the worker's jobs have been
+    /// timed (0), then FAST_PIPELINE_DEPTH for short jobs, 1 for long ones.
+    pub depth: usize,
+    /// When the worker started the job it is running, as far as the parent can tell (the
+    /// job was sent to an idle worker, or the previous result arrived with more queued).
+    pub busy_since: Option<Instant>,
+    /// Jobs given to the current worker, for maxtasksperchild.
+    pub assigned: u64,
+    /// No more jobs for this worker: it is due for replacement.
+    pub retiring: bool,
+}
+
+impl SlotSched {
+    fn allowed(&self) -> usize {
+        if self.depth == 0 {
+            PIPELINE_DEPTH
+        } else {
+            self.depth
+        }
+    }
+
+    /// Times the job whose result just arrived: how deep to fill this worker from now on.
+    pub(super) fn timed(&mut self, now: Instant) {
+        if let Some(since) = self.busy_since {
+            let took = now - since;
+            self.depth = if took < FAST_JOB {
+                FAST_PIPELINE_DEPTH
+            } else if took < SLOW_JOB {
+                PIPELINE_DEPTH
+            } else {
+                1
+            };
+        }
+        // A job queued behind this one starts now.
+        self.busy_since = (self.inflight > 1).then_some(now);
+        self.inflight -= 1;
+    }
+
+    fn is_idle(&self) -> bool {
+        self.usable && !self.retiring && self.inflight == 0
+    }
+
+    /// From when jobs queued on this worker may be taken back (it holds some that may not
+    /// have started, and has been on its current job since then minus `STEAL_AFTER`).
+    fn stealable_from(&self) -> Option<Instant> {
+        if !self.usable || self.inflight < 2 {
+            return None;
+        }
+        Some(self.busy_since? + STEAL_AFTER)
+    }
+}
+
+pub(super) struct Sched {
+    pub pending: VecDeque<Job>,
+    pub slots: Vec<SlotSched>,
+    pub state: State,
+    pub broken: Option<String>,
+    /// Submitted jobs not yet completed (pending + in flight).
+    pub outstanding: usize,
+    /// Slot threads exit once their worker has stopped.
+    pub stopping: bool,
+}
+
+pub(super) struct SlotIo {
+    /// Generation of the attached worker (see `SlotSched::generation`).
+    pub generation: u64,
+    pub stream: Option<UnixStream>,
+    /// Jobs written to the current worker and not answered, in write order (= the order
+    /// the worker takes them, and increasing lane sequence numbers).
+    pub inflight: VecDeque<Job>,
+    pub pid: Option<u32>,
+    pub lane: Option<Lane>,
+    /// The lane epoch new jobs are written under, and the next sequence number.
+    pub epoch: u32,
+    pub next_seq: u32,
+}
+
+pub(crate) struct Shared {
+    pub(super) sched: Mutex<Sched>,
+    /// Signalled when `outstanding` reaches 0 or the state changes.
+    pub(super) idle: Condvar,
+    pub(super) slots: Vec<Mutex<SlotIo>>,
+    pub config: Config,
+    next_id: AtomicU64,
+    next_generation: AtomicU64,
+    pub(super) server: Option<Arc<ForkServer>>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config) -> Result<Arc<Shared>> {
+        let server = match config.method {
+            StartMethod::ForkServer => Some(ForkServer::shared()?),
+            StartMethod::Spawn => None,
+        };
+        let n = config.processes;
+        Ok(Arc::new(Shared {
+            sched: Mutex::new(Sched {
+                pending: VecDeque::new(),
+                slots: (0..n).map(|_| SlotSched::default()).collect(),
+                state: State::Running,
+                broken: None,
+                outstanding: 0,
+                stopping: false,
+            }),
+            idle: Condvar::new(),
+            slots: (0..n)
+                .map(|_| {
+                    Mutex::new(SlotIo {
+                        generation: 0,
+                        stream: None,
+                        inflight: VecDeque::new(),
+                        pid: None,
+                        lane: None,
+                        epoch: 0,
+                        next_seq: 1,
+                    })
+                })
+                .collect(),
+            config,
+            next_id: AtomicU64::new(1),
+            next_generation: AtomicU64::new(1),
+            server,
+        }))
+    }
+
+    pub(super) fn fresh_generation(&self) -> u64 {
+        self.next_generation.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn next_job_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn state(&self) -> State {
+        lock(&self.sched).state
+    }
+
+    /// Queues jobs and starts as many as workers can take.
+    pub(crate) fn submit(&self, jobs: Vec<Job>) -> Result<()> {
+        {
+            let mut s = lock(&self.sched);
+            if s.state != State::Running {
+                return Err(Error::PoolClosed);
+            }
+            if let Some(reason) = &s.broken {
+                return Err(Error::PoolBroken {
+                    reason: reason.clone(),
+                });
+            }
+            s.outstanding += jobs.len();
+            s.pending.extend(jobs);
+        }
+        self.pump();
+        Ok(())
+    }
+
+    /// Puts jobs back at the front of the pending queue, in order (they were submitted
+    /// before anything pending now), adjusting `outstanding` by `added - finished`.
+    pub(super) fn requeue_front(&self, jobs: Vec<Job>, added: usize, finished: usize) {
+        let mut s = lock(&self.sched);
+        s.outstanding = s.outstanding + added - finished;
+        for job in jobs.into_iter().rev() {
+            s.pending.push_front(job);
+        }
+        if s.outstanding == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    /// Moves pending jobs to workers with room and writes them (outside the scheduler
+    /// lock); then, if a worker is left idle with nothing pending, takes back jobs another
+    /// worker has not started and hands them out again.
+    pub(super) fn pump(&self) {
+        loop {
+            self.assign();
+            if !self.rebalance() {
+                return;
+            }
+        }
+    }
+
+    fn assign(&self) {
+        loop {
+            let mut batch: Vec<(usize, u64, Job)> = Vec::new();
+            let mut per_slot = vec![0usize; self.slots.len()];
+            let mut dropped = 0;
+            {
+                let mut s = lock(&self.sched);
+                let max = self.config.maxtasksperchild;
+                while let Some(k) = pick_slot(&s.slots) {
+                    let Some(job) = s.pending.pop_front() else {
+                        break;
+                    };
+                    if job.sink.is_cancelled() {
+                        dropped += 1;
+                        continue;
+                    }
+                    let slot = &mut s.slots[k];
+                    if slot.inflight == 0 {
+                        slot.busy_since = Some(Instant::now());
+                    }
+                    slot.inflight += 1;
+                    slot.assigned += 1;
+                    if max.is_some_and(|m| slot.assigned >= m) {
+                        slot.retiring = true;
+                    }
+                    batch.push((k, slot.generation, job));
+                    per_slot[k] += 1;
+                }
+                if dropped > 0 {
+                    s.outstanding -= dropped;
+                    if s.outstanding == 0 {
+                        self.idle.notify_all();
+                    }
+                }
+            }
+            // One write per worker: group the batch by slot, keeping each slot's order.
+            batch.sort_by_key(|(k, _, _)| *k);
+            let mut gone = Vec::new();
+            let mut rest = batch.into_iter().peekable();
+            while let Some((k, generation, first)) = rest.next() {
+                let mut jobs = Vec::with_capacity(per_slot[k]);
+                jobs.push(first);
+                while let Some((_, _, job)) = rest.next_if(|(k2, _, _)| *k2 == k) {
+                    jobs.push(job);
+                }
+                let n = jobs.len();
+                match self.write_jobs(k, generation, jobs) {
+                    Ok(true) => {}
+                    Ok(false) => gone.push((k, generation, 0, Vec::new())),
+                    Err(jobs) => gone.push((k, generation, n, jobs)),
+                }
+            }
+            if gone.is_empty() {
+                return;
+            }
+            // Those workers are gone (their slot threads are about to notice): take nothing
+            // more to them, and run the jobs that never reached them elsewhere.
+            let mut s = lock(&self.sched);
+            for (k, generation, n, jobs) in gone {
+                let slot = &mut s.slots[k];
+                if slot.generation == generation {
+                    slot.usable = false;
+                    slot.inflight -= n;
+                }
+                for job in jobs.into_iter().rev() {
+                    s.pending.push_front(job);
+                }
+            }
+        }
+    }
+
+    /// Writes jobs to slot `k`'s worker of the given generation, in one vectored write,
+    /// each stamped with the lane's epoch and its sequence number. Gives the jobs back if
+    /// that worker is no longer attached. A failed write keeps the jobs in flight and
+    /// detaches the worker (`Ok(false)`): its slot thread then sorts out, through the lane,
+    /// which of them the worker started.
+    fn write_jobs(
+        &self,
+        k: usize,
+        generation: u64,
+        mut jobs: Vec<Job>,
+    ) -> std::result::Result<bool, Vec<Job>> {
+        let mut io = lock(&self.slots[k]);
+        if io.generation != generation || io.stream.is_none() {
+            return Err(jobs);
+        }
+        for job in &mut jobs {
+            job.seq = io.next_seq;
+            io.next_seq = io.next_seq.wrapping_add(1);
+            codec::stamp(&mut job.run.bytes, io.epoch, job.seq);
+        }
+        let Some(stream) = io.stream.as_ref() else {
+            return Err(jobs);
+        };
+        let sent = if jobs.iter().any(|j| !j.fds().is_empty()) {
+            jobs.iter()
+                .try_for_each(|j| send_frame_with_fds(stream, &j.run.bytes, j.fds()))
+        } else {
+            let frames: Vec<&[u8]> = jobs.iter().map(|j| j.run.bytes.as_slice()).collect();
+            send_all_vectored(stream, &frames)
+        };
+        let attached = sent.is_ok();
+        if !attached {
+            // A half-written frame cannot be taken back: the worker must be replaced.
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            io.stream = None;
+        }
+        io.inflight.extend(jobs);
+        Ok(attached)
+    }
+
+    /// If a worker is idle while nothing is pending, takes back the jobs that the busiest
+    /// worker stuck on its current job (no result for `STEAL_AFTER`) has not started, and
+    /// puts them in front of the pending queue. True if it moved any.
+    fn rebalance(&self) -> bool {
+        let victims: Vec<(usize, u64)> = {
+            let s = lock(&self.sched);
+            if !s.pending.is_empty()
+                || s.state == State::Terminated
+                || !s.slots.iter().any(SlotSched::is_idle)
+            {
+                return false;
+            }
+            let now = Instant::now();
+            let mut v: Vec<(usize, usize, u64)> = s
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| x.stealable_from().is_some_and(|t| t <= now))
+                .map(|(k, x)| (k, x.inflight, x.generation))
+                .collect();
+            v.sort_by_key(|&(_, n, _)| std::cmp::Reverse(n));
+            v.into_iter().map(|(k, _, g)| (k, g)).collect()
+        };
+        for (j, generation) in victims {
+            let taken = self.withdraw(j, generation);
+            if taken.is_empty() {
+                continue;
+            }
+            let mut s = lock(&self.sched);
+            let max = self.config.maxtasksperchild;
+            let slot = &mut s.slots[j];
+            if slot.generation == generation {
+                slot.inflight -= taken.len();
+                slot.assigned = slot.assigned.saturating_sub(taken.len() as u64);
+                slot.retiring = max.is_some_and(|m| slot.assigned >= m);
+            }
+            for job in taken.into_iter().rev() {
+                s.pending.push_front(job);
+            }
+            return true;
+        }
+        false
+    }
+
+    /// When slot `k`'s thread, whose worker is idle, should next look for jobs to take
+    /// back from a worker that stopped reporting (`None`: nothing to wait for).
+    pub(super) fn next_rebalance(&self, k: usize) -> Option<Instant> {
+        let s = lock(&self.sched);
+        if !s.slots[k].is_idle() || !s.pending.is_empty() || s.state == State::Terminated {
+            return None;
+        }
+        s.slots.iter().filter_map(SlotSched::stealable_from).min()
+    }
+
+    /// Takes back the jobs slot `j`'s worker (of `generation`) has not started.
+    fn withdraw(&self, j: usize, generation: u64) -> Vec<Job> {
+        let mut io = lock(&self.slots[j]);
+        if io.generation != generation || io.stream.is_none() || io.inflight.len() < 2 {
+            return Vec::new();
+        }
+        let Some(lane) = io.lane.clone() else {
+            return Vec::new();
+        };
+        match lane.withdraw(io.epoch) {
+            Ok(last) => {
+                io.epoch = io.epoch.wrapping_add(1);
+                io.next_seq = last.wrapping_add(1);
+                let keep = io
+                    .inflight
+                    .iter()
+                    .position(|job| job.seq.wrapping_sub(last) as i32 > 0)
+                    .unwrap_or(io.inflight.len());
+                io.inflight.split_off(keep).into()
+            }
+            Err(_) => {
+                // The lane is out of step with what was written: replace the worker.
+                if let Some(stream) = io.stream.take() {
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Fails everything not yet started with `e` (terminate, broken pool).
+    pub(super) fn fail_pending(&self, e: &Error) {
+        let jobs: Vec<Job> = {
+            let mut s = lock(&self.sched);
+            let jobs: Vec<Job> = s.pending.drain(..).collect();
+            s.outstanding -= jobs.len();
+            self.idle.notify_all();
+            jobs
+        };
+        for job in jobs {
+            job.fail(e.clone());
+        }
+    }
+
+    pub(super) fn finish_jobs(&self, n: usize) {
+        if n > 0 {
+            self.requeue_front(Vec::new(), 0, n);
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        let mut s = lock(&self.sched);
+        if s.state == State::Running {
+            s.state = State::Closed;
+        }
+        self.idle.notify_all();
+    }
+
+    /// Stops everything now: pending and running jobs fail with `PoolTerminated`.
+    pub(crate) fn terminate(&self) {
+        {
+            let mut s = lock(&self.sched);
+            s.state = State::Terminated;
+            s.stopping = true;
+        }
+        self.fail_pending(&Error::PoolTerminated);
+        for slot in &self.slots {
+            if let Some(stream) = lock(slot).stream.as_ref() {
+                // The worker's watchdog sees the hang-up and exits at once; the slot thread
+                // sees end of stream, kills and reaps it.
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        self.idle.notify_all();
+    }
+
+    /// Waits until every submitted job has completed, then asks workers to exit.
+    pub(crate) fn drain_and_stop(&self) {
+        let mut s = lock(&self.sched);
+        while s.outstanding > 0 && s.state != State::Terminated {
+            s = self.idle.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        s.stopping = true;
+        drop(s);
+        for k in 0..self.slots.len() {
+            self.stop_slot_worker(k);
+        }
+    }
+
+    /// Asks slot `k`'s worker to exit (its slot thread then replaces it or stops).
+    pub(super) fn stop_slot_worker(&self, k: usize) {
+        let io = lock(&self.slots[k]);
+        if let Some(stream) = io.stream.as_ref() {
+            let sent = frame::encode(Kind::Shutdown, &[]).map(|b| send_all(stream, &b));
+            if !matches!(sent, Ok(Ok(()))) {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.slots.iter().filter_map(|s| lock(s).pid).collect()
+    }
+
+    pub(super) fn mark_broken(&self, reason: String) {
+        {
+            let mut s = lock(&self.sched);
+            if s.broken.is_none() {
+                s.broken = Some(reason.clone());
+            }
+        }
+        self.fail_pending(&Error::PoolBroken { reason });
+    }
+}
+
+fn pick_slot(slots: &[SlotSched]) -> Option<usize> {
+    slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.usable && !s.retiring && s.inflight < s.allowed())
+        .min_by_key(|(_, s)| s.inflight)
+        .map(|(k, _)| k)
+}
+
+/// Writes all of several buffers with as few system calls as the kernel allows.
+pub(crate) fn send_all_vectored(stream: &UnixStream, bufs: &[&[u8]]) -> std::io::Result<()> {
+    use std::io::{IoSlice, Write};
+    if let [one] = bufs {
+        return send_all(stream, one);
+    }
+    let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+    let mut slices = &mut slices[..];
+    // std's write_vectored uses writev; SIGPIPE is ignored by the Rust runtime, and a closed
+    // peer comes back as EPIPE.
+    let mut w = stream;
+    while !slices.is_empty() {
+        match w.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes all of `bytes`; never raises SIGPIPE.
+pub(crate) fn send_all(stream: &UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    use rustix::net::{send, SendFlags};
+    while !bytes.is_empty() {
+        match send(stream, bytes, SendFlags::NOSIGNAL) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pick_slot_prefers_the_least_loaded_usable_worker() {
+        let slot = |usable, inflight, retiring| SlotSched {
+            usable,
+            inflight,
+            retiring,
+            ..SlotSched::default()
+        };
+        assert_eq!(
+            pick_slot(&[slot(true, 1, false), slot(true, 0, false)]),
+            Some(1)
+        );
+        assert_eq!(
+            pick_slot(&[slot(false, 0, false), slot(true, 1, false)]),
+            Some(1)
+        );
+        assert_eq!(
+            pick_slot(&[slot(true, 0, true), slot(true, PIPELINE_DEPTH, false)]),
+            None
+        );
+    }
+}
