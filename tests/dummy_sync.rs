@@ -245,3 +245,61 @@ fn process_and_thread_queues_have_the_same_api_and_behaviour() {
     same_simple_queue_api!(multiproc::SimpleQueue::new().unwrap());
     same_simple_queue_api!(dummy::SimpleQueue::new().unwrap());
 }
+
+/// Python's notify-then-wait ping-pong between two threads: every wait is answered.
+#[test]
+fn condition_ping_pong_between_two_threads_never_loses_a_wake_up() {
+    let c = dummy::Condition::new().unwrap();
+    let sides: Vec<_> = (0..2)
+        .map(|_| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let mut g = c.acquire().unwrap();
+                for i in 0..100_000 {
+                    g.notify(1);
+                    assert!(
+                        g.wait_timeout(Duration::from_secs(30)).unwrap(),
+                        "round {i}: no wake-up came"
+                    );
+                }
+                g.notify(1);
+            })
+        })
+        .collect();
+    for s in sides {
+        s.join().unwrap();
+    }
+}
+
+#[test]
+fn a_thread_notify_wakes_only_threads_already_waiting() {
+    let c = dummy::Condition::new().unwrap();
+    {
+        let mut g = c.acquire().unwrap();
+        g.notify(1);
+        assert!(!g.wait_timeout(Duration::from_millis(200)).unwrap());
+    }
+    let waiting = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let other = {
+        let (c, waiting) = (c.clone(), waiting.clone());
+        std::thread::spawn(move || {
+            let mut g = c.acquire().unwrap();
+            waiting.store(1, std::sync::atomic::Ordering::SeqCst);
+            g.wait_timeout(LONG).unwrap()
+        })
+    };
+    loop {
+        let mut g = c.acquire().unwrap();
+        if waiting.load(std::sync::atomic::Ordering::SeqCst) == 1 {
+            g.notify(1);
+            assert!(
+                !g.wait_timeout(Duration::from_millis(300)).unwrap(),
+                "the notifier took its own wake-up"
+            );
+            break;
+        }
+        drop(g);
+        std::thread::yield_now();
+    }
+    assert!(other.join().unwrap());
+}

@@ -396,3 +396,67 @@ fn blocks_of_a_killed_owner_are_unlinked() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Python's ping-pong: each side notifies, then waits; the other's notify wakes it. Panics
+/// (exit code 1) if a wait ever times out: a lost or stolen wake-up.
+#[pool_task]
+fn ping_pong(c: Condition, rounds: u32) {
+    let mut g = c.acquire().unwrap();
+    for i in 0..rounds {
+        g.notify(1);
+        assert!(
+            g.wait_timeout(Duration::from_secs(30)).unwrap(),
+            "round {i}: no wake-up came"
+        );
+    }
+    g.notify(1);
+}
+
+#[multiproc::test]
+fn condition_ping_pong_between_two_processes_never_loses_a_wake_up() {
+    let c = Condition::new().unwrap();
+    let ps: Vec<Process> = (0..2)
+        .map(|_| Process::spawn(ping_pong, (c.clone(), 100_000)).unwrap())
+        .collect();
+    for p in ps {
+        assert_eq!(p.join_timeout(LONG).unwrap(), Some(ExitStatus::Code(0)));
+    }
+}
+
+#[pool_task]
+fn wait_once(c: Condition, waiting: RawValue<u32>, woke: Queue<bool>) {
+    let mut g = c.acquire().unwrap();
+    waiting.fetch_add(1);
+    woke.put(&g.wait_timeout(LONG).unwrap()).unwrap();
+}
+
+#[multiproc::test]
+fn a_notify_wakes_only_processes_already_waiting() {
+    let c = Condition::new().unwrap();
+    // Nobody waits: the notify is lost, as in Python; a later waiter does not consume it.
+    {
+        let mut g = c.acquire().unwrap();
+        g.notify(1);
+        assert!(!g.wait_timeout(Duration::from_millis(200)).unwrap());
+    }
+    // One process waits; we notify once and then wait ourselves: the notify is the other
+    // process's, so our own wait times out and the other process wakes.
+    let waiting = RawValue::new(0u32).unwrap();
+    let woke = Queue::new().unwrap();
+    let p = Process::spawn(wait_once, (c.clone(), waiting.clone(), woke.clone())).unwrap();
+    loop {
+        let mut g = c.acquire().unwrap();
+        if waiting.load() == 1 {
+            g.notify(1);
+            assert!(
+                !g.wait_timeout(Duration::from_millis(300)).unwrap(),
+                "the notifier took its own wake-up"
+            );
+            break;
+        }
+        drop(g);
+        std::thread::yield_now();
+    }
+    assert!(woke.get_timeout(LONG).unwrap());
+    assert!(p.join().unwrap().success());
+}

@@ -455,27 +455,33 @@ pub use condition::{Condition, ConditionGuard};
 
 mod condition {
     use super::*;
-
-    /// `waiting` (high half) and wake tokens not yet taken (low half), changed together.
-    fn split(w: u64) -> (u32, u32) {
-        ((w >> 32) as u32, w as u32)
-    }
-    fn join(waiting: u32, tokens: u32) -> u64 {
-        (u64::from(waiting) << 32) | u64::from(tokens)
-    }
+    use crate::shm::waitlist::Waitlist;
 
     #[repr(C)]
     pub(crate) struct State {
         lock: MutexSpace,
-        waiters: AtomicU64,
         ev: EventCount,
+        /// Who a notify may wake; only touched with `lock` held.
+        list: std::cell::UnsafeCell<Waitlist>,
+    }
+
+    impl State {
+        /// # Safety
+        /// The caller holds `lock`, and drops the reference before releasing it.
+        #[allow(clippy::mut_from_ref)]
+        unsafe fn list(&self) -> &mut Waitlist {
+            // SAFETY: the condition's lock serialises every access (caller's contract).
+            unsafe { &mut *self.list.get() }
+        }
     }
 
     /// A condition variable with its own lock (Python's `Condition`): wait for a state
     /// change that other processes announce with `notify`. Waiting and notifying need the
     /// lock held, which the types enforce: they are methods of the guard.
     ///
-    /// `notify(n)` wakes exactly `n` of the processes waiting (fewer if fewer wait).
+    /// Python's semantics: `notify(n)` wakes at most `n` of the processes (or threads)
+    /// waiting *at that moment*, oldest first; a notify with nobody waiting is lost, and a
+    /// process that starts waiting later, the notifier included, never consumes it.
     pub struct Condition {
         seg: Segment,
     }
@@ -513,6 +519,8 @@ mod condition {
             let c = Condition {
                 seg: Self::create()?,
             };
+            // SAFETY: fresh segment, not yet shared.
+            unsafe { *c.st().list() = Waitlist::default() };
             c.st().lock.mutex().init(false)?;
             Ok(c)
         }
@@ -569,72 +577,54 @@ mod condition {
         fn wait_until(&mut self, deadline: Option<Instant>) -> Result<bool> {
             let st = self.cond.st();
             let m = st.lock.mutex();
-            st.waiters.fetch_add(join(1, 0), Ordering::SeqCst);
+            // SAFETY (every `st.list()` below): this guard holds the lock at that point.
+            let ticket = unsafe { st.list() }.join();
+            let mut seen = st.ev.seq();
             m.unlock()?;
-            let mut woken = false;
-            let waited = st.ev.wait_until(
-                || {
-                    // Take a token if there is one; retry when another waiter changed the
-                    // word under us (giving up then would sleep through our wake-up).
-                    let mut w = st.waiters.load(Ordering::SeqCst);
-                    loop {
-                        let (waiting, tokens) = split(w);
-                        if tokens == 0 {
-                            return false;
-                        }
-                        match st.waiters.compare_exchange(
-                            w,
-                            join(waiting - 1, tokens - 1),
-                            Ordering::SeqCst,
-                            Ordering::SeqCst,
-                        ) {
-                            Ok(_) => {
-                                woken = true;
-                                return true;
-                            }
-                            Err(now) => w = now,
-                        }
+            let mut owner_died = false;
+            let outcome = loop {
+                // Sleep until something was notified (or the deadline); then look, with the
+                // lock held again, whether a token reached this waiter's group.
+                let slept = st.ev.wait_until(|| st.ev.seq() != seen, deadline, false);
+                // The guard must hold the lock whatever happens.
+                match m.lock(None)? {
+                    Locked::Clean => {}
+                    Locked::OwnerDied => owner_died = true,
+                }
+                let list = unsafe { st.list() };
+                if list.take(ticket) {
+                    break Ok(true);
+                }
+                match slept {
+                    Ok(()) if deadline.is_none_or(|d| Instant::now() < d) => {}
+                    Ok(()) | Err(Error::Timeout) => break Ok(list.leave(ticket)),
+                    Err(e) => {
+                        list.leave(ticket);
+                        break Err(e);
                     }
-                },
-                deadline,
-                false,
-            );
-            if !woken {
-                // Timed out (or failed): leave without a token; tokens never outnumber
-                // waiters.
-                let _ = st
-                    .waiters
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
-                        let (waiting, tokens) = split(w);
-                        let waiting = waiting.saturating_sub(1);
-                        Some(join(waiting, tokens.min(waiting)))
-                    });
+                }
+                seen = st.ev.seq();
+                m.unlock()?;
+            };
+            if owner_died {
+                // The lock is held again by this guard; what the dead holder protected may
+                // be half-updated.
+                return Err(Error::OwnerDied);
             }
-            // Re-take the lock whatever happened: the guard must hold it when we return.
-            match m.lock(None)? {
-                Locked::Clean => {}
-                Locked::OwnerDied => return Err(Error::OwnerDied),
-            }
-            match waited {
-                Ok(()) => Ok(true),
-                Err(Error::Timeout) => Ok(false),
-                Err(e) => Err(e),
-            }
+            outcome
         }
 
-        /// Wakes up to `n` waiting processes.
+        /// Wakes up to `n` of the processes waiting now (none if nobody waits: the notify
+        /// is not kept for later waiters).
         pub fn notify(&self, n: u32) {
             let st = self.cond.st();
-            let _ = st
-                .waiters
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
-                    let (waiting, tokens) = split(w);
-                    Some(join(waiting, tokens + n.min(waiting - tokens)))
-                });
-            st.ev.notify_all();
+            // SAFETY: this guard holds the lock.
+            if unsafe { st.list() }.notify(n) > 0 {
+                st.ev.notify_all();
+            }
         }
 
-        /// Wakes every waiting process.
+        /// Wakes every process waiting now.
         pub fn notify_all(&self) {
             self.notify(u32::MAX);
         }

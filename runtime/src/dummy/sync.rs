@@ -15,6 +15,7 @@ use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::shm::waitlist::Waitlist;
 use crate::wait::{deadline_after, lock, Waiters};
 
 /// State behind a mutex with one condition variable; poisoning is ignored (all state here is
@@ -888,12 +889,13 @@ impl Event {
 #[derive(Default)]
 struct CondState {
     held: bool,
-    waiting: u32,
-    tokens: u32,
+    /// Who a notify may wake (the process version's algorithm).
+    list: Waitlist,
 }
 
 /// A condition variable with its own lock, between threads (waits and notifies are methods
-/// of the guard, as on the process version).
+/// of the guard, as on the process version), with Python's semantics: a notify wakes at most
+/// `n` of the threads waiting at that moment, and is never kept for later waiters.
 #[derive(Clone)]
 pub struct Condition {
     m: Arc<Monitor<CondState>>,
@@ -943,18 +945,26 @@ impl ConditionGuard<'_> {
     fn wait_until(&mut self, deadline: Option<Instant>) -> Result<bool> {
         let mut g = self.m.lock();
         g.held = false;
-        g.waiting += 1;
+        let ticket = g.list.join();
         self.m.changed.notify_all();
-        let r = self.m.wait_while(g, deadline, |s| s.tokens == 0);
-        let (mut g, woken) = match r {
-            Ok(mut g) => {
-                g.tokens -= 1;
-                (g, true)
+        let woken = loop {
+            let timed_out = match self.m.changed.wait(g, deadline) {
+                Ok(back) => {
+                    g = back;
+                    deadline.is_some_and(|d| Instant::now() >= d)
+                }
+                Err(back) => {
+                    g = back;
+                    true
+                }
+            };
+            if g.list.take(ticket) {
+                break true;
             }
-            Err(_) => (self.m.lock(), false),
+            if timed_out {
+                break g.list.leave(ticket);
+            }
         };
-        g.waiting -= 1;
-        g.tokens = g.tokens.min(g.waiting);
         let mut g = self.m.wait_while(g, None, |s| s.held)?;
         g.held = true;
         Ok(woken)
@@ -982,12 +992,14 @@ impl ConditionGuard<'_> {
         }
         Ok(true)
     }
-    /// Wakes up to `n` waiting threads.
+    /// Wakes up to `n` of the threads waiting now.
     pub fn notify(&self, n: u32) {
         let mut g = self.m.lock();
-        g.tokens += n.min(g.waiting - g.tokens);
+        let woken = g.list.notify(n);
         drop(g);
-        self.m.changed.notify_all();
+        if woken > 0 {
+            self.m.changed.notify_all();
+        }
     }
     /// Wakes every waiting thread.
     pub fn notify_all(&self) {

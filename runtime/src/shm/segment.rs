@@ -25,7 +25,7 @@ pub(crate) struct Header {
 
 const MAGIC: u64 = 0x6d75_6c74_6970_7263; // "multiprc"
 /// Bumped whenever the layout of any shared object changes.
-const LAYOUT_VERSION: u32 = 1;
+const LAYOUT_VERSION: u32 = 2;
 /// Bytes reserved for the header; object state starts here, cache-line aligned.
 pub(crate) const HEADER_SPACE: usize = 64;
 

@@ -177,6 +177,11 @@ pub(crate) struct EventCount {
 const SPIN_LIMIT: u32 = 2_000;
 
 impl EventCount {
+    /// The sequence number: it changes with every notify.
+    pub(crate) fn seq(&self) -> u32 {
+        self.seq.load(Ordering::SeqCst)
+    }
+
     /// Wakes every waiter.
     pub(crate) fn notify_all(&self) {
         self.seq.fetch_add(1, Ordering::SeqCst);
