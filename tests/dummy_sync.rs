@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use multiproc::dummy;
-use multiproc::Error;
+use multiproc::{Error, LockError};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -44,7 +44,7 @@ fn queues_between_pool_threads() {
     for i in 0..100u32 {
         jobs.put(&i).unwrap();
     }
-    jobs.join_timeout(LONG).unwrap();
+    assert!(jobs.join_timeout(LONG).unwrap());
     assert_eq!(out.qsize(), 100);
     jobs.close();
     for r in rs {
@@ -111,7 +111,10 @@ fn values_and_locks_between_threads() {
     assert!(a.get(4).is_err());
 
     let g = l.acquire().unwrap();
-    assert!(matches!(l.acquire(), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        l.acquire(),
+        Err(LockError::Failed(Error::InvalidArgument(_)))
+    ));
     assert!(l.try_acquire().unwrap().is_none());
     drop(g);
     let r = dummy::RLock::new().unwrap();
@@ -217,7 +220,7 @@ macro_rules! same_queue_api {
         }
         assert!($q.task_done().is_err());
         $q.join().unwrap();
-        $q.join_timeout(Duration::from_millis(1)).unwrap();
+        assert!($q.join_timeout(Duration::from_millis(1)).unwrap());
     };
     (@join $q:ident, false) => {};
 }

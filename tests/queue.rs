@@ -422,7 +422,7 @@ fn joinable_queue_producer_consumer() {
     for i in 0..1000 {
         q.put(&i).unwrap();
     }
-    q.join_timeout(LONG).unwrap();
+    assert!(q.join_timeout(LONG).unwrap());
     // Every item was processed before join returned.
     assert_eq!(out.qsize(), 1000);
     let mut got: Vec<u32> = (0..1000).map(|_| out.get().unwrap()).collect();
@@ -436,10 +436,7 @@ fn joinable_queue_producer_consumer() {
     let idle = JoinableQueue::<u8>::new().unwrap();
     idle.join().unwrap();
     idle.put(&1).unwrap();
-    assert!(matches!(
-        idle.join_timeout(Duration::from_millis(20)),
-        Err(Error::Timeout)
-    ));
+    assert!(!idle.join_timeout(Duration::from_millis(20)).unwrap());
 }
 
 #[multiproc::test]

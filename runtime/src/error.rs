@@ -159,8 +159,10 @@ pub enum Error {
     #[error("{0}")]
     ProcessState(String),
 
-    /// A lock's previous holder died while holding it. The lock is now held by the caller
-    /// (the guard is inside), and the data it protects may be half-updated.
+    /// A lock's previous holder died while holding it, and the data it protects may be
+    /// half-updated. Acquiring returns [`LockError::OwnerDied`] with the guard instead;
+    /// this is what it becomes through `?` (the guard dropped: the lock is free again), and
+    /// what a `Condition` wait reports (the guard still holds the lock).
     #[error("the previous holder of the lock died while holding it")]
     OwnerDied,
 
@@ -226,3 +228,94 @@ impl Error {
         }
     }
 }
+
+/// What acquiring a lock returns: the guard, or why there is none — including, for a lock
+/// whose previous holder died holding it, the guard itself, so the new holder can repair
+/// what the dead one left half-written (as std's `PoisonError` hands over its guard).
+///
+/// `?` turns a `LockError` into [`Error`] (dropping, and so releasing, a guard it carried),
+/// so code that does not repair anything reads as before.
+pub type LockResult<G> = std::result::Result<G, LockError<G>>;
+
+/// What `try_acquire` and the `*_timeout` acquires return: `Ok(None)` if the lock was not
+/// free (now, or within the timeout), as Python's `acquire(timeout=...)` returns `False`.
+pub type TryLockResult<G> = std::result::Result<Option<G>, LockError<G>>;
+
+/// Why [`LockResult`] holds no plain guard.
+///
+/// ```
+/// use multiproc::prelude::*;
+/// use multiproc::LockError;
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let balance = Value::new(100i64)?;
+///     let mut guard = match balance.lock() {
+///         Ok(g) => g,
+///         // Its holder died mid-update: the guard is ours, and so is the repair.
+///         Err(LockError::OwnerDied(mut g)) => {
+///             *g = 100; // e.g. restore the last known good state
+///             g
+///         }
+///         Err(LockError::Failed(e)) => return Err(e),
+///     };
+///     *guard -= 30;
+///     drop(guard);
+///     assert_eq!(balance.get()?, 70);
+///     Ok(())
+/// }
+/// ```
+pub enum LockError<G> {
+    /// The previous holder died holding the lock. The lock is held now, by this guard; the
+    /// data it protects may be half-updated. Drop the guard (after repairing) as usual.
+    OwnerDied(G),
+    /// The lock could not be taken: the error says why (the thread holds it already, ...).
+    Failed(Error),
+}
+
+impl<G> LockError<G> {
+    /// The guard, if the lock was taken over from a dead holder.
+    pub fn into_guard(self) -> Option<G> {
+        match self {
+            LockError::OwnerDied(g) => Some(g),
+            LockError::Failed(_) => None,
+        }
+    }
+
+    /// The matching [`Error`] (`Error::OwnerDied` for a taken-over lock).
+    pub fn error(&self) -> Error {
+        match self {
+            LockError::OwnerDied(_) => Error::OwnerDied,
+            LockError::Failed(e) => e.clone(),
+        }
+    }
+}
+
+impl<G> From<Error> for LockError<G> {
+    fn from(e: Error) -> Self {
+        LockError::Failed(e)
+    }
+}
+
+impl<G> From<LockError<G>> for Error {
+    fn from(e: LockError<G>) -> Self {
+        e.error()
+    }
+}
+
+impl<G> std::fmt::Debug for LockError<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockError::OwnerDied(_) => f.write_str("OwnerDied(..)"),
+            LockError::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+        }
+    }
+}
+
+impl<G> std::fmt::Display for LockError<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.error(), f)
+    }
+}
+
+impl<G> std::error::Error for LockError<G> {}

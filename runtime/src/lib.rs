@@ -44,6 +44,28 @@
 //! [`dummy::Pool`] offers the same API on threads, for I/O-bound work (closures welcome), and
 //! [`TaskPool`] is the trait both pools implement, so code can be written once for either.
 //!
+//! ## Timeouts
+//! Every call that takes a timeout accepts any [`Duration`](std::time::Duration), from
+//! zero ("only if ready now") to `Duration::MAX` ("at most that long", which is forever in
+//! practice), and reports running out of time the way Python does — the same in the process
+//! and the thread (`dummy`) versions:
+//!
+//! | kind of call | the calls | when time runs out | Python |
+//! |---|---|---|---|
+//! | take a lock | `Lock`/`RLock::acquire_timeout`, `Condition::acquire_timeout`, `Value`/`Array::lock_timeout` | `Ok(None)` | `acquire(timeout=)` → `False` |
+//! | take a unit | `Semaphore`/`BoundedSemaphore::acquire_timeout` | `Ok(false)` | `False` |
+//! | wait for a state | `Event::wait_timeout`, `ConditionGuard::wait_timeout` / `wait_for`, `AsyncResult::wait_timeout`, `JoinableQueue::join_timeout`, `Connection::poll` | `false` (`Ok(false)`) | `False` / `None` |
+//! | wait for a process | `Process::join_timeout` | `Ok(None)`: still running | `None` (check `exitcode`) |
+//! | produce a value | `AsyncResult::get_timeout`, `Opts::timeout` on `apply`/`map`/`starmap`, `Imap::next_timeout` (and `Opts::timeout` on `imap`), `recv_timeout`, manager calls | `Err(Error::Timeout)`; an `imap` goes on afterwards | `TimeoutError` |
+//! | queue | `get_timeout` / `put_timeout` | `Err(Error::Empty)` / `Err(Error::Full)` | `queue.Empty` / `queue.Full` |
+//! | barrier | `Barrier::wait_timeout` (and its default timeout) | `Err(Error::BrokenBarrier)`, the barrier breaks | `BrokenBarrierError` |
+//!
+//! ## Locks whose holder died
+//! Locks are robust: when a process dies holding one, the next acquirer gets
+//! [`LockError::OwnerDied`] *with the guard* — it holds the lock, and can repair what the
+//! dead holder left half-updated (see [`LockError`] for an example). Through `?` that
+//! becomes [`Error::OwnerDied`] and the lock is released.
+//!
 //! See `ARCHITECTURE.md` in the repository for the process model and the wire protocol.
 
 #![deny(missing_docs)]
@@ -69,7 +91,7 @@ mod wait;
 mod wire;
 mod worker;
 
-pub use error::{Error, Result};
+pub use error::{Error, LockError, LockResult, Result, TryLockResult};
 pub use manager::{DictProxy, ListProxy, Manager, ManagerBuilder, ManagerClient};
 pub use multiproc_macros::{main, pool_task, test, Shareable};
 pub use pipe::{pipe, pipe_oneway, Connection, Receiver, Sender};
@@ -98,9 +120,9 @@ pub fn cpu_count() -> usize {
 pub mod prelude {
     pub use crate::{
         pool_task, Array, AsyncResult, Barrier, BoundedSemaphore, Condition, Connection, DictProxy,
-        Error, Event, ExitStatus, JoinableQueue, ListProxy, Lock, Manager, Opts, Pool, Process,
-        Queue, RLock, RawArray, RawValue, Receiver, Semaphore, Sender, Shareable, SharedMemory,
-        SimpleQueue, StartMethod, TaskFn, TaskPool, Value,
+        Error, Event, ExitStatus, JoinableQueue, ListProxy, Lock, LockError, Manager, Opts, Pool,
+        Process, Queue, RLock, RawArray, RawValue, Receiver, Semaphore, Sender, Shareable,
+        SharedMemory, SimpleQueue, StartMethod, TaskFn, TaskPool, Value,
     };
 }
 

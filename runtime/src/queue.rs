@@ -938,9 +938,14 @@ impl<T> JoinableQueue<T> {
         self.raw.join(None)
     }
 
-    /// Like `join`, but gives up with `Timeout`.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        self.raw.join(Wait::from_timeout(timeout).deadline())
+    /// Like `join`, waiting at most `timeout`: `Ok(false)` if items were still unfinished
+    /// then.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        match self.raw.join(Wait::from_timeout(timeout).deadline()) {
+            Ok(()) => Ok(true),
+            Err(Error::Timeout) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 

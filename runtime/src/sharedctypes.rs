@@ -13,8 +13,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
+use crate::error::{LockResult, TryLockResult};
 use crate::shm::segment::{Segment, SegmentKind, HEADER_SPACE};
-use crate::synchronize::{acquire_robust, deadline_after, MutexSpace};
+use crate::synchronize::{deadline_after, lock_robust, MutexSpace};
 
 /// Plain data that may live in shared memory and be read by other processes.
 ///
@@ -155,8 +156,17 @@ impl<T: Shareable> Cells<T> {
         unsafe { self.data().add(i).write_volatile(v) }
     }
 
-    fn lock(&self, timeout: Option<Duration>) -> Result<()> {
-        acquire_robust(self.st().lock.mutex(), timeout.and_then(deadline_after))
+    /// Takes the lock (at most `timeout`), then makes the guard.
+    fn lock<'a, G>(
+        &'a self,
+        timeout: Option<Duration>,
+        guard: impl FnOnce(&'a Self) -> G,
+    ) -> TryLockResult<G> {
+        lock_robust(
+            self.st().lock.mutex(),
+            timeout.and_then(deadline_after),
+            || guard(self),
+        )
     }
 
     fn unlock(&self) {
@@ -279,6 +289,12 @@ impl<T: Shareable> Drop for ValueGuard<'_, T> {
     }
 }
 
+impl<T: Shareable + std::fmt::Debug> std::fmt::Debug for ValueGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ValueGuard").field(&self.value).finish()
+    }
+}
+
 /// The lock of an [`Array`], held: dereferences to the elements.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ArrayGuard<'a, T: Shareable> {
@@ -302,6 +318,12 @@ impl<T: Shareable> DerefMut for ArrayGuard<'_, T> {
     }
 }
 
+impl<T: Shareable + std::fmt::Debug> std::fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ArrayGuard").field(&&**self).finish()
+    }
+}
+
 impl<T: Shareable> Drop for ArrayGuard<'_, T> {
     fn drop(&mut self) {
         self.cells.unlock();
@@ -317,23 +339,25 @@ impl<T: Shareable> Value<T> {
     }
 
     /// Takes the value's lock (Python's `with v.get_lock():`); the guard reads and writes
-    /// the value. `OwnerDied` if a process died holding it (the lock is free again).
-    pub fn lock(&self) -> Result<ValueGuard<'_, T>> {
-        self.lock_opt(None)
+    /// the value. [`LockError::OwnerDied`](crate::LockError) with the guard if a process
+    /// died holding it: the value may be half-updated, and the guard is how to repair it.
+    pub fn lock(&self) -> LockResult<ValueGuard<'_, T>> {
+        self.cells
+            .lock(None, Self::guard)?
+            .ok_or(crate::LockError::Failed(Error::Timeout))
     }
 
-    /// Like `lock`, giving up with `Timeout`.
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<ValueGuard<'_, T>> {
-        self.lock_opt(Some(timeout))
+    /// Like `lock`, waiting at most `timeout`: `Ok(None)` if the lock was not free by then.
+    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<ValueGuard<'_, T>> {
+        self.cells.lock(Some(timeout), Self::guard)
     }
 
-    fn lock_opt(&self, timeout: Option<Duration>) -> Result<ValueGuard<'_, T>> {
-        self.cells.lock(timeout)?;
-        Ok(ValueGuard {
-            cells: &self.cells,
-            value: self.cells.read(0),
+    fn guard(cells: &Cells<T>) -> ValueGuard<'_, T> {
+        ValueGuard {
+            cells,
+            value: cells.read(0),
             _not_send: PhantomData,
-        })
+        }
     }
 
     /// Reads the value under the lock.
@@ -374,21 +398,24 @@ impl<T: Shareable> Array<T> {
     }
 
     /// Takes the array's lock; the guard dereferences to the elements.
-    pub fn lock(&self) -> Result<ArrayGuard<'_, T>> {
-        self.cells.lock(None)?;
-        Ok(ArrayGuard {
-            cells: &self.cells,
-            _not_send: PhantomData,
-        })
+    /// [`LockError::OwnerDied`](crate::LockError) with the guard if a process died holding
+    /// it (the elements may be half-updated).
+    pub fn lock(&self) -> LockResult<ArrayGuard<'_, T>> {
+        self.cells
+            .lock(None, Self::guard)?
+            .ok_or(crate::LockError::Failed(Error::Timeout))
     }
 
-    /// Like `lock`, giving up with `Timeout`.
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<ArrayGuard<'_, T>> {
-        self.cells.lock(Some(timeout))?;
-        Ok(ArrayGuard {
-            cells: &self.cells,
+    /// Like `lock`, waiting at most `timeout`: `Ok(None)` if the lock was not free by then.
+    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<ArrayGuard<'_, T>> {
+        self.cells.lock(Some(timeout), Self::guard)
+    }
+
+    fn guard(cells: &Cells<T>) -> ArrayGuard<'_, T> {
+        ArrayGuard {
+            cells,
             _not_send: PhantomData,
-        })
+        }
     }
 
     /// Element `i`, read under the lock; out of range is an error.

@@ -4,15 +4,16 @@
 //! Each object is a small shared-memory segment; handles are cloned within a process and
 //! passed to other processes as arguments of a [`Process`](crate::Process) or a pool task.
 //! Locks are robust mutexes: when a process dies holding one, the next process to acquire
-//! it gets [`Error::OwnerDied`] (the lock is then released and usable again; the data it
-//! protected may be half-updated). Nothing waits forever unless asked to: every wait has a
-//! timed variant.
+//! it gets [`LockError::OwnerDied`] carrying the guard, so it holds the lock and can repair
+//! what the dead holder left half-updated (through `?` it becomes [`Error::OwnerDied`] and
+//! the lock is released). Nothing waits forever unless asked to: every wait has a timed
+//! variant, and timeouts follow Python's conventions (see the crate docs' table).
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, LockError, LockResult, Result, TryLockResult};
 use crate::registry::{self, TaskFn};
 use crate::shm::segment::{Segment, SegmentKind};
 use crate::shm::sync::{EventCount, Locked, RobustMutex, MUTEX_SPACE};
@@ -81,26 +82,34 @@ impl MutexSpace {
     }
 }
 
-/// Acquires `m`; a dead previous owner is reported as `OwnerDied` after the lock has been
-/// made consistent and released again.
-pub(crate) fn acquire_robust(m: RobustMutex, deadline: Option<Instant>) -> Result<()> {
-    match m.lock(deadline)? {
-        Locked::Clean => Ok(()),
-        Locked::OwnerDied => {
-            m.unlock()?;
-            Err(Error::OwnerDied)
-        }
+/// Acquires `m` for the lock APIs: the guard (made by `guard`) in every case where the lock
+/// is now held — inside `LockError::OwnerDied` if the previous holder died holding it —
+/// `Ok(None)` if `deadline` passed first.
+pub(crate) fn lock_robust<G>(
+    m: RobustMutex,
+    deadline: Option<Instant>,
+    guard: impl FnOnce() -> G,
+) -> TryLockResult<G> {
+    match m.lock(deadline) {
+        Ok(Locked::Clean) => Ok(Some(guard())),
+        Ok(Locked::OwnerDied) => Err(LockError::OwnerDied(guard())),
+        Err(Error::Timeout) => Ok(None),
+        Err(e) => Err(LockError::Failed(e)),
     }
 }
 
-fn try_acquire_robust(m: RobustMutex) -> Result<bool> {
-    match m.try_lock()? {
-        None => Ok(false),
-        Some(Locked::Clean) => Ok(true),
-        Some(Locked::OwnerDied) => {
-            m.unlock()?;
-            Err(Error::OwnerDied)
-        }
+/// Like [`lock_robust`] without a deadline: the guard.
+pub(crate) fn lock_robust_forever<G>(m: RobustMutex, guard: impl FnOnce() -> G) -> LockResult<G> {
+    lock_robust(m, None, guard)?.ok_or(LockError::Failed(Error::Timeout))
+}
+
+/// Like [`lock_robust`], not waiting.
+fn try_lock_robust<G>(m: RobustMutex, guard: impl FnOnce() -> G) -> TryLockResult<G> {
+    match m.try_lock() {
+        Ok(None) => Ok(None),
+        Ok(Some(Locked::Clean)) => Ok(Some(guard())),
+        Ok(Some(Locked::OwnerDied)) => Err(LockError::OwnerDied(guard())),
+        Err(e) => Err(LockError::Failed(e)),
     }
 }
 
@@ -156,25 +165,24 @@ macro_rules! lock_type {
                 Ok(l)
             }
 
-            /// Waits for the lock. `OwnerDied` if its previous holder died holding it (the
-            /// lock is free again; acquire again to continue).
-            pub fn acquire(&self) -> Result<LockGuard<'_>> {
+            /// Waits for the lock. [`LockError::OwnerDied`] (with the guard: the lock is
+            /// held) if its previous holder died holding it.
+            pub fn acquire(&self) -> LockResult<LockGuard<'_>> {
                 let m = self.st().mutex();
-                acquire_robust(m, None)?;
-                Ok(LockGuard::new(m))
+                lock_robust_forever(m, || LockGuard::new(m))
             }
 
-            /// Like `acquire`, giving up with `Timeout` after `timeout`.
-            pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>> {
+            /// Like `acquire`, waiting at most `timeout`: `Ok(None)` if the lock was not
+            /// free by then (Python's `acquire(timeout=...)` returning `False`).
+            pub fn acquire_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
                 let m = self.st().mutex();
-                acquire_robust(m, deadline_after(timeout))?;
-                Ok(LockGuard::new(m))
+                lock_robust(m, deadline_after(timeout), || LockGuard::new(m))
             }
 
-            /// Takes the lock if it is free now.
-            pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>> {
+            /// Takes the lock if it is free now (`Ok(None)` if not).
+            pub fn try_acquire(&self) -> TryLockResult<LockGuard<'_>> {
                 let m = self.st().mutex();
-                Ok(try_acquire_robust(m)?.then(|| LockGuard::new(m)))
+                try_lock_robust(m, || LockGuard::new(m))
             }
         }
 
@@ -413,9 +421,14 @@ mod semaphore {
                     take(self.st(), None)
                 }
 
-                /// Like `acquire`, giving up with `Timeout` after `timeout`.
-                pub fn acquire_timeout(&self, timeout: Duration) -> Result<()> {
-                    take(self.st(), deadline_after(timeout))
+                /// Like `acquire`, waiting at most `timeout`; `Ok(false)` if no unit was
+                /// released by then (Python's `acquire(timeout=...)`).
+                pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+                    match take(self.st(), deadline_after(timeout)) {
+                        Ok(()) => Ok(true),
+                        Err(Error::Timeout) => Ok(false),
+                        Err(e) => Err(e),
+                    }
                 }
 
                 /// Takes a unit if one is available now.
@@ -525,16 +538,18 @@ mod condition {
             Ok(c)
         }
 
-        /// Takes the condition's lock.
-        pub fn acquire(&self) -> Result<ConditionGuard<'_>> {
-            acquire_robust(self.st().lock.mutex(), None)?;
-            Ok(self.guard())
+        /// Takes the condition's lock ([`LockError::OwnerDied`], with the guard, if its
+        /// previous holder died holding it).
+        pub fn acquire(&self) -> LockResult<ConditionGuard<'_>> {
+            lock_robust_forever(self.st().lock.mutex(), || self.guard())
         }
 
-        /// Like `acquire`, giving up with `Timeout`.
-        pub fn acquire_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>> {
-            acquire_robust(self.st().lock.mutex(), deadline_after(timeout))?;
-            Ok(self.guard())
+        /// Like `acquire`, waiting at most `timeout`: `Ok(None)` if the lock was not free
+        /// by then.
+        pub fn acquire_timeout(&self, timeout: Duration) -> TryLockResult<ConditionGuard<'_>> {
+            lock_robust(self.st().lock.mutex(), deadline_after(timeout), || {
+                self.guard()
+            })
         }
 
         fn guard(&self) -> ConditionGuard<'_> {

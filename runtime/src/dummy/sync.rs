@@ -14,7 +14,7 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, LockResult, Result, TryLockResult};
 use crate::shm::waitlist::Waitlist;
 use crate::wait::{deadline_after, lock, Waiters};
 
@@ -272,13 +272,19 @@ impl<T: Clone + Send> JoinableQueue<T> {
         let g = self.q.m.lock();
         self.q.m.wait_while(g, None, |s| s.unfinished > 0).map(drop)
     }
-    /// Like `join`, giving up with `Timeout`.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+    /// Like `join`, waiting at most `timeout`: `Ok(false)` if items were still unfinished
+    /// then.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
         let g = self.q.m.lock();
-        self.q
+        match self
+            .q
             .m
             .wait_while(g, deadline_after(timeout), |s| s.unfinished > 0)
-            .map(drop)
+        {
+            Ok(_) => Ok(true),
+            Err(Error::Timeout) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -512,8 +518,9 @@ impl<T: Send> Value<T> {
             m: Arc::new(Mutex::new(value)),
         })
     }
-    /// Locks the value; the guard dereferences to it.
-    pub fn lock(&self) -> Result<MutexGuard<'_, T>> {
+    /// Locks the value; the guard dereferences to it. (Never `OwnerDied`: a thread that
+    /// panics holding it releases it; the type is the process version's.)
+    pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
         Ok(lock(&self.m))
     }
     /// A copy of the value.
@@ -555,7 +562,7 @@ impl<T: Send + Clone> Array<T> {
         })
     }
     /// Locks the array; the guard dereferences to the elements (a slice of fixed length).
-    pub fn lock(&self) -> Result<ArrayGuard<'_, T>> {
+    pub fn lock(&self) -> LockResult<ArrayGuard<'_, T>> {
         Ok(ArrayGuard(lock(&self.m)))
     }
     /// Number of elements.
@@ -682,20 +689,25 @@ impl Lock {
         })
     }
 
-    /// Waits for the lock.
-    pub fn acquire(&self) -> Result<LockGuard<'_>> {
-        self.take(None)
+    /// Waits for the lock. (Never `OwnerDied`: a thread that panics holding it releases
+    /// it; the result type is the process version's.)
+    pub fn acquire(&self) -> LockResult<LockGuard<'_>> {
+        Ok(self.take(None)?)
     }
-    /// Like `acquire`, giving up with `Timeout`.
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>> {
-        self.take(deadline_after(timeout))
+    /// Like `acquire`, waiting at most `timeout`: `Ok(None)` if not free by then.
+    pub fn acquire_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
+        match self.take(deadline_after(timeout)) {
+            Ok(g) => Ok(Some(g)),
+            Err(Error::Timeout) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
     /// Takes the lock if it is free now.
-    pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>> {
+    pub fn try_acquire(&self) -> TryLockResult<LockGuard<'_>> {
         match self.take(Some(Instant::now())) {
             Ok(g) => Ok(Some(g)),
             Err(Error::Timeout | Error::InvalidArgument(_)) => Ok(None),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 }
@@ -709,15 +721,15 @@ impl RLock {
         }))
     }
     /// Waits for the lock (immediate if this thread holds it).
-    pub fn acquire(&self) -> Result<LockGuard<'_>> {
+    pub fn acquire(&self) -> LockResult<LockGuard<'_>> {
         self.0.acquire()
     }
-    /// Like `acquire`, giving up with `Timeout`.
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>> {
+    /// Like `acquire`, waiting at most `timeout`: `Ok(None)` if not free by then.
+    pub fn acquire_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
         self.0.acquire_timeout(timeout)
     }
     /// Takes the lock if it is free (or held by this thread) now.
-    pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>> {
+    pub fn try_acquire(&self) -> TryLockResult<LockGuard<'_>> {
         self.0.try_acquire()
     }
 }
@@ -773,9 +785,13 @@ impl Semaphore {
     pub fn acquire(&self) -> Result<()> {
         self.take(None)
     }
-    /// Like `acquire`, giving up with `Timeout`.
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<()> {
-        self.take(deadline_after(timeout))
+    /// Like `acquire`, waiting at most `timeout`; `Ok(false)` if no unit came by then.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        match self.take(deadline_after(timeout)) {
+            Ok(()) => Ok(true),
+            Err(Error::Timeout) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
     /// Takes a unit if one is available now.
     pub fn try_acquire(&self) -> bool {
@@ -822,8 +838,8 @@ impl BoundedSemaphore {
     pub fn acquire(&self) -> Result<()> {
         self.0.acquire()
     }
-    /// Like `acquire`, giving up with `Timeout`.
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<()> {
+    /// Like `acquire`, waiting at most `timeout`; `Ok(false)` if no unit came by then.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
         self.0.acquire_timeout(timeout)
     }
     /// Takes a unit if one is available now.
@@ -932,12 +948,16 @@ impl Condition {
         })
     }
     /// Takes the condition's lock.
-    pub fn acquire(&self) -> Result<ConditionGuard<'_>> {
-        self.take(None)
+    pub fn acquire(&self) -> LockResult<ConditionGuard<'_>> {
+        Ok(self.take(None)?)
     }
-    /// Like `acquire`, giving up with `Timeout`.
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>> {
-        self.take(deadline_after(timeout))
+    /// Like `acquire`, waiting at most `timeout`: `Ok(None)` if not free by then.
+    pub fn acquire_timeout(&self, timeout: Duration) -> TryLockResult<ConditionGuard<'_>> {
+        match self.take(deadline_after(timeout)) {
+            Ok(g) => Ok(Some(g)),
+            Err(Error::Timeout) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
