@@ -17,8 +17,17 @@ fn add(a: i64, b: i64) -> i64 {
 }
 
 #[pool_task]
-fn whoami() -> u32 {
-    std::process::id()
+fn whoami() -> (u32, String) {
+    (std::process::id(), multiproc::current_process().name)
+}
+
+/// Aborts its worker process on item 2.
+#[pool_task]
+fn abort_on(x: u32) -> u32 {
+    if x == 2 {
+        std::process::abort();
+    }
+    x
 }
 
 #[pool_task]
@@ -76,12 +85,13 @@ fn main() -> multiproc::Result<()> {
     println!("apply(add, (40, 2)) = {v}");
     assert_eq!(v, 42);
 
-    let worker = pool.apply(whoami, ())?;
+    let (worker, name) = pool.apply(whoami, ())?;
     println!(
-        "apply ran in process {worker}, the parent is {}",
+        "apply ran in process {worker} ({name}), the parent is {}",
         std::process::id()
     );
     assert_ne!(worker, std::process::id());
+    assert!(name.starts_with("SpawnPoolWorker-"));
 
     let calls = Arc::new(AtomicUsize::new(0));
     let seen = calls.clone();
@@ -134,6 +144,25 @@ fn main() -> multiproc::Result<()> {
     }
     assert!(matches!(&items[3], Err(Error::TaskPanicked { .. })));
     assert_eq!(items.iter().filter(|r| r.is_ok()).count(), 4);
+
+    // A worker that dies takes only the item it was running with it.
+    let items: Vec<_> = pool
+        .imap_with(abort_on, 0..5u32, Opts::new().chunksize(5))?
+        .collect();
+    for (i, item) in items.iter().enumerate() {
+        match item {
+            Ok(v) => println!("  imap(abort_on)[{i}] = {v}"),
+            Err(e) => println!("  imap(abort_on)[{i}] failed: {e}"),
+        }
+    }
+    assert!(matches!(&items[2], Err(Error::WorkerLost { .. })));
+    assert_eq!(items.iter().filter(|r| r.is_ok()).count(), 4);
+
+    // An imap starts at once; next_timeout waits at most so long for one item.
+    let mut it = pool.imap(square, 0..3u64)?;
+    let first = it.next_timeout(Duration::from_secs(60));
+    println!("imap(square, 0..3).next_timeout(60 s) = {first:?}");
+    assert_eq!(first.transpose()?, Some(0));
 
     let r = pool.map_async(square, 0..1000u64)?;
     assert!(r.wait_timeout(Duration::from_secs(60)));

@@ -68,6 +68,30 @@ def increment(v, go, n):
             v.value += 1
 
 
+def sleep_ms(ms):
+    time.sleep(ms / 1000.0)
+    return ms
+
+
+def uneven_durations():
+    # The report that started the fairness work: 20 jobs of 0, 25, ..., 475 ms.
+    return [i * 25 for i in range(20)]
+
+
+def heavy_tail_durations():
+    # Mostly 1 ms, every 100th item 200 ms.
+    return [200 if i % 100 == 50 else 1 for i in range(1000)]
+
+
+def ideal_ms(durations, workers):
+    # A pool without overhead: each job, in submission order, on the first free worker.
+    free_at = [0] * workers
+    for d in durations:
+        i = free_at.index(min(free_at))
+        free_at[i] += d
+    return max(free_at)
+
+
 def percentile(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(len(xs) * p))]
@@ -223,6 +247,19 @@ def main():
                 assert d[i % 10] == i
             dt = time.perf_counter() - t
         out = {"value": dt * 1e6 / n}
+    elif scenario in ("uneven", "heavy_tail"):
+        durations = uneven_durations() if scenario == "uneven" else heavy_tail_durations()
+        with mp.Pool(4) as pool:
+            pool.map(square, range(100))
+            t = time.perf_counter()
+            if scenario == "uneven":
+                rs = [pool.apply_async(sleep_ms, (d,)) for d in durations]
+                for r in rs:
+                    r.get()
+            else:
+                pool.map(sleep_ms, durations, chunksize=1)
+            ms = (time.perf_counter() - t) * 1e3
+        out = {"value": ms / ideal_ms(durations, 4)}
     else:
         raise SystemExit(f"unknown scenario {scenario}")
     print(json.dumps(out))

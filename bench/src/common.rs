@@ -56,3 +56,34 @@ pub fn rss_mib(pid: u32) -> f64 {
         .unwrap_or(0.0)
         / 1024.0
 }
+
+#[pool_task]
+pub fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// The report that started the fairness work: 20 jobs of 0, 25, ..., 475 ms.
+pub fn uneven_durations() -> Vec<u64> {
+    (0..20).map(|i| i * 25).collect()
+}
+
+/// Mostly 1 ms, every 100th item 200 ms.
+pub fn heavy_tail_durations() -> Vec<u64> {
+    (0..1000)
+        .map(|i| if i % 100 == 50 { 200 } else { 1 })
+        .collect()
+}
+
+/// The makespan of `durations` on `workers` for a pool without any overhead that starts
+/// each job, in submission order, on the first free worker, in ms: what no pool that does
+/// not know the durations in advance beats on every input.
+pub fn ideal_ms(durations: &[u64], workers: usize) -> f64 {
+    let mut free_at = vec![0u64; workers.max(1)];
+    for &d in durations {
+        if let Some(first_free) = free_at.iter_mut().min() {
+            *first_free += d;
+        }
+    }
+    free_at.into_iter().max().unwrap_or(0) as f64
+}

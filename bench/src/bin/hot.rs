@@ -2,7 +2,8 @@
 //!
 //! Scenarios: `apply` (apply_async round trips), `map1` (map at chunksize 1), `imap1` (imap
 //! at chunksize 1), `queue_big` (1 MiB items from a child), `queue_small`, `cpu` (the
-//! speedup of 10 ms tasks from 1 worker to all), `rss` (idle worker memory after work). Each runs for
+//! speedup of 10 ms tasks from 1 worker to all), `rss` (idle worker memory after work), `uneven`
+//! (the mixed-duration scenarios, as makespan over the ideal one). Each runs for
 //! `--secs N` (default 5) and prints its rate.
 
 use std::time::{Duration, Instant};
@@ -79,6 +80,29 @@ fn main() -> multiproc::Result<()> {
                 }
             }
             n = 1;
+        }
+        "uneven" => {
+            // Both mixed-duration scenarios on Pool(4), as makespan / ideal.
+            let pool = Pool::new(4)?;
+            pool.map(square, 0..100u64)?;
+            while Instant::now() < until {
+                let durations = uneven_durations();
+                let t = Instant::now();
+                let rs: Vec<AsyncResult<u64>> = durations
+                    .iter()
+                    .map(|&d| pool.apply_async(sleep_ms, (d,)))
+                    .collect::<multiproc::Result<_>>()?;
+                for r in rs {
+                    r.get()?;
+                }
+                let a = t.elapsed().as_secs_f64() * 1e3 / ideal_ms(&durations, 4);
+                let durations = heavy_tail_durations();
+                let t = Instant::now();
+                pool.map_with(sleep_ms, durations.clone(), Opts::new().chunksize(1))?;
+                let b = t.elapsed().as_secs_f64() * 1e3 / ideal_ms(&durations, 4);
+                println!("uneven {a:.3}× ideal, heavy-tailed {b:.3}× ideal");
+                n += 1;
+            }
         }
         "cpu" => {
             // 40 × 10 ms tasks on 1 worker, then on all: the speedup, once per round.
