@@ -430,3 +430,60 @@ fn imap_next_timeout_neither_ends_nor_poisons_the_iterator() {
     let rest: Vec<u64> = it.map(|r| r.unwrap()).collect();
     assert_eq!(rest, vec![1, 4, 9]);
 }
+
+#[pool_task]
+fn blob_len(b: serde_bytes::ByteBuf) -> usize {
+    b.len()
+}
+
+/// A job whose arguments do not fit in a socket's buffer never waits queued on a busy
+/// worker: the write would block its caller until that worker's job ends.
+#[multiproc::test]
+fn a_big_argument_never_blocks_its_caller_behind_a_stuck_worker() {
+    let pool = Pool::new(2).unwrap();
+    let go = Event::new().unwrap();
+    let stuck = pool.apply_async(block_until, (go.clone(),)).unwrap();
+    let busy = pool.apply_async(stamped_sleep, (200,)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        // From another thread, so a caller blocked behind the stuck worker shows up as a
+        // timeout here instead of a hung test.
+        scope.spawn(|| {
+            let blob = serde_bytes::ByteBuf::from(vec![7u8; 4 << 20]);
+            let r = pool.apply_async(blob_len, (blob,));
+            let _ = tx.send(r.map(|r| r.get_timeout(LONG)));
+        });
+        let got = rx.recv_timeout(Duration::from_secs(60));
+        let still_stuck = !stuck.ready();
+        go.set();
+        let got = got.expect("the caller was blocked behind the stuck worker");
+        assert_eq!(got.unwrap().unwrap(), 4 << 20);
+        assert!(still_stuck);
+    });
+    busy.get_timeout(LONG).unwrap();
+    stuck.get_timeout(LONG).unwrap();
+}
+
+/// `terminate` right after a worker died (while its other jobs are being put back) settles
+/// every item: nothing is left waiting for a worker that will never come.
+#[multiproc::test]
+fn terminate_right_after_a_worker_death_settles_every_item() {
+    for _ in 0..5 {
+        let pool = Pool::new(2).unwrap();
+        let ran = Queue::new().unwrap();
+        let items: Vec<_> = (0..200u64).map(|x| (x, 5, ran.clone())).collect();
+        let mut it = pool
+            .imap_with(run_or_die, items, Opts::new().chunksize(1))
+            .unwrap();
+        let mut seen = 0;
+        while let Some(r) = it.next_timeout(Duration::from_secs(60)) {
+            match r {
+                Err(Error::Timeout) => panic!("item {seen} was left waiting"),
+                Err(Error::WorkerLost { .. }) => pool.terminate(),
+                _ => {}
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, 200);
+    }
+}

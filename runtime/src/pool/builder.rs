@@ -80,6 +80,13 @@ impl PoolBuilder {
     {
         self.initializer = Some(registry::lookup_fn::<F>().and_then(|entry| {
             let (args, fds) = codec::encode_call(&initargs)?;
+            // The worker's lane rides with the initializer's handles.
+            if fds.len() >= crate::shm::fds::MAX_FDS {
+                return Err(Error::InvalidArgument(format!(
+                    "an initializer can carry at most {} queues, pipes or shared objects",
+                    crate::shm::fds::MAX_FDS - 1
+                )));
+            }
             Ok((entry.name.to_owned(), args, fds))
         }));
         self

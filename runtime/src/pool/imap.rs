@@ -252,7 +252,7 @@ where
             let id = shared.next_job_id();
             match codec::run_frame(id, task, &chunk) {
                 Ok(mut run) => {
-                    codec::set_may_delay(&mut run.bytes);
+                    run.set_may_delay();
                     jobs.push(Job::new(id, task, run, chunk.len(), part, inbox.clone()));
                 }
                 // This chunk cannot be sent: its items fail at their position.

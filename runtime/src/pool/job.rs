@@ -5,7 +5,6 @@
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::shm::fds::SharedFd;
 use crate::wait::lock;
 use crate::wire::codec::RunFrame;
 
@@ -82,25 +81,28 @@ impl Job {
         }
     }
 
-    pub(crate) fn fds(&self) -> &[SharedFd] {
-        &self.run.fds
+    pub(crate) fn fail(self, e: Error) {
+        self.failure(e).deliver();
     }
 
-    pub(crate) fn fail(self, e: Error) {
-        self.sink
-            .complete(JobDone::failed(self.task, self.part, self.items, e));
+    /// The job's failure with `e`, to deliver later.
+    pub(crate) fn failure(self, e: Error) -> Delivery {
+        Delivery {
+            done: JobDone::failed(self.task, self.part, self.items, e),
+            sink: self.sink,
+        }
     }
 
     /// Cuts the job around item `lost`, which gets `e`: the items before and after it
     /// become new jobs (ids from `next_id`) whose outcomes, with `e` in between, complete
     /// this job as one when they are all in. Returns the new jobs (none for a job of one
-    /// item, which just fails).
+    /// item) and the lost item's failure, to deliver once the new jobs are queued.
     pub(crate) fn split_around(
         self,
         lost: usize,
         e: Error,
         mut next_id: impl FnMut() -> u64,
-    ) -> Vec<Job> {
+    ) -> (Vec<Job>, Delivery) {
         let lost = lost.min(self.items.saturating_sub(1));
         let mut ranges = Vec::new();
         if lost > 0 {
@@ -111,8 +113,7 @@ impl Job {
             ranges.push(lost + 1..self.items);
         }
         if ranges.len() == 1 {
-            self.fail(e);
-            return Vec::new();
+            return (Vec::new(), self.failure(e));
         }
         let split = Arc::new(SplitSink {
             inner: self.sink.clone(),
@@ -126,10 +127,10 @@ impl Job {
             }),
         });
         let mut jobs = Vec::new();
-        let mut lost_piece = None;
+        let mut lost_piece = 0;
         for (piece, range) in ranges.into_iter().enumerate() {
             if range.start == lost {
-                lost_piece = Some(piece);
+                lost_piece = piece;
                 continue;
             }
             let id = next_id();
@@ -140,10 +141,23 @@ impl Job {
                 Err(err) => split.complete(JobDone::failed(self.task, piece, items, err)),
             }
         }
-        if let Some(piece) = lost_piece {
-            split.complete(JobDone::failed(self.task, piece, 1, e));
-        }
-        jobs
+        let blamed = Delivery {
+            done: JobDone::failed(self.task, lost_piece, 1, e),
+            sink: split,
+        };
+        (jobs, blamed)
+    }
+}
+
+/// An outcome waiting to be handed to its sink.
+pub(crate) struct Delivery {
+    sink: Arc<dyn Sink>,
+    done: JobDone,
+}
+
+impl Delivery {
+    pub(crate) fn deliver(self) {
+        self.sink.complete(self.done);
     }
 }
 
@@ -271,14 +285,16 @@ mod tests {
             signal: Some(9),
             exit_code: None,
         };
-        let mut jobs = job.split_around(2, lost, &mut next);
+        let (mut jobs, blamed) = job.split_around(2, lost, &mut next);
+        blamed.deliver();
         assert_eq!(jobs.len(), 2);
         assert_eq!((jobs[0].items, jobs[1].items), (2, 3));
         // The later piece is cut again: its middle item is lost too.
-        let again = jobs
+        let (again, blamed) = jobs
             .pop()
             .unwrap()
             .split_around(1, Error::Timeout, &mut next);
+        blamed.deliver();
         assert_eq!(again.len(), 2);
         for j in again {
             run_it(j);
@@ -300,7 +316,10 @@ mod tests {
         // A job of one item just fails.
         let one = codec::run_frame(2, "t", &items[..1]).unwrap();
         let one = Job::new(2, "t", one, 1, 0, sink.clone());
-        assert!(one.split_around(0, Error::Timeout, &mut next).is_empty());
+        let (none, blamed) = one.split_around(0, Error::Timeout, &mut next);
+        assert!(none.is_empty());
+        assert!(lock(&sink.0).is_empty(), "delivered before it was asked to");
+        blamed.deliver();
         assert!(matches!(lock(&sink.0)[..], [Err(Error::Timeout)]));
     }
 }

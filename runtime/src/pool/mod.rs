@@ -190,7 +190,7 @@ impl Pool {
             .enumerate()
             .map(|(part, chunk)| {
                 let mut job = self.job(entry.name, chunk, part, sink.clone())?;
-                codec::set_may_delay(&mut job.run.bytes);
+                job.run.set_may_delay();
                 Ok(job)
             })
             .collect::<Result<Vec<Job>>>()?;
@@ -233,6 +233,8 @@ impl Pool {
     pub fn terminate(&self) {
         self.shared.terminate();
         self.threads.join_all();
+        // Jobs a slot thread put back while it was being stopped have nobody to run them.
+        self.shared.fail_pending(&Error::PoolTerminated);
     }
 
     /// Waits for submitted work to complete and the workers to exit (Python's `join`).

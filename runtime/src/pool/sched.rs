@@ -19,8 +19,7 @@ use crate::shm::lane::Lane;
 use crate::spawn::forkserver::ForkServer;
 use crate::spawn::StartMethod;
 use crate::wait::lock;
-use crate::wire::codec;
-use crate::wire::conn::send_frame_with_fds;
+use crate::wire::conn::send_frame_counted;
 use crate::wire::frame::{self, Kind};
 
 pub(crate) use super::job::{Job, JobDone, Outcome, Sink};
@@ -37,6 +36,13 @@ pub(super) const FAST_JOB: Duration = Duration::from_micros(200);
 /// Jobs taking longer than this go to a worker one at a time: the round trip it then waits
 /// between jobs is under 1% of a job.
 pub(super) const SLOW_JOB: Duration = Duration::from_millis(5);
+
+/// Bytes of frames that may sit in a busy worker's socket. A worker reads its socket only
+/// between jobs, and the kernel buffers about 200 KiB per socket: staying well below that, a
+/// write to a busy worker never blocks (which would hold up the caller, and the jobs behind
+/// it, until the worker's current job ends). A frame larger than this goes to idle workers
+/// only; they read it as it comes.
+pub(super) const PIPELINE_BYTES: usize = 64 * 1024;
 
 /// A worker that has sent no result for this long while it holds jobs it has not started
 /// is considered stuck on its current job: an idle worker takes those jobs. Workers busy
@@ -73,6 +79,8 @@ pub(super) struct SlotSched {
     pub usable: bool,
     /// Jobs written to the worker whose results have not come back.
     pub inflight: usize,
+    /// Their frames' bytes.
+    pub inflight_bytes: usize,
     /// How many jobs may be in flight: PIPELINE_DEPTH until the worker's jobs have been
     /// timed (0), then FAST_PIPELINE_DEPTH for short jobs, 1 for long ones.
     pub depth: usize,
@@ -94,8 +102,9 @@ impl SlotSched {
         }
     }
 
-    /// Times the job whose result just arrived: how deep to fill this worker from now on.
-    pub(super) fn timed(&mut self, now: Instant) {
+    /// Times the job (of `bytes`) whose result just arrived: how deep to fill this worker
+    /// from now on.
+    pub(super) fn timed(&mut self, now: Instant, bytes: usize) {
         if let Some(since) = self.busy_since {
             let took = now - since;
             self.depth = if took < FAST_JOB {
@@ -109,6 +118,15 @@ impl SlotSched {
         // A job queued behind this one starts now.
         self.busy_since = (self.inflight > 1).then_some(now);
         self.inflight -= 1;
+        self.inflight_bytes = self.inflight_bytes.saturating_sub(bytes);
+    }
+
+    /// Whether this worker may be given a job whose frame is `bytes` long now.
+    fn has_room(&self, bytes: usize) -> bool {
+        self.usable
+            && !self.retiring
+            && self.inflight < self.allowed()
+            && (self.inflight == 0 || self.inflight_bytes + bytes <= PIPELINE_BYTES)
     }
 
     fn is_idle(&self) -> bool {
@@ -148,6 +166,31 @@ pub(super) struct SlotIo {
     /// The lane epoch new jobs are written under, and the next sequence number.
     pub epoch: u32,
     pub next_seq: u32,
+    /// The parent broke the channel of a healthy worker (a write failed half-way): the
+    /// item it is running is not to blame and runs again.
+    pub cut_off: bool,
+}
+
+/// The write side of a worker's channel (a clone of its socket), locked for the length of a
+/// write so frames never interleave. Kept apart from [`SlotIo`] so that a write blocked on a
+/// worker that is not reading (it runs a long job) holds up nobody but other writers to the
+/// same worker: results are still read, jobs still taken back, the pool still terminated.
+#[derive(Default)]
+pub(super) struct Writer {
+    pub generation: u64,
+    pub stream: Option<UnixStream>,
+}
+
+/// A frame on its way to a worker: its bytes, its descriptors, its job's id.
+type OutFrame = (Arc<Vec<u8>>, Vec<SharedFd>, u64);
+
+/// How a write of frames to a worker failed.
+struct WriteFailure {
+    /// The frame it failed in.
+    index: usize,
+    /// Some of that frame went out: the stream cannot be used again.
+    partial: bool,
+    error: std::io::Error,
 }
 
 pub(crate) struct Shared {
@@ -155,6 +198,7 @@ pub(crate) struct Shared {
     /// Signalled when `outstanding` reaches 0 or the state changes.
     pub(super) idle: Condvar,
     pub(super) slots: Vec<Mutex<SlotIo>>,
+    pub(super) writers: Vec<Mutex<Writer>>,
     pub config: Config,
     next_id: AtomicU64,
     next_generation: AtomicU64,
@@ -188,9 +232,11 @@ impl Shared {
                         lane: None,
                         epoch: 0,
                         next_seq: 1,
+                        cut_off: false,
                     })
                 })
                 .collect(),
+            writers: (0..n).map(|_| Mutex::new(Writer::default())).collect(),
             config,
             next_id: AtomicU64::new(1),
             next_generation: AtomicU64::new(1),
@@ -232,14 +278,16 @@ impl Shared {
     /// Puts jobs back at the front of the pending queue, in order (they were submitted
     /// before anything pending now), adjusting `outstanding` by `added - finished`.
     pub(super) fn requeue_front(&self, jobs: Vec<Job>, added: usize, finished: usize) {
-        let mut s = lock(&self.sched);
-        s.outstanding = s.outstanding + added - finished;
-        for job in jobs.into_iter().rev() {
-            s.pending.push_front(job);
-        }
-        if s.outstanding == 0 {
-            self.idle.notify_all();
-        }
+        let doomed = {
+            let mut s = lock(&self.sched);
+            s.outstanding = s.outstanding + added - finished;
+            let doomed = self.push_front_locked(&mut s, jobs);
+            if s.outstanding == 0 {
+                self.idle.notify_all();
+            }
+            doomed
+        };
+        Self::fail_terminated(doomed);
     }
 
     /// Moves pending jobs to workers with room and writes them (outside the scheduler
@@ -262,7 +310,11 @@ impl Shared {
             {
                 let mut s = lock(&self.sched);
                 let max = self.config.maxtasksperchild;
-                while let Some(k) = pick_slot(&s.slots) {
+                let now = Instant::now();
+                while let Some(bytes) = s.pending.front().map(|j| j.run.bytes.len()) {
+                    let Some(k) = pick_slot(&s.slots, now, bytes) else {
+                        break;
+                    };
                     let Some(job) = s.pending.pop_front() else {
                         break;
                     };
@@ -272,9 +324,10 @@ impl Shared {
                     }
                     let slot = &mut s.slots[k];
                     if slot.inflight == 0 {
-                        slot.busy_since = Some(Instant::now());
+                        slot.busy_since = Some(now);
                     }
                     slot.inflight += 1;
+                    slot.inflight_bytes += bytes;
                     slot.assigned += 1;
                     if max.is_some_and(|m| slot.assigned >= m) {
                         slot.retiring = true;
@@ -299,11 +352,11 @@ impl Shared {
                 while let Some((_, _, job)) = rest.next_if(|(k2, _, _)| *k2 == k) {
                     jobs.push(job);
                 }
-                let n = jobs.len();
+                let load = Load::of(&jobs);
                 match self.write_jobs(k, generation, jobs) {
                     Ok(true) => {}
-                    Ok(false) => gone.push((k, generation, 0, Vec::new())),
-                    Err(jobs) => gone.push((k, generation, n, jobs)),
+                    Ok(false) => gone.push((k, generation, Load::default(), Vec::new())),
+                    Err(jobs) => gone.push((k, generation, load, jobs)),
                 }
             }
             if gone.is_empty() {
@@ -311,58 +364,96 @@ impl Shared {
             }
             // Those workers are gone (their slot threads are about to notice): take nothing
             // more to them, and run the jobs that never reached them elsewhere.
-            let mut s = lock(&self.sched);
-            for (k, generation, n, jobs) in gone {
-                let slot = &mut s.slots[k];
-                if slot.generation == generation {
-                    slot.usable = false;
-                    slot.inflight -= n;
-                }
-                for job in jobs.into_iter().rev() {
-                    s.pending.push_front(job);
+            let mut doomed = Vec::new();
+            {
+                let mut s = lock(&self.sched);
+                for (k, generation, load, jobs) in gone {
+                    let slot = &mut s.slots[k];
+                    if slot.generation == generation {
+                        slot.usable = false;
+                        load.unbook(slot);
+                    }
+                    doomed.extend(self.push_front_locked(&mut s, jobs));
                 }
             }
+            Self::fail_terminated(doomed);
         }
     }
 
-    /// Writes jobs to slot `k`'s worker of the given generation, in one vectored write,
-    /// each stamped with the lane's epoch and its sequence number. Gives the jobs back if
-    /// that worker is no longer attached. A failed write keeps the jobs in flight and
-    /// detaches the worker (`Ok(false)`): its slot thread then sorts out, through the lane,
-    /// which of them the worker started.
+    /// Writes jobs to slot `k`'s worker of the given generation, in as few writes as the
+    /// kernel allows, each stamped with the lane's epoch and its sequence number. Gives the
+    /// jobs back if that worker is no longer attached. The jobs are in flight (where the
+    /// slot thread looks up results) before their first byte is written.
+    ///
+    /// A failed write: if nothing of a frame went out, the worker keeps serving and only
+    /// that frame's job fails (its descriptors could not be sent, say). If a frame went out
+    /// in part, or the worker is gone, the worker is detached (`Ok(false)`): its slot thread
+    /// then sorts out through the lane which jobs it started.
     fn write_jobs(
         &self,
         k: usize,
         generation: u64,
         mut jobs: Vec<Job>,
     ) -> std::result::Result<bool, Vec<Job>> {
-        let mut io = lock(&self.slots[k]);
-        if io.generation != generation || io.stream.is_none() {
-            return Err(jobs);
-        }
-        for job in &mut jobs {
-            job.seq = io.next_seq;
-            io.next_seq = io.next_seq.wrapping_add(1);
-            codec::stamp(&mut job.run.bytes, io.epoch, job.seq);
-        }
-        let Some(stream) = io.stream.as_ref() else {
+        let w = lock(&self.writers[k]);
+        let Some(stream) = w.stream.as_ref().filter(|_| w.generation == generation) else {
             return Err(jobs);
         };
-        let sent = if jobs.iter().any(|j| !j.fds().is_empty()) {
-            jobs.iter()
-                .try_for_each(|j| send_frame_with_fds(stream, &j.run.bytes, j.fds()))
-        } else {
-            let frames: Vec<&[u8]> = jobs.iter().map(|j| j.run.bytes.as_slice()).collect();
-            send_all_vectored(stream, &frames)
+        let frames: Vec<OutFrame> = {
+            let mut io = lock(&self.slots[k]);
+            if io.generation != generation || io.stream.is_none() {
+                return Err(jobs);
+            }
+            let mut frames = Vec::with_capacity(jobs.len());
+            for job in &mut jobs {
+                job.seq = io.next_seq;
+                io.next_seq = io.next_seq.wrapping_add(1);
+                job.run.stamp(io.epoch, job.seq);
+                frames.push((job.run.bytes.clone(), job.run.fds.clone(), job.id));
+            }
+            io.inflight.extend(jobs);
+            frames
         };
-        let attached = sent.is_ok();
-        if !attached {
+        let Err(failure) = send_frames(stream, &frames) else {
+            return Ok(true);
+        };
+        use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
+        let gone = matches!(failure.error.kind(), BrokenPipe | ConnectionReset);
+        if failure.partial || gone {
             // A half-written frame cannot be taken back: the worker must be replaced.
             let _ = stream.shutdown(std::net::Shutdown::Both);
-            io.stream = None;
+            drop(w);
+            let mut io = lock(&self.slots[k]);
+            if io.generation == generation {
+                io.stream = None;
+                io.cut_off = !gone;
+            }
+            return Ok(false);
         }
-        io.inflight.extend(jobs);
-        Ok(attached)
+        drop(w);
+        // The stream is intact, but frames after the failed one were not sent either: take
+        // back everything the worker has not started, fail the job that cannot be sent, and
+        // run the rest again.
+        let failed_id = frames[failure.index].2;
+        let mut taken = self.withdraw(k, generation, 1);
+        let Some(pos) = taken.iter().position(|j| j.id == failed_id) else {
+            // Not taken back (the worker went away meanwhile): its slot thread settles it.
+            self.take_back(k, generation, taken);
+            return Ok(true);
+        };
+        let job = taken.remove(pos);
+        let load = Load::of(std::slice::from_ref(&job));
+        self.take_back(k, generation, taken);
+        {
+            let mut s = lock(&self.sched);
+            let slot = &mut s.slots[k];
+            if slot.generation == generation {
+                load.unbook(slot);
+            }
+        }
+        self.finish_jobs(1);
+        job.fail(Error::from(failure.error));
+        Ok(true)
     }
 
     /// If a worker is idle while nothing is pending, takes back the jobs that the busiest
@@ -389,40 +480,75 @@ impl Shared {
             v.into_iter().map(|(k, _, g)| (k, g)).collect()
         };
         for (j, generation) in victims {
-            let taken = self.withdraw(j, generation);
-            if taken.is_empty() {
-                continue;
+            let taken = self.withdraw(j, generation, 2);
+            if !taken.is_empty() {
+                self.take_back(j, generation, taken);
+                return true;
             }
+        }
+        false
+    }
+
+    /// Books jobs taken back from slot `j`'s worker (of `generation`) and puts them in front
+    /// of the pending queue, to run again.
+    fn take_back(&self, j: usize, generation: u64, jobs: Vec<Job>) {
+        let load = Load::of(&jobs);
+        let doomed = {
             let mut s = lock(&self.sched);
             let max = self.config.maxtasksperchild;
             let slot = &mut s.slots[j];
             if slot.generation == generation {
-                slot.inflight -= taken.len();
-                slot.assigned = slot.assigned.saturating_sub(taken.len() as u64);
+                load.unbook(slot);
+                slot.assigned = slot.assigned.saturating_sub(load.jobs as u64);
                 slot.retiring = max.is_some_and(|m| slot.assigned >= m);
             }
-            for job in taken.into_iter().rev() {
-                s.pending.push_front(job);
+            self.push_front_locked(&mut s, jobs)
+        };
+        Self::fail_terminated(doomed);
+    }
+
+    /// Puts jobs in front of the pending queue, in order — or, once the pool is terminated,
+    /// hands them back to be failed (nobody would run them any more).
+    fn push_front_locked(&self, s: &mut Sched, jobs: Vec<Job>) -> Vec<Job> {
+        if s.state == State::Terminated {
+            s.outstanding -= jobs.len();
+            if s.outstanding == 0 {
+                self.idle.notify_all();
             }
-            return true;
+            return jobs;
         }
-        false
+        for job in jobs.into_iter().rev() {
+            s.pending.push_front(job);
+        }
+        Vec::new()
+    }
+
+    fn fail_terminated(jobs: Vec<Job>) {
+        for job in jobs {
+            job.fail(Error::PoolTerminated);
+        }
     }
 
     /// When slot `k`'s thread, whose worker is idle, should next look for jobs to take
     /// back from a worker that stopped reporting (`None`: nothing to wait for).
     pub(super) fn next_rebalance(&self, k: usize) -> Option<Instant> {
         let s = lock(&self.sched);
-        if !s.slots[k].is_idle() || !s.pending.is_empty() || s.state == State::Terminated {
+        if !s.slots[k].is_idle() || s.state == State::Terminated {
             return None;
+        }
+        if !s.pending.is_empty() {
+            // Someone is about to hand work out (or the pending jobs were all cancelled):
+            // look again in a moment rather than sleep on a stale view.
+            return Some(Instant::now());
         }
         s.slots.iter().filter_map(SlotSched::stealable_from).min()
     }
 
-    /// Takes back the jobs slot `j`'s worker (of `generation`) has not started.
-    fn withdraw(&self, j: usize, generation: u64) -> Vec<Job> {
+    /// Takes back the jobs slot `j`'s worker (of `generation`) has not started, if it has
+    /// at least `min` unanswered.
+    fn withdraw(&self, j: usize, generation: u64, min: usize) -> Vec<Job> {
         let mut io = lock(&self.slots[j]);
-        if io.generation != generation || io.stream.is_none() || io.inflight.len() < 2 {
+        if io.generation != generation || io.stream.is_none() || io.inflight.len() < min {
             return Vec::new();
         }
         let Some(lane) = io.lane.clone() else {
@@ -450,7 +576,7 @@ impl Shared {
     }
 
     /// Fails everything not yet started with `e` (terminate, broken pool).
-    pub(super) fn fail_pending(&self, e: &Error) {
+    pub(crate) fn fail_pending(&self, e: &Error) {
         let jobs: Vec<Job> = {
             let mut s = lock(&self.sched);
             let jobs: Vec<Job> = s.pending.drain(..).collect();
@@ -510,8 +636,8 @@ impl Shared {
 
     /// Asks slot `k`'s worker to exit (its slot thread then replaces it or stops).
     pub(super) fn stop_slot_worker(&self, k: usize) {
-        let io = lock(&self.slots[k]);
-        if let Some(stream) = io.stream.as_ref() {
+        let w = lock(&self.writers[k]);
+        if let Some(stream) = w.stream.as_ref() {
             let sent = frame::encode(Kind::Shutdown, &[]).map(|b| send_all(stream, &b));
             if !matches!(sent, Ok(Ok(()))) {
                 let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -534,33 +660,87 @@ impl Shared {
     }
 }
 
-fn pick_slot(slots: &[SlotSched]) -> Option<usize> {
+/// Jobs and frame bytes booked on a worker.
+#[derive(Default, Clone, Copy)]
+struct Load {
+    jobs: usize,
+    bytes: usize,
+}
+
+impl Load {
+    fn of(jobs: &[Job]) -> Load {
+        Load {
+            jobs: jobs.len(),
+            bytes: jobs.iter().map(|j| j.run.bytes.len()).sum(),
+        }
+    }
+
+    fn unbook(self, slot: &mut SlotSched) {
+        slot.inflight -= self.jobs;
+        slot.inflight_bytes = slot.inflight_bytes.saturating_sub(self.bytes);
+    }
+}
+
+/// The worker to give the next job (of a `bytes`-long frame): the least loaded with room,
+/// preferring workers that are not stuck (no result for `STEAL_AFTER` while holding jobs), so
+/// jobs just taken back from one do not flow straight back to it.
+fn pick_slot(slots: &[SlotSched], now: Instant, bytes: usize) -> Option<usize> {
     slots
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.usable && !s.retiring && s.inflight < s.allowed())
-        .min_by_key(|(_, s)| s.inflight)
+        .filter(|(_, s)| s.has_room(bytes))
+        .min_by_key(|(_, s)| {
+            let stuck = s.inflight > 0 && s.busy_since.is_some_and(|t| t + STEAL_AFTER <= now);
+            (stuck, s.inflight)
+        })
         .map(|(k, _)| k)
 }
 
-/// Writes all of several buffers with as few system calls as the kernel allows.
-pub(crate) fn send_all_vectored(stream: &UnixStream, bufs: &[&[u8]]) -> std::io::Result<()> {
+/// Writes frames in order with as few system calls as the kernel allows (one `writev` when
+/// no descriptors ride along), telling on failure which frame it failed in and whether part
+/// of it went out.
+fn send_frames(stream: &UnixStream, frames: &[OutFrame]) -> std::result::Result<(), WriteFailure> {
     use std::io::{IoSlice, Write};
-    if let [one] = bufs {
-        return send_all(stream, one);
+    if frames.iter().any(|(_, fds, _)| !fds.is_empty()) {
+        for (index, (bytes, fds, _)) in frames.iter().enumerate() {
+            send_frame_counted(stream, bytes, fds).map_err(|(n, error)| WriteFailure {
+                index,
+                partial: n > 0,
+                error,
+            })?;
+        }
+        return Ok(());
     }
-    let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+    let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|(b, _, _)| IoSlice::new(b)).collect();
     let mut slices = &mut slices[..];
+    let mut written = 0usize;
     // std's write_vectored uses writev; SIGPIPE is ignored by the Rust runtime, and a closed
     // peer comes back as EPIPE.
     let mut w = stream;
     while !slices.is_empty() {
-        match w.write_vectored(slices) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        let error = match w.write_vectored(slices) {
+            Ok(0) => std::io::ErrorKind::WriteZero.into(),
+            Ok(n) => {
+                written += n;
+                IoSlice::advance_slices(&mut slices, n);
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => e,
+        };
+        // Which frame the failure fell in, and whether it had begun.
+        let mut start = 0;
+        for (index, (bytes, _, _)) in frames.iter().enumerate() {
+            if written < start + bytes.len() {
+                return Err(WriteFailure {
+                    index,
+                    partial: written > start,
+                    error,
+                });
+            }
+            start += bytes.len();
         }
+        break;
     }
     Ok(())
 }
@@ -590,17 +770,35 @@ mod tests {
             retiring,
             ..SlotSched::default()
         };
+        let now = Instant::now();
         assert_eq!(
-            pick_slot(&[slot(true, 1, false), slot(true, 0, false)]),
+            pick_slot(&[slot(true, 1, false), slot(true, 0, false)], now, 10),
             Some(1)
         );
         assert_eq!(
-            pick_slot(&[slot(false, 0, false), slot(true, 1, false)]),
+            pick_slot(&[slot(false, 0, false), slot(true, 1, false)], now, 10),
             Some(1)
         );
         assert_eq!(
-            pick_slot(&[slot(true, 0, true), slot(true, PIPELINE_DEPTH, false)]),
+            pick_slot(
+                &[slot(true, 0, true), slot(true, PIPELINE_DEPTH, false)],
+                now,
+                10
+            ),
             None
         );
+        // A frame too big to sit in a busy worker's socket goes to an idle worker only.
+        assert_eq!(
+            pick_slot(&[slot(true, 1, false)], now, PIPELINE_BYTES + 1),
+            None
+        );
+        let (busy, idle) = (slot(true, 1, false), slot(true, 0, false));
+        assert_eq!(pick_slot(&[busy, idle], now, 10 * PIPELINE_BYTES), Some(1));
+        // A worker stuck on its job gets work only when no other has room.
+        let stuck = SlotSched {
+            busy_since: Some(now - STEAL_AFTER * 2),
+            ..slot(true, 1, false)
+        };
+        assert_eq!(pick_slot(&[stuck, slot(true, 1, false)], now, 10), Some(1));
     }
 }

@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::sched::{Config, Job, JobDone, Outcome, Shared, SlotSched, State};
+use super::sched::{Config, Job, JobDone, Outcome, Shared, SlotSched, State, Writer};
 use crate::error::{Error, Result};
 use crate::process::ProcessInfo;
 use crate::shm::lane::Lane;
@@ -176,7 +176,10 @@ pub(crate) fn slot_main(shared: Arc<Shared>, k: usize, first: std::sync::mpsc::S
                 continue;
             }
         };
-        let reader = match stream.try_clone() {
+        let clones = stream
+            .try_clone()
+            .and_then(|r| Ok((r, stream.try_clone()?)));
+        let (reader, writer) = match clones {
             Ok(r) => r,
             Err(e) => {
                 proc.kill();
@@ -199,7 +202,12 @@ pub(crate) fn slot_main(shared: Arc<Shared>, k: usize, first: std::sync::mpsc::S
             io.lane = Some(lane.clone());
             io.epoch = 0;
             io.next_seq = 1;
+            io.cut_off = false;
         }
+        *lock(&shared.writers[k]) = Writer {
+            generation,
+            stream: Some(writer),
+        };
         let stop_now = {
             let mut s = lock(&shared.sched);
             s.slots[k] = SlotSched {
@@ -225,6 +233,8 @@ pub(crate) fn slot_main(shared: Arc<Shared>, k: usize, first: std::sync::mpsc::S
     io.stream = None;
     io.pid = None;
     io.lane = None;
+    drop(io);
+    *lock(&shared.writers[k]) = Writer::default();
 }
 
 impl Shared {
@@ -294,7 +304,7 @@ impl Shared {
                     self.idle.notify_all();
                 }
                 let slot = &mut s.slots[k];
-                slot.timed(now);
+                slot.timed(now, job.run.bytes.len());
                 slot.retiring && slot.inflight == 0
             };
             job.sink.complete(JobDone {
@@ -317,12 +327,13 @@ impl Shared {
     /// with `WorkerLost` (or `err`); the other items of that job, the jobs whose results
     /// died unsent and the jobs it never started run again elsewhere.
     fn bury(&self, k: usize, mut proc: WorkerProcess, lane: &Lane, err: Option<Error>) {
-        let inflight: Vec<Job> = {
+        let (inflight, cut_off) = {
             let mut io = lock(&self.slots[k]);
             io.stream = None;
             io.pid = None;
             io.lane = None;
-            io.inflight.drain(..).collect()
+            let cut_off = std::mem::take(&mut io.cut_off);
+            (io.inflight.drain(..).collect::<Vec<Job>>(), cut_off)
         };
         let (terminated, retiring) = {
             let mut s = lock(&self.sched);
@@ -342,6 +353,8 @@ impl Shared {
             2
         };
         let exit = proc.reap(Duration::from_secs(grace));
+        // A writer blocked on the dead worker has failed by now: the lock is free.
+        *lock(&self.writers[k]) = Writer::default();
         if terminated {
             let n = inflight.len();
             for job in inflight {
@@ -350,10 +363,12 @@ impl Shared {
             self.finish_jobs(n);
             return;
         }
-        // Read once the worker is dead: its last word on what it was running.
-        let running = lane.running_now();
+        // Read once the worker is dead: its last word on what it was running. (If the parent
+        // cut a healthy worker off, what it was running is not to blame: it runs again.)
+        let running = lane.running_now().filter(|_| !cut_off);
         let mut err = err;
         let mut again = Vec::with_capacity(inflight.len());
+        let mut lost = Vec::new();
         let (mut added, mut finished) = (0, 0);
         for job in inflight {
             match running {
@@ -364,10 +379,11 @@ impl Shared {
                         signal: exit.signal,
                         exit_code: exit.code,
                     });
-                    let pieces = job.split_around(r.item, e, || self.next_job_id());
+                    let (pieces, blamed) = job.split_around(r.item, e, || self.next_job_id());
                     finished += 1;
                     added += pieces.len();
                     again.extend(pieces);
+                    lost.push(blamed);
                 }
                 _ => again.push(job),
             }
@@ -376,11 +392,15 @@ impl Shared {
             // A protocol error with nothing running: the first unanswered job is the one
             // whose answer broke it; the rest run again.
             if !again.is_empty() {
-                again.remove(0).fail(e);
+                lost.push(again.remove(0).failure(e));
                 finished += 1;
             }
         }
+        // Everything is booked before anyone hears of the loss.
         self.requeue_front(again, added, finished);
+        for blamed in lost {
+            blamed.deliver();
+        }
         self.pump();
     }
 }

@@ -59,7 +59,9 @@ const RUN_NAME: usize = RUN_SEQ + 4;
 
 /// A RUN frame ready to write, with what it takes to cut it into smaller jobs later.
 pub(crate) struct RunFrame {
-    pub bytes: Vec<u8>,
+    /// Shared with a write in progress (a job taken back while being written to a worker
+    /// can be stamped for another one: `Arc::make_mut` copies it then).
+    pub bytes: std::sync::Arc<Vec<u8>>,
     /// Descriptors of the queues, pipes and shared objects among the arguments.
     pub fds: Vec<SharedFd>,
     /// Where the first item's arguments start in `bytes` (after the item count).
@@ -117,7 +119,7 @@ pub(crate) fn run_frame<A: Serialize>(
     frame::finish(&mut buf, start)?;
     frame::set_fd_count(&mut buf, start, fds.len())?;
     Ok(RunFrame {
-        bytes: buf,
+        bytes: std::sync::Arc::new(buf),
         fds,
         items_at,
         item_ends: ends,
@@ -169,7 +171,7 @@ impl RunFrame {
             Vec::new()
         };
         Ok(RunFrame {
-            bytes,
+            bytes: std::sync::Arc::new(bytes),
             fds: self.fds.clone(),
             items_at,
             item_ends,
@@ -177,15 +179,18 @@ impl RunFrame {
     }
 }
 
-/// Marks a RUN frame built by [`run_frame`] as batchable (see `frame::FLAG_MAY_DELAY`).
-pub(crate) fn set_may_delay(frame_bytes: &mut [u8]) {
-    frame_bytes[2] |= frame::FLAG_MAY_DELAY;
-}
+impl RunFrame {
+    /// Marks the frame as batchable (see `frame::FLAG_MAY_DELAY`).
+    pub(crate) fn set_may_delay(&mut self) {
+        std::sync::Arc::make_mut(&mut self.bytes)[2] |= frame::FLAG_MAY_DELAY;
+    }
 
-/// Writes the lane epoch and sequence number a RUN frame is sent under.
-pub(crate) fn stamp(frame_bytes: &mut [u8], epoch: u32, seq: u32) {
-    frame_bytes[RUN_EPOCH..RUN_EPOCH + 4].copy_from_slice(&epoch.to_le_bytes());
-    frame_bytes[RUN_SEQ..RUN_SEQ + 4].copy_from_slice(&seq.to_le_bytes());
+    /// Writes the lane epoch and sequence number the frame is sent under.
+    pub(crate) fn stamp(&mut self, epoch: u32, seq: u32) {
+        let b = std::sync::Arc::make_mut(&mut self.bytes);
+        b[RUN_EPOCH..RUN_EPOCH + 4].copy_from_slice(&epoch.to_le_bytes());
+        b[RUN_SEQ..RUN_SEQ + 4].copy_from_slice(&seq.to_le_bytes());
+    }
 }
 
 /// A RUN body, taken apart.
@@ -347,8 +352,9 @@ mod tests {
     #[test]
     fn run_frame_layout() {
         let f = run_frame(42, "m::square", &[(3u64,), (4u64,)]).unwrap();
-        let mut bytes = f.bytes.clone();
-        stamp(&mut bytes, 7, 9);
+        let mut f = f;
+        f.stamp(7, 9);
+        let bytes = f.bytes.clone();
         let (kind, flags, len) = frame::parse_header(bytes[..8].try_into().unwrap()).unwrap();
         assert_eq!((kind, flags, len), (Kind::Run, 0, bytes.len() - 8));
         let run = parse_run(&bytes[8..]).unwrap();

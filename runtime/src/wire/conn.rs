@@ -239,19 +239,29 @@ fn recv_with_fds(
 /// Writes a whole frame to a blocking stream, its descriptors attached to its first bytes.
 pub(crate) fn send_frame_with_fds(
     stream: &impl AsFd,
-    mut bytes: &[u8],
+    bytes: &[u8],
     fds: &[crate::shm::fds::SharedFd],
 ) -> io::Result<()> {
+    send_frame_counted(stream, bytes, fds).map_err(|(_, e)| e)
+}
+
+/// [`send_frame_with_fds`], telling on failure how many bytes of the frame went out.
+pub(crate) fn send_frame_counted(
+    stream: &impl AsFd,
+    bytes: &[u8],
+    fds: &[crate::shm::fds::SharedFd],
+) -> Result<(), (usize, io::Error)> {
     use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage};
+    let mut sent = 0;
     if !fds.is_empty() {
         let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
         let mut space =
             vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(borrowed.len()))];
         let mut control = SendAncillaryBuffer::new(&mut space);
         if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
-            return Err(io::Error::other("descriptor list too long"));
+            return Err((0, io::Error::other("descriptor list too long")));
         }
-        let n = loop {
+        sent = loop {
             match sendmsg(
                 stream,
                 &[io::IoSlice::new(bytes)],
@@ -260,16 +270,15 @@ pub(crate) fn send_frame_with_fds(
             ) {
                 Ok(n) => break n,
                 Err(Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err((0, e.into())),
             }
         };
-        bytes = &bytes[n..];
     }
-    while !bytes.is_empty() {
-        match rustix::net::send(stream, bytes, SendFlags::NOSIGNAL) {
-            Ok(n) => bytes = &bytes[n..],
+    while sent < bytes.len() {
+        match rustix::net::send(stream, &bytes[sent..], SendFlags::NOSIGNAL) {
+            Ok(n) => sent += n,
             Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err((sent, e.into())),
         }
     }
     Ok(())

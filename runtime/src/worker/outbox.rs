@@ -99,9 +99,10 @@ impl Outbox {
         Ok(())
     }
 
-    /// Whether results are held back.
+    /// Whether results are waiting to be sent (held back, or left by a failed flush).
     pub(crate) fn holding(&self) -> bool {
-        lock(&self.shared.state).held_since.is_some()
+        let st = lock(&self.shared.state);
+        st.sent < st.buf.len()
     }
 
     /// Sends everything queued (before the worker blocks waiting for work, or exits).
@@ -200,9 +201,9 @@ fn flusher(shared: &Shared, fd: &OwnedFd) {
             }
             Err(_) => {
                 // The parent is gone (the watchdog exits the worker) or the channel broke:
-                // the main thread's next write reports it.
+                // the main thread sends what is left before it next waits, and its write
+                // reports the error.
                 st.broken = true;
-                st.held_since = None;
                 return;
             }
         }
