@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -18,7 +18,7 @@ use crate::shm::fds::SharedFd;
 use crate::shm::lane::Lane;
 use crate::spawn::forkserver::ForkServer;
 use crate::spawn::StartMethod;
-use crate::wait::lock;
+use crate::wait::{lock, Waiters};
 use crate::wire::conn::send_frame_counted;
 use crate::wire::frame::{self, Kind};
 
@@ -195,8 +195,9 @@ struct WriteFailure {
 
 pub(crate) struct Shared {
     pub(super) sched: Mutex<Sched>,
-    /// Signalled when `outstanding` reaches 0 or the state changes.
-    pub(super) idle: Condvar,
+    /// Signalled when `outstanding` reaches 0 or the state changes (no system call unless
+    /// someone waits: a pool reaches 0 outstanding after every lone `apply`).
+    pub(super) idle: Waiters,
     pub(super) slots: Vec<Mutex<SlotIo>>,
     pub(super) writers: Vec<Mutex<Writer>>,
     pub config: Config,
@@ -221,7 +222,7 @@ impl Shared {
                 outstanding: 0,
                 stopping: false,
             }),
-            idle: Condvar::new(),
+            idle: Waiters::default(),
             slots: (0..n)
                 .map(|_| {
                     Mutex::new(SlotIo {
@@ -625,7 +626,7 @@ impl Shared {
     pub(crate) fn drain_and_stop(&self) {
         let mut s = lock(&self.sched);
         while s.outstanding > 0 && s.state != State::Terminated {
-            s = self.idle.wait(s).unwrap_or_else(|p| p.into_inner());
+            s = self.idle.wait(s, None).unwrap_or_else(|g| g);
         }
         s.stopping = true;
         drop(s);
