@@ -87,3 +87,23 @@ pub fn ideal_ms(durations: &[u64], workers: usize) -> f64 {
     }
     free_at.into_iter().max().unwrap_or(0) as f64
 }
+
+/// Both mixed-duration scenarios on `pool` (of 4 workers): each makespan over the ideal one.
+pub fn mixed_duration_ratios(pool: &Pool) -> multiproc::Result<(f64, f64)> {
+    let workers = pool.processes();
+    let durations = uneven_durations();
+    let t = Instant::now();
+    let rs: Vec<AsyncResult<u64>> = durations
+        .iter()
+        .map(|&d| pool.apply_async(sleep_ms, (d,)))
+        .collect::<multiproc::Result<_>>()?;
+    for r in rs {
+        r.get()?;
+    }
+    let uneven = t.elapsed().as_secs_f64() * 1e3 / ideal_ms(&durations, workers);
+    let durations = heavy_tail_durations();
+    let t = Instant::now();
+    pool.map_with(sleep_ms, durations.clone(), Opts::new().chunksize(1))?;
+    let heavy = t.elapsed().as_secs_f64() * 1e3 / ideal_ms(&durations, workers);
+    Ok((uneven, heavy))
+}

@@ -453,25 +453,12 @@ impl Bench {
         // Uneven work on Pool(4): makespan against the ideal one.
         let uneven = Pool::new(4)?;
         uneven.map(square, 0..100u64)?;
-        let durations = uneven_durations();
-        let t = Instant::now();
-        let rs: Vec<AsyncResult<u64>> = durations
-            .iter()
-            .map(|&d| uneven.apply_async(sleep_ms, (d,)))
-            .collect::<multiproc::Result<_>>()?;
-        for r in rs {
-            r.get()?;
-        }
-        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let (a, b) = mixed_duration_ratios(&uneven)?;
         let label = "20 apply_async jobs of 0–475 ms, Pool(4): makespan / ideal (×)";
-        self.record(label, "multiproc", Some(ms / ideal_ms(&durations, 4)));
+        self.record(label, "multiproc", Some(a));
         self.record(label, "python", py_value("uneven", "value"));
-        let durations = heavy_tail_durations();
-        let t = Instant::now();
-        uneven.map_with(sleep_ms, durations.clone(), Opts::new().chunksize(1))?;
-        let ms = t.elapsed().as_secs_f64() * 1e3;
         let label = "map of 990 × 1 ms + 10 × 200 ms, chunksize 1, Pool(4): makespan / ideal (×)";
-        self.record(label, "multiproc", Some(ms / ideal_ms(&durations, 4)));
+        self.record(label, "multiproc", Some(b));
         self.record(label, "python", py_value("heavy_tail", "value"));
         drop(uneven);
 

@@ -86,20 +86,7 @@ fn main() -> multiproc::Result<()> {
             let pool = Pool::new(4)?;
             pool.map(square, 0..100u64)?;
             while Instant::now() < until {
-                let durations = uneven_durations();
-                let t = Instant::now();
-                let rs: Vec<AsyncResult<u64>> = durations
-                    .iter()
-                    .map(|&d| pool.apply_async(sleep_ms, (d,)))
-                    .collect::<multiproc::Result<_>>()?;
-                for r in rs {
-                    r.get()?;
-                }
-                let a = t.elapsed().as_secs_f64() * 1e3 / ideal_ms(&durations, 4);
-                let durations = heavy_tail_durations();
-                let t = Instant::now();
-                pool.map_with(sleep_ms, durations.clone(), Opts::new().chunksize(1))?;
-                let b = t.elapsed().as_secs_f64() * 1e3 / ideal_ms(&durations, 4);
+                let (a, b) = mixed_duration_ratios(&pool)?;
                 println!("uneven {a:.3}× ideal, heavy-tailed {b:.3}× ideal");
                 n += 1;
             }
