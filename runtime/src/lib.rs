@@ -86,8 +86,8 @@ mod sharedctypes;
 mod shm;
 mod spawn;
 mod synchronize;
+mod sys;
 mod task_pool;
-mod wait;
 mod wire;
 mod worker;
 

@@ -15,13 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
-use rustix::net::{RecvFlags, SendFlags};
+use rustix::net::RecvFlags;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 use crate::shm::fds::{self, SharedFd};
-use crate::wait::lock;
+use crate::sys::wait::lock;
 
 /// Largest message: lengths travel as 31 bits.
 const MAX_MESSAGE: usize = (1 << 31) - 1;
@@ -89,10 +89,8 @@ impl End {
         ];
         let mut bufs = &mut bufs[..];
         while !bufs.is_empty() {
-            let mut control = rustix::net::SendAncillaryBuffer::default();
-            match rustix::net::sendmsg(&*self.fd, bufs, &mut control, SendFlags::NOSIGNAL) {
+            match crate::sys::fds::send(&*self.fd, bufs, &[]) {
                 Ok(n) => std::io::IoSlice::advance_slices(&mut bufs, n),
-                Err(Errno::INTR) => {}
                 Err(e) => return Err(map_send_err(e)),
             }
         }
@@ -170,7 +168,7 @@ impl End {
                 continue;
             }
             // Sleep until readable (or the deadline), then read with a blocking call.
-            if !crate::wait::readable(std::os::fd::AsFd::as_fd(&*self.fd), deadline)? {
+            if !crate::sys::wait::readable(std::os::fd::AsFd::as_fd(&*self.fd), deadline)? {
                 return Err(Error::Timeout);
             }
             blocking = true;
@@ -180,7 +178,7 @@ impl End {
     /// Whether a message (or the end of the stream) can be received without waiting,
     /// waiting up to `timeout` for one (`None`: forever).
     fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
-        let deadline = timeout.and_then(crate::wait::deadline_after);
+        let deadline = timeout.and_then(crate::sys::wait::deadline_after);
         let mut rb = lock(&self.rx);
         loop {
             if rb.eof || rb.whole_message()?.is_some() {
@@ -316,7 +314,7 @@ macro_rules! recv_api {
 
             /// Like `recv`, waiting at most `timeout` (then `Timeout`).
             pub fn recv_timeout(&self, timeout: Duration) -> Result<T> {
-                decode(&self.end.recv(crate::wait::deadline_after(timeout))?)
+                decode(&self.end.recv(crate::sys::wait::deadline_after(timeout))?)
             }
         }
 

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::registry::{self, TaskFn};
 use crate::shm::fds::{self, SharedFd};
 use crate::spawn::{self, WorkerProcess};
-use crate::wait::lock;
+use crate::sys::wait::lock;
 use crate::wire::codec;
 use crate::wire::conn::{send_frame_with_fds, Conn};
 use crate::wire::frame::{self, Kind};
@@ -386,9 +386,9 @@ impl Process {
         }
         if let Some(fd) = self.inner.exit_fd.get() {
             // Wait without holding the state lock, so terminate/kill work meanwhile.
-            let deadline = timeout.and_then(crate::wait::deadline_after);
+            let deadline = timeout.and_then(crate::sys::wait::deadline_after);
             let ended =
-                crate::wait::readable(std::os::fd::AsFd::as_fd(fd), deadline).unwrap_or(false);
+                crate::sys::wait::readable(std::os::fd::AsFd::as_fd(fd), deadline).unwrap_or(false);
             if !ended {
                 return Ok(None);
             }

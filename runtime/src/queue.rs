@@ -22,7 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{Error, Result};
 use crate::shm::fds;
 use crate::shm::segment::{Segment, SegmentKind};
-use crate::shm::sync::{EventCount, Locked, RobustMutex, MUTEX_SPACE};
+use crate::sys::futex::{EventCount, Locked, RobustMutex, MUTEX_SPACE};
 
 /// Default ring size: unread items may take up to this much before `put` blocks. It is
 /// virtual memory: only the pages holding unread items, and the warm area's pages once used,
@@ -122,7 +122,7 @@ enum Wait {
 
 impl Wait {
     fn from_timeout(t: Duration) -> Wait {
-        crate::wait::deadline_after(t).map_or(Wait::Forever, Wait::Until)
+        crate::sys::wait::deadline_after(t).map_or(Wait::Forever, Wait::Until)
     }
     fn deadline(self) -> Option<Instant> {
         match self {

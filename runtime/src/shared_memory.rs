@@ -15,6 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
+use crate::sys::mmap::Mapping;
 
 /// A named shared-memory block.
 ///
@@ -45,22 +46,15 @@ pub struct SharedMemory(std::sync::Arc<Block>);
 
 struct Block {
     name: String,
-    ptr: *mut u8,
-    len: usize,
+    map: Mapping,
     owner: bool,
 }
-
-// SAFETY: a shared mapping; access goes through copies or unsafe slices whose contract puts
-// synchronisation on the caller.
-unsafe impl Send for Block {}
-// SAFETY: as above.
-unsafe impl Sync for Block {}
 
 impl std::fmt::Debug for SharedMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedMemory")
             .field("name", &self.0.name)
-            .field("size", &self.0.len)
+            .field("size", &self.0.map.len())
             .field("owner", &self.0.owner)
             .finish()
     }
@@ -123,12 +117,11 @@ impl SharedMemory {
         let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
         let mapped = rustix::fs::ftruncate(&fd, size as u64)
             .map_err(Error::from)
-            .and_then(|()| map(&fd, size));
+            .and_then(|()| Ok(Mapping::shared(&fd, size)?));
         match mapped {
-            Ok(ptr) => Ok(SharedMemory(std::sync::Arc::new(Block {
+            Ok(map) => Ok(SharedMemory(std::sync::Arc::new(Block {
                 name: display,
-                ptr,
-                len: size,
+                map,
                 owner: true,
             }))),
             Err(e) => {
@@ -162,9 +155,8 @@ impl SharedMemory {
             return Err(Error::SegmentNotFound { name: display });
         }
         Ok(SharedMemory(std::sync::Arc::new(Block {
-            ptr: map(&fd, size)?,
+            map: Mapping::shared(&fd, size)?,
             name: display,
-            len: size,
             owner: false,
         })))
     }
@@ -176,7 +168,7 @@ impl SharedMemory {
 
     /// Size in bytes.
     pub fn size(&self) -> usize {
-        self.0.len
+        self.0.map.len()
     }
 
     /// Whether this handle created the block (and unlinks it when dropped).
@@ -186,11 +178,11 @@ impl SharedMemory {
 
     fn check(&self, offset: usize, n: usize) -> Result<()> {
         match offset.checked_add(n) {
-            Some(end) if end <= self.0.len => Ok(()),
+            Some(end) if end <= self.0.map.len() => Ok(()),
             _ => Err(Error::InvalidArgument(format!(
                 "range {offset}..{} is outside the {}-byte block",
                 offset.saturating_add(n),
-                self.0.len
+                self.0.map.len()
             ))),
         }
     }
@@ -199,7 +191,7 @@ impl SharedMemory {
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         self.check(offset, buf.len())?;
         // SAFETY: in bounds (checked); a byte copy tolerates concurrent writers.
-        unsafe { std::ptr::copy(self.0.ptr.add(offset), buf.as_mut_ptr(), buf.len()) };
+        unsafe { std::ptr::copy(self.0.map.ptr().add(offset), buf.as_mut_ptr(), buf.len()) };
         Ok(())
     }
 
@@ -207,13 +199,13 @@ impl SharedMemory {
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check(offset, data.len())?;
         // SAFETY: in bounds (checked).
-        unsafe { std::ptr::copy(data.as_ptr(), self.0.ptr.add(offset), data.len()) };
+        unsafe { std::ptr::copy(data.as_ptr(), self.0.map.ptr().add(offset), data.len()) };
         Ok(())
     }
 
     /// Start of the mapping.
     pub fn as_ptr(&self) -> *mut u8 {
-        self.0.ptr
+        self.0.map.ptr()
     }
 
     /// The block as a slice.
@@ -221,7 +213,7 @@ impl SharedMemory {
     /// # Safety
     /// No other process or thread may write the block while the slice is alive.
     pub unsafe fn as_slice(&self) -> &[u8] {
-        std::slice::from_raw_parts(self.0.ptr, self.0.len)
+        std::slice::from_raw_parts(self.0.map.ptr(), self.0.map.len())
     }
 
     /// The block as a mutable slice.
@@ -230,30 +222,12 @@ impl SharedMemory {
     /// No other process or thread may read or write the block while the slice is alive.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
-        std::slice::from_raw_parts_mut(self.0.ptr, self.0.len)
+        std::slice::from_raw_parts_mut(self.0.map.ptr(), self.0.map.len())
     }
-}
-
-fn map(fd: &std::os::fd::OwnedFd, len: usize) -> Result<*mut u8> {
-    use rustix::mm::{mmap, MapFlags, ProtFlags};
-    // SAFETY: a fresh shared mapping of a file we hold.
-    let p = unsafe {
-        mmap(
-            std::ptr::null_mut(),
-            len,
-            ProtFlags::READ | ProtFlags::WRITE,
-            MapFlags::SHARED,
-            fd,
-            0,
-        )?
-    };
-    Ok(p.cast())
 }
 
 impl Drop for Block {
     fn drop(&mut self) {
-        // SAFETY: our own mapping; no handle refers to it any more.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.cast(), self.len) };
         if self.owner {
             if let Ok(c) = c_name(&self.name) {
                 // SAFETY: unlinking the name this handle created.
@@ -286,7 +260,7 @@ pub(crate) const TRACKER_FD_ENV: &str = "MULTIPROC_TRACKER_FD";
 static TRACKER: Mutex<Option<UnixStream>> = Mutex::new(None);
 
 fn tracker() -> MutexGuard<'static, Option<UnixStream>> {
-    crate::wait::lock(&TRACKER)
+    crate::sys::wait::lock(&TRACKER)
 }
 
 /// Tells the tracker about a name (`+` created, `-` unlinked). Best effort: without a

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, LockError, LockResult, Result, TryLockResult};
 use crate::registry::{self, TaskFn};
 use crate::shm::segment::{Segment, SegmentKind};
-use crate::shm::sync::{EventCount, Locked, RobustMutex, MUTEX_SPACE};
+use crate::sys::futex::{EventCount, Locked, RobustMutex, MUTEX_SPACE};
 
 /// `Instant::now() + t`, or `None` (no deadline) if that overflows.
-pub(crate) use crate::wait::deadline_after;
+pub(crate) use crate::sys::wait::deadline_after;
 
 /// Serde and `Clone` for a handle type holding `seg: Segment` of kind `$kind`.
 macro_rules! shm_handle {

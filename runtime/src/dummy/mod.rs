@@ -190,7 +190,7 @@ impl PoolBuilder {
         let mut threads = Vec::with_capacity(processes);
         let mut failure = None;
         for k in 0..processes {
-            let spawned = crate::spawn::retry_transient(|| {
+            let spawned = crate::sys::retry_transient(|| {
                 // A failed spawn consumes its closure: build a fresh one per attempt.
                 let (shared, tx, init) = (shared.clone(), tx.clone(), self.initializer.clone());
                 std::thread::Builder::new()

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, LockResult, Result, TryLockResult};
 use crate::shm::waitlist::Waitlist;
-use crate::wait::{deadline_after, lock, Waiters};
+use crate::sys::wait::{deadline_after, lock, Waiters};
 
 /// State behind a mutex with one condition variable; poisoning is ignored (all state here is
 /// updated in single steps).

@@ -23,7 +23,7 @@ use serde_bytes::ByteBuf;
 
 use crate::error::{Error, Result};
 use crate::spawn::WorkerProcess;
-use crate::wait::lock;
+use crate::sys::wait::lock;
 use proto::{Bytes, DictOp, Kind, ListOp, Request, Response};
 
 /// How long a manager has to start and report its address.
@@ -417,7 +417,7 @@ impl Client {
     fn call(&self, req: &Request) -> Result<Response> {
         let r = self.with_conn(|s| {
             proto::send(s, req)?;
-            crate::wait::poll_briefly(s.fd());
+            crate::sys::wait::poll_briefly(s.fd());
             // A closed connection is an error here, so that `with_conn` drops it.
             proto::recv::<Response>(s)?.ok_or_else(|| lost("the manager closed the connection"))
         });

@@ -49,7 +49,7 @@ struct Server {
 
 impl Server {
     fn objects(&self) -> MutexGuard<'_, Objects> {
-        crate::wait::lock(&self.objects)
+        crate::sys::wait::lock(&self.objects)
     }
 }
 
@@ -232,7 +232,7 @@ fn serve<S: Sock>(server: &Server, mut conn: S) {
     loop {
         if reader.buffer().is_empty() {
             // A client's next request often follows its last reply at once.
-            crate::wait::poll_briefly(reader.get_ref().as_fd());
+            crate::sys::wait::poll_briefly(reader.get_ref().as_fd());
         }
         let Ok(Some(req)) = proto::recv::<Request>(&mut reader) else {
             return;

@@ -129,7 +129,7 @@ impl PoolBuilder {
         for k in 0..processes {
             let shared = shared.clone();
             let tx = tx.clone();
-            let spawned = crate::spawn::retry_transient(|| {
+            let spawned = crate::sys::retry_transient(|| {
                 // A failed spawn consumes its closure: build a fresh one per attempt.
                 let (shared, tx) = (shared.clone(), tx.clone());
                 std::thread::Builder::new()

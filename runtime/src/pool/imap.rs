@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::job::decode_items;
 use super::sched::{Job, JobDone, Shared, Sink};
 use crate::error::{Error, Result};
-use crate::wait::{deadline_after, lock, poll_briefly_for, Waiters, POLL_BRIEFLY};
+use crate::sys::wait::{deadline_after, lock, poll_briefly_for, Waiters, POLL_BRIEFLY};
 use crate::wire::codec;
 
 struct Chunks<R> {

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::wait::lock;
+use crate::sys::wait::lock;
 use crate::wire::codec::RunFrame;
 
 /// How a job ended.

@@ -5,7 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::wait::{deadline_after, lock, poll_briefly_for, Waiters};
+use crate::sys::wait::{deadline_after, lock, poll_briefly_for, Waiters};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;

@@ -18,7 +18,7 @@ use crate::shm::fds::SharedFd;
 use crate::shm::lane::Lane;
 use crate::spawn::forkserver::ForkServer;
 use crate::spawn::StartMethod;
-use crate::wait::{lock, Waiters};
+use crate::sys::wait::{lock, Waiters};
 use crate::wire::conn::send_frame_counted;
 use crate::wire::frame::{self, Kind};
 

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::process::ProcessInfo;
 use crate::shm::lane::Lane;
 use crate::spawn::{self, StartMethod, WorkerProcess};
-use crate::wait::lock;
+use crate::sys::wait::lock;
 use crate::wire::codec::ChunkFailure;
 use crate::wire::conn::send_frame_with_fds;
 use crate::wire::frame::{self, Kind};
@@ -246,14 +246,14 @@ impl Shared {
             if reader.buffer().is_empty() {
                 let fd = std::os::fd::AsFd::as_fd(reader.get_ref());
                 // A short job's result usually arrives within moments: see `poll_briefly`.
-                crate::wait::poll_briefly(fd);
+                crate::sys::wait::poll_briefly(fd);
                 // While this worker idles and another sits on jobs it has not started,
                 // wake up to take them once that worker has stopped reporting.
                 while let Some(at) = self.next_rebalance(k) {
                     // Not sooner than a moment from now: a worker whose unanswered jobs have
                     // all started has nothing to take.
-                    let at = at.max(Instant::now() + crate::wait::POLL_BRIEFLY * 16);
-                    match crate::wait::readable(fd, Some(at)) {
+                    let at = at.max(Instant::now() + crate::sys::wait::POLL_BRIEFLY * 16);
+                    match crate::sys::wait::readable(fd, Some(at)) {
                         Ok(false) => self.pump(),
                         Ok(true) | Err(_) => break,
                     }

@@ -16,8 +16,7 @@ use serde::{de, ser, Deserialize, Deserializer, Serializer};
 /// A descriptor shared by every clone of one handle.
 pub(crate) type SharedFd = Arc<OwnedFd>;
 
-/// At most this many descriptors ride on one message (the kernel's limit is 253).
-pub(crate) const MAX_FDS: usize = 250;
+pub(crate) use crate::sys::fds::MAX_FDS;
 
 thread_local! {
     static OUTGOING: RefCell<Option<Vec<SharedFd>>> = const { RefCell::new(None) };

@@ -3,5 +3,4 @@
 pub(crate) mod fds;
 pub(crate) mod lane;
 pub(crate) mod segment;
-pub(crate) mod sync;
 pub(crate) mod waitlist;

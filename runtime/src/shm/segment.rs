@@ -6,13 +6,12 @@
 //! carries the handle (see [`super::fds`]).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::ptr::NonNull;
 use std::sync::Arc;
 
 use rustix::fs::{memfd_create, MemfdFlags};
-use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
 
 use crate::error::{Error, Result};
+use crate::sys::mmap::Mapping;
 
 /// Every segment starts with this header, so a descriptor that is not ours, or an object of
 /// another kind, is refused when it is attached.
@@ -47,28 +46,11 @@ pub(crate) enum SegmentKind {
 
 /// A mapped segment. Clones share the mapping.
 #[derive(Clone)]
-pub(crate) struct Segment(Arc<Mapping>);
+pub(crate) struct Segment(Arc<Mapped>);
 
-struct Mapping {
+struct Mapped {
     fd: Arc<OwnedFd>,
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the mapping is plain shared memory; all access to its contents goes through atomics
-// or the objects' own cross-process locks.
-unsafe impl Send for Mapping {}
-// SAFETY: as above.
-unsafe impl Sync for Mapping {}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len come from a successful mmap and nothing borrows the mapping any more
-        // (every user holds the Arc).
-        unsafe {
-            let _ = munmap(self.ptr.as_ptr().cast(), self.len);
-        }
-    }
+    map: Mapping,
 }
 
 impl Segment {
@@ -76,7 +58,7 @@ impl Segment {
     pub(crate) fn create(kind: SegmentKind, len: usize) -> Result<Segment> {
         let len = len.max(HEADER_SPACE);
         let name = format!("multiproc-{kind:?}");
-        let fd = crate::spawn::retry_transient(|| {
+        let fd = crate::sys::retry_transient(|| {
             memfd_create(name.as_str(), MemfdFlags::CLOEXEC).map_err(Into::into)
         })?;
         rustix::fs::ftruncate(&fd, len as u64)?;
@@ -121,25 +103,13 @@ impl Segment {
     }
 
     fn map(fd: Arc<OwnedFd>, len: usize) -> Result<Segment> {
-        // SAFETY: a fresh shared mapping of a file we hold; no existing memory is affected.
-        let ptr = unsafe {
-            mmap(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-                &*fd,
-                0,
-            )?
-        };
-        let ptr = NonNull::new(ptr.cast::<u8>())
-            .ok_or_else(|| Error::Io(Arc::new(std::io::Error::other("mmap returned null"))))?;
-        Ok(Segment(Arc::new(Mapping { fd, ptr, len })))
+        let map = Mapping::shared(&*fd, len)?;
+        Ok(Segment(Arc::new(Mapped { fd, map })))
     }
 
     /// Start of the mapping (the header).
     pub(crate) fn ptr(&self) -> *mut u8 {
-        self.0.ptr.as_ptr()
+        self.0.map.ptr()
     }
 
     /// The object's state, `HEADER_SPACE` bytes in.
@@ -149,7 +119,7 @@ impl Segment {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.0.len
+        self.0.map.len()
     }
 
     /// The descriptor, shared so that a message carrying this handle keeps it open until sent.

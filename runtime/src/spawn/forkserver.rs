@@ -6,7 +6,7 @@
 //! carries, as SCM_RIGHTS, the worker's channel and a status pipe; the server forks, writes
 //! the child's pid on the status pipe, and later its exit status once it has reaped it.
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSlice;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -15,10 +15,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use rustix::event::{poll, PollFd, PollFlags};
-use rustix::net::{
-    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags,
-};
+use rustix::net::RecvFlags;
 use rustix::pipe::{pipe_with, PipeFlags};
 use rustix::process::{pidfd_open, waitpid, Pid, PidfdFlags, WaitOptions};
 
@@ -89,10 +86,7 @@ impl ForkServer {
         {
             let ctl = self.ctl.lock().unwrap_or_else(|p| p.into_inner());
             let fds = [child_end.as_fd(), status_w.as_fd()];
-            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
-            let mut anc = SendAncillaryBuffer::new(&mut space);
-            anc.push(SendAncillaryMessage::ScmRights(&fds));
-            sendmsg(&*ctl, &[IoSlice::new(&[1])], &mut anc, SendFlags::NOSIGNAL)
+            crate::sys::fds::send(&*ctl, &[IoSlice::new(&[1])], &fds)
                 .map_err(|e| Error::WorkerStart(format!("fork server unreachable: {e}")))?;
         }
         drop(child_end);
@@ -104,7 +98,7 @@ impl ForkServer {
         read_exact_fd(status_r.as_fd(), &mut pid)
             .map_err(|e| Error::WorkerStart(format!("the fork server could not fork: {e}")))?;
         let pid = i32::from_le_bytes(pid);
-        let pidfd = Pid::from_raw(pid).and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok());
+        let pidfd = crate::sys::pidfd(pid);
         Ok((
             WorkerProcess {
                 pid: pid as u32,
@@ -128,8 +122,7 @@ impl Drop for ForkServer {
             let _ = ctl.shutdown(std::net::Shutdown::Both);
         }
         let process = self.process.get_mut().unwrap_or_else(|p| p.into_inner());
-        let pidfd = Pid::from_raw(process.id() as i32)
-            .and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok());
+        let pidfd = crate::sys::pidfd(process.id() as i32);
         let exited = pidfd.is_some_and(|fd| wait_readable(fd.as_fd(), Duration::from_secs(5)));
         if !exited {
             let _ = process.kill();
@@ -207,15 +200,9 @@ pub(crate) fn serve(ctl: OwnedFd) -> ! {
         if !ctl_ready {
             continue;
         }
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
-        let mut anc = RecvAncillaryBuffer::new(&mut space);
-        let mut byte = [0u8; 1];
-        let n = match recvmsg(
-            &ctl,
-            &mut [IoSliceMut::new(&mut byte)],
-            &mut anc,
-            RecvFlags::CMSG_CLOEXEC,
-        ) {
+        let mut byte = [MaybeUninit::uninit(); 1];
+        let mut fds: Vec<OwnedFd> = Vec::with_capacity(2);
+        let n = match crate::sys::fds::recv(&ctl, &mut byte, &mut fds, RecvFlags::empty()) {
             Ok(r) => r.bytes,
             Err(rustix::io::Errno::INTR) => continue,
             Err(_) => 0,
@@ -223,12 +210,6 @@ pub(crate) fn serve(ctl: OwnedFd) -> ! {
         if n == 0 {
             // The parent is gone or done with us. Workers have their own channels.
             std::process::exit(0);
-        }
-        let mut fds: Vec<OwnedFd> = Vec::with_capacity(2);
-        for msg in anc.drain() {
-            if let RecvAncillaryMessage::ScmRights(r) = msg {
-                fds.extend(r);
-            }
         }
         let Ok([channel, status]) = <[OwnedFd; 2]>::try_from(fds) else {
             continue; // malformed request: dropping the fds tells the parent

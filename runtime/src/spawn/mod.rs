@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
+use rustix::process::{pidfd_send_signal, Pid, Signal};
 
 use crate::error::{Error, Result};
 use crate::worker;
@@ -144,43 +144,11 @@ impl WorkerProcess {
     }
 }
 
-/// Runs `f` again while it fails with `EAGAIN` (the kernel's "try again": a transient
-/// shortage of threads, processes or memory, seen when many workers start at once on a
-/// loaded machine), backing off from 1 ms to 64 ms, about 0.5 s in all; then gives up.
-pub(crate) fn retry_transient<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
-    let mut delay = Duration::from_millis(1);
-    for _ in 0..10 {
-        match f() {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_millis(64));
-            }
-            other => return other,
-        }
-    }
-    f()
-}
-
-/// Reads exactly `buf.len()` bytes from a blocking descriptor.
-pub(crate) fn read_exact_fd(
-    fd: std::os::fd::BorrowedFd<'_>,
-    buf: &mut [u8],
-) -> std::io::Result<()> {
-    let mut got = 0;
-    while got < buf.len() {
-        match rustix::io::read(fd, &mut buf[got..]) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => got += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
+pub(crate) use crate::sys::{read_exact_fd, retry_transient};
 
 /// Polls `fd` for readability up to `timeout`.
 pub(crate) fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, timeout: Duration) -> bool {
-    crate::wait::readable(fd, crate::wait::deadline_after(timeout)).unwrap_or(false)
+    crate::sys::wait::readable(fd, crate::sys::wait::deadline_after(timeout)).unwrap_or(false)
 }
 
 /// Starts one worker; returns its handle and the parent's end of its channel.
@@ -240,7 +208,7 @@ pub(crate) fn exec_child(env: &str) -> Result<(WorkerProcess, UnixStream)> {
         .map_err(|e| Error::WorkerStart(format!("could not execute /proc/self/exe: {e}")))?;
     drop(cmd); // closes our copy of the child's end
     let pid = child.id();
-    let pidfd = Pid::from_raw(pid as i32).and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok());
+    let pidfd = crate::sys::pidfd(pid as i32);
     Ok((
         WorkerProcess {
             pid,

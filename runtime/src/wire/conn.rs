@@ -6,7 +6,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::event::{poll, PollFd, PollFlags};
@@ -58,7 +57,13 @@ impl Conn {
                 self.inbuf.reserve(64 * 1024);
             }
             let spare = self.inbuf.spare_capacity_mut();
-            match recv_with_fds(&self.fd, spare, &mut self.fds) {
+            let got = crate::sys::fds::recv(&self.fd, spare, &mut self.fds, RecvFlags::empty());
+            if got.as_ref().is_ok_and(|r| r.truncated) {
+                // Descriptors were dropped by the kernel: the frames that needed them will
+                // report it.
+                self.fds.clear();
+            }
+            match got.map(|r| r.bytes) {
                 Ok(0) => {
                     self.eof = true;
                     return Ok(got_any);
@@ -136,7 +141,7 @@ impl Conn {
                 // A worker that just sent a result is usually sent its next job within
                 // microseconds: polling briefly saves the wake-up of a sleeping process.
                 if !std::mem::replace(&mut polled, true) {
-                    crate::wait::poll_briefly(self.fd.as_fd());
+                    crate::sys::wait::poll_briefly(self.fd.as_fd());
                     continue;
                 }
                 self.release_idle_memory();
@@ -209,33 +214,6 @@ impl Conn {
     }
 }
 
-/// One `recvmsg`: bytes into `buf`, any descriptors that came with them onto `fds`.
-fn recv_with_fds(
-    fd: &OwnedFd,
-    buf: &mut [MaybeUninit<u8>],
-    fds: &mut VecDeque<OwnedFd>,
-) -> rustix::io::Result<usize> {
-    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage};
-    let mut space =
-        [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(crate::shm::fds::MAX_FDS))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    // SAFETY: IoSliceMut over uninitialised bytes is only written by the kernel; we read back
-    // only the `bytes` it reports.
-    let slice = unsafe { &mut *(buf as *mut [MaybeUninit<u8>] as *mut [u8]) };
-    let mut iov = [io::IoSliceMut::new(slice)];
-    let msg = recvmsg(fd, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?;
-    for m in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(received) = m {
-            fds.extend(received);
-        }
-    }
-    if msg.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
-        // Descriptors were dropped by the kernel: the frames that needed them will report it.
-        fds.clear();
-    }
-    Ok(msg.bytes)
-}
-
 /// Writes a whole frame to a blocking stream, its descriptors attached to its first bytes.
 pub(crate) fn send_frame_with_fds(
     stream: &impl AsFd,
@@ -251,28 +229,11 @@ pub(crate) fn send_frame_counted(
     bytes: &[u8],
     fds: &[crate::shm::fds::SharedFd],
 ) -> Result<(), (usize, io::Error)> {
-    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage};
     let mut sent = 0;
     if !fds.is_empty() {
         let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
-        let mut space =
-            vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(borrowed.len()))];
-        let mut control = SendAncillaryBuffer::new(&mut space);
-        if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
-            return Err((0, io::Error::other("descriptor list too long")));
-        }
-        sent = loop {
-            match sendmsg(
-                stream,
-                &[io::IoSlice::new(bytes)],
-                &mut control,
-                SendFlags::NOSIGNAL,
-            ) {
-                Ok(n) => break n,
-                Err(Errno::INTR) => {}
-                Err(e) => return Err((0, e.into())),
-            }
-        };
+        sent = crate::sys::fds::send(stream, &[io::IoSlice::new(bytes)], &borrowed)
+            .map_err(|e| (0, e.into()))?;
     }
     while sent < bytes.len() {
         match rustix::net::send(stream, &bytes[sent..], SendFlags::NOSIGNAL) {

@@ -184,28 +184,10 @@ fn adopt_channel_from_stdin() -> std::io::Result<OwnedFd> {
         }
         drop(null);
         let keep = channel.as_raw_fd() as libc::c_uint;
-        close_range(3, keep - 1);
-        close_range(keep + 1, libc::c_uint::MAX);
+        crate::sys::close_range(3, keep - 1);
+        crate::sys::close_range(keep + 1, libc::c_uint::MAX);
     }
     Ok(channel)
-}
-
-/// Closes descriptors `first..=last` (nothing if the range is empty).
-///
-/// # Safety
-/// No live `OwnedFd` or `File` may refer to a descriptor in the range.
-unsafe fn close_range(first: libc::c_uint, last: libc::c_uint) {
-    if first > last {
-        return;
-    }
-    if libc::syscall(libc::SYS_close_range, first, last, 0) == 0 {
-        return;
-    }
-    // Kernels before 5.9: walk the open descriptors.
-    let max = libc::sysconf(libc::_SC_OPEN_MAX).clamp(0, 65_536) as libc::c_uint;
-    for fd in first..=last.min(max) {
-        libc::close(fd as libc::c_int);
-    }
 }
 
 /// Worker main loop. Never returns.
@@ -368,7 +350,7 @@ fn run_initializer(name: &str, args: &[u8]) -> std::result::Result<(), String> {
 /// Exits the worker as soon as the parent's end of the channel closes, even in the middle of
 /// a long task: this is how workers die with their parent, including a SIGKILLed one.
 pub(crate) fn start_watchdog(conn: &Conn) -> Result<()> {
-    crate::spawn::retry_transient(|| {
+    crate::sys::retry_transient(|| {
         // A failed spawn consumes its closure: a fresh descriptor per attempt.
         let fd = rustix::io::fcntl_dupfd_cloexec(conn.as_fd(), 3)?;
         std::thread::Builder::new()

@@ -18,7 +18,7 @@ use rustix::io::Errno;
 use rustix::net::SendFlags;
 
 use crate::error::Result;
-use crate::wait::lock;
+use crate::sys::wait::lock;
 use crate::wire::conn::{Conn, BUFFER, IDLE_BUFFER};
 
 /// The longest the main thread holds a finished result back to batch it with the next ones.
@@ -131,7 +131,7 @@ impl Outbox {
 
     fn start_flusher(&self, conn: &Conn) -> Result<()> {
         let shared = self.shared.clone();
-        crate::spawn::retry_transient(|| {
+        crate::sys::retry_transient(|| {
             let fd = rustix::io::fcntl_dupfd_cloexec(conn.as_fd(), 3)?;
             let shared = shared.clone();
             std::thread::Builder::new()
@@ -196,7 +196,7 @@ fn flusher(shared: &Shared, fd: &OwnedFd) {
             Err(Errno::INTR) => {}
             Err(Errno::AGAIN) => {
                 drop(st);
-                let _ = crate::wait::writable(std::os::fd::AsFd::as_fd(fd), FLUSH_AFTER);
+                let _ = crate::sys::wait::writable(std::os::fd::AsFd::as_fd(fd), FLUSH_AFTER);
                 st = lock(&shared.state);
             }
             Err(_) => {
