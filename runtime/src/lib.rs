@@ -73,34 +73,39 @@
 
 extern crate self as multiproc;
 
+mod child;
 pub mod dummy;
 mod error;
+mod exec;
 mod manager;
 mod pipe;
 mod pool;
 mod process;
 mod queue;
 mod registry;
+mod role;
 mod shared_memory;
 mod sharedctypes;
 mod shm;
 mod spawn;
 mod synchronize;
 mod sys;
-mod task_pool;
+mod task;
 mod wire;
-mod worker;
 
+pub use child::init;
 pub use error::{Error, LockError, LockResult, Result, TryLockResult};
+pub use exec::task_pool::TaskPool;
+pub use exec::{AsyncResult, Imap, Opts};
 pub use manager::{DictProxy, ListProxy, Manager, ManagerBuilder, ManagerClient};
 pub use multiproc_macros::{main, pool_task, test, Shareable};
 pub use pipe::{pipe, pipe_oneway, Connection, Receiver, Sender};
-pub use pool::{AsyncResult, Imap, Opts, Pool, PoolBuilder};
-pub use process::{
-    active_children, current_process, parent_process, ExitStatus, Process, ProcessInfo,
-};
+pub use pool::{Pool, PoolBuilder};
+pub use process::{active_children, ExitStatus, Process};
 pub use queue::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};
 pub use registry::{TaskArg, TaskFn, TaskOutput};
+pub use role::is_worker;
+pub use role::{current_process, parent_process};
 pub use shared_memory::SharedMemory;
 pub use sharedctypes::{Array, ArrayGuard, RawArray, RawValue, Shareable, Value, ValueGuard};
 pub use spawn::StartMethod;
@@ -108,8 +113,7 @@ pub use synchronize::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockGuard, RLock, Semaphore,
     SemaphoreGuard,
 };
-pub use task_pool::TaskPool;
-pub use worker::{init, is_worker};
+pub use wire::handshake::ProcessInfo;
 
 /// Number of CPUs this process may run on (Python's `os.process_cpu_count()`); at least 1.
 pub fn cpu_count() -> usize {
@@ -129,8 +133,9 @@ pub mod prelude {
 /// What generated code refers to. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::child::enter_test;
     pub use crate::registry::{assert_task_arg, assert_task_output, type_id_of, TaskEntry, TASKS};
     pub use crate::sharedctypes::assert_shareable;
-    pub use crate::worker::{enter_test, run_chunk};
+    pub use crate::task::run_chunk;
     pub use linkme;
 }

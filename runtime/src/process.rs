@@ -11,7 +11,6 @@
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -20,13 +19,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::registry::{self, TaskFn};
+use crate::role::{self, current_process, set_identity};
 use crate::shm::fds::{self, SharedFd};
 use crate::spawn::{self, WorkerProcess};
 use crate::sys::wait::lock;
 use crate::wire::codec;
 use crate::wire::conn::{send_frame_with_fds, Conn};
 use crate::wire::frame::{self, Kind};
-use crate::worker;
+use crate::wire::handshake::ProcessInfo;
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,17 +62,6 @@ impl ExitStatus {
     }
 }
 
-/// Name, pid and daemon flag of a process, as `current_process` and `parent_process` report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcessInfo {
-    /// The process's name (`MainProcess` for the program itself, `Process-N` by default).
-    pub name: String,
-    /// Its process id.
-    pub pid: u32,
-    /// Whether it is a daemon process.
-    pub daemon: bool,
-}
-
 /// The START frame's body.
 #[derive(Serialize, Deserialize)]
 struct StartMsg {
@@ -83,39 +72,8 @@ struct StartMsg {
     parent: ProcessInfo,
 }
 
-static ME: OnceLock<(ProcessInfo, Option<ProcessInfo>)> = OnceLock::new();
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Started children not yet reaped, for `active_children` and for the exit hook.
 static CHILDREN: Mutex<Vec<Arc<Inner>>> = Mutex::new(Vec::new());
-
-/// The next number for a child's default name (`Process-N`, `SpawnPoolWorker-N`): one
-/// counter for both, as Python's.
-pub(crate) fn next_child_number() -> u64 {
-    NEXT_ID.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Records who this process is (a child: called once, before any task runs).
-pub(crate) fn set_identity(me: ProcessInfo, parent: ProcessInfo) {
-    let _ = ME.set((me, Some(parent)));
-}
-
-/// This process: `MainProcess` in the program, the name it was given in a child
-/// (`Process-N` by default, `SpawnPoolWorker-N` / `ForkServerPoolWorker-N` in a pool worker).
-pub fn current_process() -> ProcessInfo {
-    match ME.get() {
-        Some((me, _)) => me.clone(),
-        None => ProcessInfo {
-            name: "MainProcess".into(),
-            pid: std::process::id(),
-            daemon: false,
-        },
-    }
-}
-
-/// The process that started this one, or `None` in the program's main process.
-pub fn parent_process() -> Option<ProcessInfo> {
-    ME.get().and_then(|(_, parent)| parent.clone())
-}
 
 /// The children this process started that are still running. Children that have ended are
 /// reaped on the way (as in Python).
@@ -220,7 +178,7 @@ impl Process {
         let entry = registry::lookup_fn::<F>()?;
         let (args, fds) = fds::collect(|| bincode::serialize(std::slice::from_ref(&args)));
         let args = args.map_err(|e| Error::serialization("a process argument", e))?;
-        let id = next_child_number();
+        let id = role::next_child_number();
         Ok(Process {
             inner: Arc::new(Inner {
                 task: entry.name,
@@ -295,7 +253,7 @@ impl Process {
 
     /// Starts the child process. An error if it was started before.
     pub fn start(&self) -> Result<()> {
-        worker::check_can_start_workers()?;
+        role::check_can_start_workers()?;
         let mut st = lock(&self.inner.state);
         let (args, fds) = match std::mem::replace(&mut st.phase, Phase::Closed) {
             Phase::Created { args, fds } => (args, fds),
@@ -317,7 +275,7 @@ impl Process {
             parent: current_process(),
         };
         let started = (|| {
-            let (child, channel) = spawn::exec_child(worker::PROCESS_FD_ENV)?;
+            let (child, channel) = spawn::exec_child(role::PROCESS_FD_ENV)?;
             let exit_fd = child
                 .exit_fd()
                 .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 3))
@@ -543,7 +501,7 @@ pub(crate) fn child_main(fd: OwnedFd) -> ! {
 
 fn child_run(fd: OwnedFd) -> Result<i32> {
     let mut conn = Conn::new(fd)?;
-    worker::start_watchdog(&conn)?;
+    role::start_watchdog(&conn)?;
     let f = match conn.recv_frame()? {
         Some(f) if f.kind == Kind::Start => f,
         Some(f) => return Err(Error::Protocol(format!("expected START, got {:?}", f.kind))),

@@ -254,9 +254,6 @@ impl<'de> Deserialize<'de> for SharedMemory {
 
 // --- the tracker -------------------------------------------------------------------------
 
-/// Set (to "0") on the re-executed tracker process.
-pub(crate) const TRACKER_FD_ENV: &str = "MULTIPROC_TRACKER_FD";
-
 static TRACKER: Mutex<Option<UnixStream>> = Mutex::new(None);
 
 fn tracker() -> MutexGuard<'static, Option<UnixStream>> {
@@ -268,7 +265,7 @@ fn tracker() -> MutexGuard<'static, Option<UnixStream>> {
 fn tracker_send(op: u8, name: &str) {
     let mut t = tracker();
     if t.is_none() && op == b'+' {
-        if let Ok((child, stream)) = crate::spawn::exec_child(TRACKER_FD_ENV) {
+        if let Ok((child, stream)) = crate::spawn::exec_child(crate::role::TRACKER_FD_ENV) {
             // The tracker exits only when this process is gone; never wait for it.
             std::mem::forget(child);
             *t = Some(stream);

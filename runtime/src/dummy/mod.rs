@@ -59,12 +59,12 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
-use crate::pool::imap::{Feeder, Imap, Inbox};
-use crate::pool::options::Opts;
-use crate::pool::result::{AsyncResult, Cell, MapSink};
-use crate::pool::{State, Threads};
+use crate::exec::imap::{Feeder, Imap, Inbox};
+use crate::exec::lifecycle::{default_chunksize, finish_on_drop, State, Threads};
+use crate::exec::options::Opts;
+use crate::exec::result::{AsyncResult, Cell, MapSink};
 use crate::registry::TaskFn;
-use crate::worker::panic::payload_message;
+use crate::task::panic::payload_message;
 
 /// A job: runs the task (argument `false`) or, when cancelled, delivers `PoolTerminated`.
 type Job = Box<dyn FnOnce(bool) + Send>;
@@ -277,7 +277,7 @@ impl Pool {
         self.processes
     }
 
-    crate::pool::family::pool_family!(args: [Send + 'static], output: [Send + 'static]);
+    crate::exec::family::pool_family!(args: [Send + 'static], output: [Send + 'static]);
 
     /// [`apply_async`](Pool::apply_async) with options: reads `callback`, `error_callback`.
     pub fn apply_async_with<F, Args>(
@@ -322,7 +322,7 @@ impl Pool {
         }
         let chunksize = opts
             .chunksize
-            .unwrap_or_else(|| crate::pool::default_chunksize(items.len(), self.processes));
+            .unwrap_or_else(|| default_chunksize(items.len(), self.processes));
         let parts = items.len().div_ceil(chunksize);
         let sink = Arc::new(MapSink::<F::Output>::new(parts, opts.callbacks));
         let cell = sink.cell.clone();
@@ -458,6 +458,8 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         let terminated = self.shared.lock().state == State::Terminated;
-        crate::task_pool::finish_on_drop(self, terminated);
+        finish_on_drop(self, terminated);
     }
 }
+
+crate::exec::task_pool::delegate_task_pool!(Pool);

@@ -64,7 +64,7 @@ impl ManagerBuilder {
 
     /// Starts the server process and connects to it.
     pub fn start(self) -> Result<Manager> {
-        crate::worker::check_can_start_workers()?;
+        crate::role::check_can_start_workers()?;
         let authkey = match self.authkey {
             Some(k) if k.is_empty() => {
                 return Err(Error::InvalidArgument("an empty authkey".into()));
@@ -72,7 +72,7 @@ impl ManagerBuilder {
             Some(k) => k,
             None => proto::random_key()?,
         };
-        let (mut child, mut control) = crate::spawn::exec_child(server::MANAGER_FD_ENV)?;
+        let (mut child, mut control) = crate::spawn::exec_child(crate::role::MANAGER_FD_ENV)?;
         let started =
             (|| {
                 control.set_read_timeout(Some(START_TIMEOUT))?;

@@ -16,9 +16,6 @@ use serde::{Deserialize, Serialize};
 use super::proto::{self, Bytes, DictOp, Kind, ListOp, Request, Response};
 use crate::error::{Error, Result};
 
-/// Set (to "0") on the re-executed manager server.
-pub(crate) const MANAGER_FD_ENV: &str = "MULTIPROC_MANAGER_FD";
-
 /// How long a peer has to complete the handshake, all of it.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -100,7 +100,7 @@ impl PoolBuilder {
 
     /// Starts the workers (in parallel) and returns once all are ready.
     pub fn build(self) -> Result<Pool> {
-        crate::worker::check_can_start_workers()?;
+        crate::role::check_can_start_workers()?;
         let processes = match self.processes {
             Some(0) => {
                 return Err(Error::InvalidArgument(

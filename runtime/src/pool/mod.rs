@@ -2,31 +2,30 @@
 //! functions.
 
 mod builder;
-pub(crate) mod family;
-pub(crate) mod imap;
+mod feed;
 pub(crate) mod job;
-pub(crate) mod options;
-pub(crate) mod result;
+mod outbox;
 mod sched;
+mod sinks;
 mod slot;
+pub(crate) mod worker;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use builder::PoolBuilder;
-pub use imap::Imap;
-pub use options::Opts;
-pub use result::AsyncResult;
-pub(crate) use slot::check_hello;
 
-use result::{ApplySink, Cell, MapSink};
-pub(crate) use sched::State;
-use sched::{Job, Shared};
+use sched::{Job, Shared, State};
+use sinks::ApplySink;
 
 use crate::error::{Error, Result};
+use crate::exec::imap::{self, Imap};
+use crate::exec::lifecycle::{default_chunksize, finish_on_drop, Threads};
+use crate::exec::options::Opts;
+use crate::exec::result::{AsyncResult, Cell, MapSink};
 use crate::registry::{self, TaskFn};
 use crate::wire::codec;
 
@@ -80,11 +79,6 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// Python's default chunksize for `map`: `ceil(len / (4 × processes))`, at least 1.
-pub(crate) fn default_chunksize(len: usize, processes: usize) -> usize {
-    len.div_ceil(processes * 4).max(1)
-}
-
 impl Pool {
     /// A pool of `processes` workers started by re-execution. Same as
     /// `Pool::builder().processes(processes).build()`.
@@ -114,7 +108,7 @@ impl Pool {
         self.shared.pids()
     }
 
-    family::pool_family!(args: [Serialize], output: [DeserializeOwned + Send + 'static]);
+    crate::exec::family::pool_family!(args: [Serialize], output: [DeserializeOwned + Send + 'static]);
 
     fn job<A: Serialize>(
         &self,
@@ -217,7 +211,7 @@ impl Pool {
         let input = iter.into_iter().map(|a| (a,));
         let inbox = imap::Inbox::new(ordered);
         let chunksize = opts.chunksize.unwrap_or(1);
-        let feed = imap::process_feeder(&self.shared, entry.name, input, chunksize, inbox.clone());
+        let feed = feed::process_feeder(&self.shared, entry.name, input, chunksize, inbox.clone());
         // Enough chunks to keep every worker's pipeline full, and a constant bound.
         let window = self.processes() * 32;
         Ok(Imap::new(inbox, feed, window, opts.timeout))
@@ -251,31 +245,8 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        crate::task_pool::finish_on_drop(self, self.shared.state() == State::Terminated);
+        finish_on_drop(self, self.shared.state() == State::Terminated);
     }
 }
 
-/// The threads a pool owns (slot threads, or the thread pool's workers), joined once.
-pub(crate) struct Threads(Mutex<Vec<JoinHandle<()>>>);
-
-impl Threads {
-    pub(crate) fn new(threads: Vec<JoinHandle<()>>) -> Threads {
-        Threads(Mutex::new(threads))
-    }
-
-    fn take(&self) -> Vec<JoinHandle<()>> {
-        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        t.drain(..).collect()
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// Joins every thread not joined yet; later calls return at once.
-    pub(crate) fn join_all(&self) {
-        for t in self.take() {
-            let _ = t.join();
-        }
-    }
-}
+crate::exec::task_pool::delegate_task_pool!(Pool);

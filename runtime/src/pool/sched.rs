@@ -62,12 +62,7 @@ pub(crate) struct Config {
 /// Task name, encoded argument chunk, descriptors of the handles among the arguments.
 pub(crate) type Initializer = (String, Vec<u8>, Vec<SharedFd>);
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum State {
-    Running,
-    Closed,
-    Terminated,
-}
+pub(crate) use crate::exec::lifecycle::State;
 
 #[derive(Default)]
 pub(super) struct SlotSched {

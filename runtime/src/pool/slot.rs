@@ -10,38 +10,17 @@ use std::time::{Duration, Instant};
 
 use super::sched::{Config, Job, JobDone, Outcome, Shared, SlotSched, State, Writer};
 use crate::error::{Error, Result};
-use crate::process::ProcessInfo;
+use crate::role;
 use crate::shm::lane::Lane;
 use crate::spawn::{self, StartMethod, WorkerProcess};
 use crate::sys::wait::lock;
 use crate::wire::codec::ChunkFailure;
 use crate::wire::conn::send_frame_with_fds;
 use crate::wire::frame::{self, Kind};
-use crate::worker::{Hello, Welcome};
+use crate::wire::handshake::{check_hello, Hello, ProcessInfo, Welcome};
 
 /// Consecutive failures to start a replacement worker before the pool is declared broken.
 const MAX_START_FAILURES: u32 = 3;
-
-/// Validates a worker's (or fork server's) greeting.
-pub(crate) fn check_hello(h: &Hello) -> Result<()> {
-    if h.version != crate::wire::PROTOCOL_VERSION {
-        return Err(Error::Handshake(format!(
-            "worker speaks protocol {}, this process speaks {}",
-            h.version,
-            crate::wire::PROTOCOL_VERSION
-        )));
-    }
-    if h.build_id != crate::registry::build_id() {
-        return Err(Error::Handshake(format!(
-            "worker {} runs a different build of the program (task table {:016x}, expected \
-             {:016x}); was the executable replaced while running?",
-            h.pid,
-            h.build_id,
-            crate::registry::build_id()
-        )));
-    }
-    Ok(())
-}
 
 /// A started worker, ready to serve.
 struct Started {
@@ -84,7 +63,7 @@ fn worker_name(method: StartMethod) -> String {
         StartMethod::Spawn => "Spawn",
         StartMethod::ForkServer => "ForkServer",
     };
-    format!("{kind}PoolWorker-{}", crate::process::next_child_number())
+    format!("{kind}PoolWorker-{}", role::next_child_number())
 }
 
 fn handshake(stream: &UnixStream, config: &Config, lane: &Lane) -> Result<()> {
@@ -119,7 +98,7 @@ fn handshake(stream: &UnixStream, config: &Config, lane: &Lane) -> Result<()> {
     stream.set_read_timeout(Some(config.start_timeout.max(Duration::from_millis(1))))?;
     let hello: Hello = bincode::deserialize(&read(Kind::Hello)?)
         .map_err(|e| Error::Protocol(format!("bad HELLO: {e}")))?;
-    check_hello(&hello)?;
+    check_hello(&hello, crate::registry::build_id())?;
     let (initializer, mut fds) = match &config.initializer {
         Some((name, args, fds)) => (Some((name.clone(), args.clone())), fds.clone()),
         None => (None, Vec::new()),
@@ -133,7 +112,7 @@ fn handshake(stream: &UnixStream, config: &Config, lane: &Lane) -> Result<()> {
             pid: hello.pid,
             daemon: true,
         },
-        parent: crate::process::current_process(),
+        parent: role::current_process(),
     };
     let body = bincode::serialize(&welcome).map_err(|e| Error::serialization("welcome", e))?;
     let mut welcome = frame::encode(Kind::Welcome, &body)?;
@@ -402,32 +381,5 @@ impl Shared {
             blamed.deliver();
         }
         self.pump();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn handshake_rejects_another_protocol_or_build() {
-        let good = Hello {
-            version: crate::wire::PROTOCOL_VERSION,
-            build_id: crate::registry::build_id(),
-            pid: 1,
-        };
-        assert!(check_hello(&good).is_ok());
-        let old = Hello {
-            version: crate::wire::PROTOCOL_VERSION + 1,
-            ..good
-        };
-        assert!(matches!(check_hello(&old), Err(Error::Handshake(m)) if m.contains("protocol")));
-        let other = Hello {
-            build_id: crate::registry::build_id() ^ 1,
-            ..good
-        };
-        assert!(
-            matches!(check_hello(&other), Err(Error::Handshake(m)) if m.contains("different build"))
-        );
     }
 }

@@ -21,8 +21,9 @@ use rustix::process::{pidfd_open, waitpid, Pid, PidfdFlags, WaitOptions};
 
 use super::{read_exact_fd, reexec_command, wait_readable, ExitInfo, Kind, WorkerProcess};
 use crate::error::{Error, Result};
+use crate::role;
 use crate::wire::frame::{self, Kind as FrameKind};
-use crate::worker::{self, Hello};
+use crate::wire::handshake::{check_hello, Hello};
 
 /// How long to wait for the server's greeting or a fork's pid.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,7 +49,7 @@ impl ForkServer {
 
     fn start() -> Result<ForkServer> {
         let (parent_end, child_end) = UnixStream::pair()?;
-        let mut cmd = reexec_command(worker::FORKSERVER_FD_ENV, child_end.into());
+        let mut cmd = reexec_command(role::FORKSERVER_FD_ENV, child_end.into());
         let mut process = super::retry_transient(|| cmd.spawn())
             .map_err(|e| Error::WorkerStart(format!("could not start the fork server: {e}")))?;
         drop(cmd); // closes our copy of the server's end
@@ -67,7 +68,7 @@ impl ForkServer {
                 )),
             }
         })();
-        let ok = greeting.and_then(|h| crate::pool::check_hello(&h));
+        let ok = greeting.and_then(|h| check_hello(&h, crate::registry::build_id()));
         if let Err(e) = ok {
             let _ = process.kill();
             let _ = process.wait();
@@ -155,8 +156,8 @@ struct Forked {
     status: OwnedFd,
 }
 
-/// The server's loop. Never returns.
-pub(crate) fn serve(ctl: OwnedFd) -> ! {
+/// The server's loop: each forked child runs `worker_main` on its channel. Never returns.
+pub(crate) fn serve(ctl: OwnedFd, worker_main: fn(OwnedFd) -> !) -> ! {
     let hello = Hello {
         version: crate::wire::PROTOCOL_VERSION,
         build_id: crate::registry::build_id(),
@@ -225,7 +226,7 @@ pub(crate) fn serve(ctl: OwnedFd) -> ! {
             drop(ctl);
             drop(children);
             drop(status);
-            worker::serve(channel);
+            worker_main(channel);
         }
         drop(channel);
         let Some(pid) = Pid::from_raw(pid) else {

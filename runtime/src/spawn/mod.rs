@@ -13,7 +13,7 @@ use std::time::Duration;
 use rustix::process::{pidfd_send_signal, Pid, Signal};
 
 use crate::error::{Error, Result};
-use crate::worker;
+use crate::role;
 
 /// How a pool starts its worker processes.
 ///
@@ -168,13 +168,13 @@ pub(crate) fn start(
 /// The channel travels as stdin so that no `pre_exec` hook is needed: std can then start the
 /// child with `posix_spawn` (vfork-like, cheap however much memory the parent has) instead of
 /// fork + exec (whose cost grows with the parent's page tables). The child moves the channel
-/// off fd 0 and closes every other inherited descriptor first thing (`worker::init`).
+/// off fd 0 and closes every other inherited descriptor first thing (`role::take_channel`).
 pub(crate) fn reexec_command(env: &str, channel: OwnedFd) -> Command {
     let mut cmd = Command::new("/proc/self/exe");
     if let Some(arg0) = std::env::args_os().next() {
         cmd.arg0(arg0);
     }
-    if let Some(test) = worker::test_name() {
+    if let Some(test) = role::test_name() {
         // A test binary: select the test that registered itself; its first statement enters
         // worker mode. libtest's banner goes to stdout, so silence it.
         cmd.args([
@@ -196,7 +196,7 @@ pub(crate) fn reexec_command(env: &str, channel: OwnedFd) -> Command {
 }
 
 fn exec_worker() -> Result<(WorkerProcess, UnixStream)> {
-    exec_child(worker::WORKER_FD_ENV)
+    exec_child(role::WORKER_FD_ENV)
 }
 
 /// Re-executes this program in the role `env` names; returns the child and the parent's end

@@ -4,6 +4,7 @@
 pub(crate) mod codec;
 pub(crate) mod conn;
 pub(crate) mod frame;
+pub(crate) mod handshake;
 
 /// Bumped whenever the frame layout or a message changes meaning.
 pub(crate) const PROTOCOL_VERSION: u32 = 2;

@@ -8,14 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
-use super::job::decode_items;
-use super::sched::{Job, JobDone, Shared, Sink};
 use crate::error::{Error, Result};
 use crate::sys::wait::{deadline_after, lock, poll_briefly_for, Waiters, POLL_BRIEFLY};
-use crate::wire::codec;
 
 struct Chunks<R> {
     /// Finished chunks by part number (ordered) or in completion order (unordered).
@@ -102,16 +96,6 @@ impl<R> Inbox<R> {
                 .wait(chunks, deadline)
                 .map_err(|_| Error::Timeout)?;
         }
-    }
-}
-
-impl<R: DeserializeOwned + Send + 'static> Sink for Inbox<R> {
-    fn complete(&self, done: JobDone) {
-        let part = done.part;
-        self.deliver(part, decode_items::<R>(done));
-    }
-    fn is_cancelled(&self) -> bool {
-        Inbox::is_cancelled(self)
     }
 }
 
@@ -223,50 +207,4 @@ impl<R> std::fmt::Debug for Imap<'_, R> {
             .field("input_done", &self.input_done)
             .finish()
     }
-}
-
-/// The process pool's feeder: encodes chunks of the input as RUN frames.
-pub(crate) fn process_feeder<'p, A, R>(
-    shared: &'p Arc<Shared>,
-    task: &'static str,
-    mut input: impl Iterator<Item = A> + 'p,
-    chunksize: usize,
-    inbox: Arc<Inbox<R>>,
-) -> Feeder<'p>
-where
-    A: Serialize + 'p,
-    R: DeserializeOwned + Send + 'static,
-{
-    Box::new(move |first_part, max| {
-        let mut jobs = Vec::new();
-        let mut used = 0;
-        let mut done = false;
-        while used < max {
-            let chunk: Vec<A> = input.by_ref().take(chunksize).collect();
-            if chunk.is_empty() {
-                done = true;
-                break;
-            }
-            let part = first_part + used;
-            used += 1;
-            let id = shared.next_job_id();
-            match codec::run_frame(id, task, &chunk) {
-                Ok(mut run) => {
-                    run.set_may_delay();
-                    jobs.push(Job::new(id, task, run, chunk.len(), part, inbox.clone()));
-                }
-                // This chunk cannot be sent: its items fail at their position.
-                Err(e) => inbox.fail(part, chunk.len(), &e),
-            }
-        }
-        let parts: Vec<(usize, usize)> = jobs.iter().map(|j| (j.part, j.items)).collect();
-        if !jobs.is_empty() {
-            if let Err(e) = shared.submit(jobs) {
-                for (part, items) in parts {
-                    inbox.fail(part, items, &e);
-                }
-            }
-        }
-        (used, done)
-    })
 }

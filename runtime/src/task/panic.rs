@@ -13,7 +13,7 @@ thread_local! {
 }
 
 /// Installs the hook once per worker; panics outside tasks still print as usual.
-pub(super) fn install_hook() {
+pub(crate) fn install_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if !IN_TASK.with(Cell::get) {
@@ -44,7 +44,7 @@ pub(crate) fn payload_message(payload: &(dyn Any + Send)) -> String {
 
 /// Marks the current thread as running a task while `f` runs (tasks may nest: a barrier's
 /// action runs inside the task that arrived last).
-pub(super) fn in_task<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn in_task<R>(f: impl FnOnce() -> R) -> R {
     let outer = IN_TASK.with(|c| c.replace(true));
     let r = f();
     IN_TASK.with(|c| c.set(outer));
@@ -52,12 +52,12 @@ pub(super) fn in_task<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Whether this thread is inside a task.
-pub(super) fn running_task() -> bool {
+pub(crate) fn running_task() -> bool {
     IN_TASK.with(Cell::get)
 }
 
 /// What the hook recorded for the panic whose payload is `payload`.
-pub(super) fn take(payload: Box<dyn Any + Send>) -> PanicInfo {
+pub(crate) fn take(payload: Box<dyn Any + Send>) -> PanicInfo {
     LAST.with(|l| l.borrow_mut().take())
         .unwrap_or_else(|| PanicInfo {
             message: payload_message(&*payload),

@@ -1,4 +1,5 @@
-//! `AsyncResult` and the sinks that fill it: one for `apply`, one for `map`/`starmap`.
+//! `AsyncResult`, the cell it reads, and the collector of a `map`'s chunks, shared by every
+//! backend.
 
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -8,9 +9,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::sys::wait::{deadline_after, lock, poll_briefly_for, Waiters};
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
-
-use super::job::{decode_items, JobDone, Sink};
 use super::options::Callbacks;
 use crate::error::{Error, Result};
 
@@ -157,21 +155,6 @@ pub(crate) fn wait<T>(r: AsyncResult<T>, timeout: Option<std::time::Duration>) -
     }
 }
 
-/// Sink of a single call.
-pub(crate) struct ApplySink<R> {
-    pub cell: Arc<Cell<R>>,
-    pub callbacks: Callbacks<R>,
-}
-
-impl<R: DeserializeOwned + Send + 'static> Sink for ApplySink<R> {
-    fn complete(&self, done: JobDone) {
-        let value = decode_items::<R>(done)
-            .pop()
-            .unwrap_or_else(|| Err(Error::Protocol("no outcome for a single call".into())));
-        self.cell.set(value, &self.callbacks);
-    }
-}
-
 struct MapState<R> {
     parts: Vec<Option<Vec<Result<R>>>>,
     remaining: usize,
@@ -201,13 +184,6 @@ impl<R> MapSink<R> {
     /// An empty map completes at once.
     pub(crate) fn complete_empty(&self) {
         self.cell.set(Ok(Vec::new()), &self.callbacks);
-    }
-}
-
-impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
-    fn complete(&self, done: JobDone) {
-        let part = done.part;
-        self.complete_part(part, decode_items::<R>(done));
     }
 }
 

@@ -26,7 +26,7 @@ macro_rules! pool_family {
         {
             opts.check("apply", false, false, true)?;
             let timeout = opts.timeout;
-            $crate::pool::result::wait(self.apply_async_with(f, args, Opts::new())?, timeout)
+            $crate::exec::result::wait(self.apply_async_with(f, args, Opts::new())?, timeout)
         }
 
         /// Starts `f(args...)` and returns at once (Python's `apply_async`).
@@ -63,7 +63,7 @@ macro_rules! pool_family {
             opts.check("map", true, false, true)?;
             let timeout = opts.timeout;
             let items: Vec<(A,)> = iter.into_iter().map(|a| (a,)).collect();
-            $crate::pool::result::wait(self.starmap_inner(f, items, opts)?, timeout)
+            $crate::exec::result::wait(self.starmap_inner(f, items, opts)?, timeout)
         }
 
         /// Non-blocking [`map`](Self::map) (Python's `map_async`).
@@ -113,7 +113,7 @@ macro_rules! pool_family {
         {
             opts.check("starmap", true, false, true)?;
             let timeout = opts.timeout;
-            $crate::pool::result::wait(self.starmap_inner(f, iter.into_iter().collect(), opts)?, timeout)
+            $crate::exec::result::wait(self.starmap_inner(f, iter.into_iter().collect(), opts)?, timeout)
         }
 
         /// Non-blocking [`starmap`](Self::starmap) (Python's `starmap_async`).

@@ -4,8 +4,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::{AsyncResult, Imap, Opts};
 use crate::error::Result;
-use crate::pool::{AsyncResult, Imap, Opts};
 use crate::registry::TaskFn;
 
 /// The Pool API shared by [`Pool`](crate::Pool) (processes) and
@@ -187,232 +187,243 @@ pub trait TaskPool {
     fn join(&self) -> Result<()>;
 }
 
-/// What dropping any pool does: close and join (submitted work completes), or terminate when
-/// the pool already was, or when the dropping thread is panicking (waiting could hang it).
-pub(crate) fn finish_on_drop(pool: &impl TaskPool, terminated: bool) {
-    if std::thread::panicking() || terminated {
-        pool.terminate();
-    } else {
-        pool.close();
-        let _ = pool.join();
-    }
-}
-
 /// Implements [`TaskPool`] for a pool type by calling its inherent methods of the same names.
 macro_rules! delegate_task_pool {
     ($pool:ty) => {
-        impl $crate::task_pool::TaskPool for $pool {
+        impl $crate::exec::task_pool::TaskPool for $pool {
             fn processes(&self) -> usize {
                 <$pool>::processes(self)
             }
-            fn apply<F: TaskFn<Args>, Args: Serialize + Send + 'static>(
+            fn apply<F: $crate::registry::TaskFn<Args>, Args: ::serde::Serialize + Send + 'static>(
                 &self,
                 f: F,
                 args: Args,
-            ) -> Result<F::Output>
+            ) -> $crate::error::Result<F::Output>
             where
-                F::Output: DeserializeOwned + Send + 'static,
+                F::Output: ::serde::de::DeserializeOwned + Send + 'static,
             {
                 <$pool>::apply(self, f, args)
             }
-            fn apply_with<F: TaskFn<Args>, Args: Serialize + Send + 'static>(
+            fn apply_with<
+                F: $crate::registry::TaskFn<Args>,
+                Args: ::serde::Serialize + Send + 'static,
+            >(
                 &self,
                 f: F,
                 args: Args,
-                opts: Opts<F::Output>,
-            ) -> Result<F::Output>
+                opts: $crate::exec::Opts<F::Output>,
+            ) -> $crate::error::Result<F::Output>
             where
-                F::Output: DeserializeOwned + Send + 'static,
+                F::Output: ::serde::de::DeserializeOwned + Send + 'static,
             {
                 <$pool>::apply_with(self, f, args, opts)
             }
-            fn apply_async<F: TaskFn<Args>, Args: Serialize + Send + 'static>(
+            fn apply_async<
+                F: $crate::registry::TaskFn<Args>,
+                Args: ::serde::Serialize + Send + 'static,
+            >(
                 &self,
                 f: F,
                 args: Args,
-            ) -> Result<AsyncResult<F::Output>>
+            ) -> $crate::error::Result<$crate::exec::AsyncResult<F::Output>>
             where
-                F::Output: DeserializeOwned + Send + 'static,
+                F::Output: ::serde::de::DeserializeOwned + Send + 'static,
             {
                 <$pool>::apply_async(self, f, args)
             }
-            fn apply_async_with<F: TaskFn<Args>, Args: Serialize + Send + 'static>(
+            fn apply_async_with<
+                F: $crate::registry::TaskFn<Args>,
+                Args: ::serde::Serialize + Send + 'static,
+            >(
                 &self,
                 f: F,
                 args: Args,
-                opts: Opts<F::Output>,
-            ) -> Result<AsyncResult<F::Output>>
+                opts: $crate::exec::Opts<F::Output>,
+            ) -> $crate::error::Result<$crate::exec::AsyncResult<F::Output>>
             where
-                F::Output: DeserializeOwned + Send + 'static,
+                F::Output: ::serde::de::DeserializeOwned + Send + 'static,
             {
                 <$pool>::apply_async_with(self, f, args, opts)
             }
-            fn map<F: TaskFn<(A,)>, A: Serialize + Send + 'static, I: IntoIterator<Item = A>>(
+            fn map<
+                F: $crate::registry::TaskFn<(A,)>,
+                A: ::serde::Serialize + Send + 'static,
+                I: IntoIterator<Item = A>,
+            >(
                 &self,
                 f: F,
                 iter: I,
-            ) -> Result<Vec<F::Output>>
+            ) -> $crate::error::Result<Vec<F::Output>>
             where
-                F::Output: DeserializeOwned + Send + 'static,
+                F::Output: ::serde::de::DeserializeOwned + Send + 'static,
             {
                 <$pool>::map(self, f, iter)
             }
-            fn map_with<F: TaskFn<(A,)>, A: Serialize + Send + 'static, I: IntoIterator<Item = A>>(
+            fn map_with<
+                F: $crate::registry::TaskFn<(A,)>,
+                A: ::serde::Serialize + Send + 'static,
+                I: IntoIterator<Item = A>,
+            >(
                 &self,
                 f: F,
                 iter: I,
-                opts: Opts<Vec<F::Output>>,
-            ) -> Result<Vec<F::Output>>
+                opts: $crate::exec::Opts<Vec<F::Output>>,
+            ) -> $crate::error::Result<Vec<F::Output>>
             where
-                F::Output: DeserializeOwned + Send + 'static,
+                F::Output: ::serde::de::DeserializeOwned + Send + 'static,
             {
                 <$pool>::map_with(self, f, iter, opts)
             }
             fn map_async<
-                F: TaskFn<(A,)>,
-                A: Serialize + Send + 'static,
+                F: $crate::registry::TaskFn<(A,)>,
+                A: ::serde::Serialize + Send + 'static,
                 I: IntoIterator<Item = A>,
             >(
                 &self,
                 f: F,
                 iter: I,
-            ) -> Result<AsyncResult<Vec<F::Output>>>
+            ) -> $crate::error::Result<$crate::exec::AsyncResult<Vec<F::Output>>>
             where
-                F::Output: DeserializeOwned + Send + 'static,
+                F::Output: ::serde::de::DeserializeOwned + Send + 'static,
             {
                 <$pool>::map_async(self, f, iter)
             }
             fn map_async_with<
-                F: TaskFn<(A,)>,
-                A: Serialize + Send + 'static,
+                F: $crate::registry::TaskFn<(A,)>,
+                A: ::serde::Serialize + Send + 'static,
                 I: IntoIterator<Item = A>,
             >(
                 &self,
                 f: F,
                 iter: I,
-                opts: Opts<Vec<F::Output>>,
-            ) -> Result<AsyncResult<Vec<F::Output>>>
+                opts: $crate::exec::Opts<Vec<F::Output>>,
+            ) -> $crate::error::Result<$crate::exec::AsyncResult<Vec<F::Output>>>
             where
-                F::Output: DeserializeOwned + Send + 'static,
+                F::Output: ::serde::de::DeserializeOwned + Send + 'static,
             {
                 <$pool>::map_async_with(self, f, iter, opts)
             }
             fn starmap<
-                F: TaskFn<Args>,
-                Args: Serialize + Send + 'static,
+                F: $crate::registry::TaskFn<Args>,
+                Args: ::serde::Serialize + Send + 'static,
                 I: IntoIterator<Item = Args>,
             >(
                 &self,
                 f: F,
                 iter: I,
-            ) -> Result<Vec<F::Output>>
+            ) -> $crate::error::Result<Vec<F::Output>>
             where
-                F::Output: DeserializeOwned + Send + 'static,
+                F::Output: ::serde::de::DeserializeOwned + Send + 'static,
             {
                 <$pool>::starmap(self, f, iter)
             }
             fn starmap_with<
-                F: TaskFn<Args>,
-                Args: Serialize + Send + 'static,
+                F: $crate::registry::TaskFn<Args>,
+                Args: ::serde::Serialize + Send + 'static,
                 I: IntoIterator<Item = Args>,
             >(
                 &self,
                 f: F,
                 iter: I,
-                opts: Opts<Vec<F::Output>>,
-            ) -> Result<Vec<F::Output>>
+                opts: $crate::exec::Opts<Vec<F::Output>>,
+            ) -> $crate::error::Result<Vec<F::Output>>
             where
-                F::Output: DeserializeOwned + Send + 'static,
+                F::Output: ::serde::de::DeserializeOwned + Send + 'static,
             {
                 <$pool>::starmap_with(self, f, iter, opts)
             }
             fn starmap_async<
-                F: TaskFn<Args>,
-                Args: Serialize + Send + 'static,
+                F: $crate::registry::TaskFn<Args>,
+                Args: ::serde::Serialize + Send + 'static,
                 I: IntoIterator<Item = Args>,
             >(
                 &self,
                 f: F,
                 iter: I,
-            ) -> Result<AsyncResult<Vec<F::Output>>>
+            ) -> $crate::error::Result<$crate::exec::AsyncResult<Vec<F::Output>>>
             where
-                F::Output: DeserializeOwned + Send + 'static,
+                F::Output: ::serde::de::DeserializeOwned + Send + 'static,
             {
                 <$pool>::starmap_async(self, f, iter)
             }
             fn starmap_async_with<
-                F: TaskFn<Args>,
-                Args: Serialize + Send + 'static,
+                F: $crate::registry::TaskFn<Args>,
+                Args: ::serde::Serialize + Send + 'static,
                 I: IntoIterator<Item = Args>,
             >(
                 &self,
                 f: F,
                 iter: I,
-                opts: Opts<Vec<F::Output>>,
-            ) -> Result<AsyncResult<Vec<F::Output>>>
+                opts: $crate::exec::Opts<Vec<F::Output>>,
+            ) -> $crate::error::Result<$crate::exec::AsyncResult<Vec<F::Output>>>
             where
-                F::Output: DeserializeOwned + Send + 'static,
+                F::Output: ::serde::de::DeserializeOwned + Send + 'static,
             {
                 <$pool>::starmap_async_with(self, f, iter, opts)
             }
-            fn imap<'p, F: TaskFn<(A,)>, A: Serialize + Send + 'static, I: IntoIterator<Item = A>>(
+            fn imap<
+                'p,
+                F: $crate::registry::TaskFn<(A,)>,
+                A: ::serde::Serialize + Send + 'static,
+                I: IntoIterator<Item = A>,
+            >(
                 &'p self,
                 f: F,
                 iter: I,
-            ) -> Result<Imap<'p, F::Output>>
+            ) -> $crate::error::Result<$crate::exec::Imap<'p, F::Output>>
             where
                 I::IntoIter: 'p,
-                F::Output: DeserializeOwned + Send + 'static,
+                F::Output: ::serde::de::DeserializeOwned + Send + 'static,
             {
                 <$pool>::imap(self, f, iter)
             }
             fn imap_with<
                 'p,
-                F: TaskFn<(A,)>,
-                A: Serialize + Send + 'static,
+                F: $crate::registry::TaskFn<(A,)>,
+                A: ::serde::Serialize + Send + 'static,
                 I: IntoIterator<Item = A>,
             >(
                 &'p self,
                 f: F,
                 iter: I,
-                opts: Opts<F::Output>,
-            ) -> Result<Imap<'p, F::Output>>
+                opts: $crate::exec::Opts<F::Output>,
+            ) -> $crate::error::Result<$crate::exec::Imap<'p, F::Output>>
             where
                 I::IntoIter: 'p,
-                F::Output: DeserializeOwned + Send + 'static,
+                F::Output: ::serde::de::DeserializeOwned + Send + 'static,
             {
                 <$pool>::imap_with(self, f, iter, opts)
             }
             fn imap_unordered<
                 'p,
-                F: TaskFn<(A,)>,
-                A: Serialize + Send + 'static,
+                F: $crate::registry::TaskFn<(A,)>,
+                A: ::serde::Serialize + Send + 'static,
                 I: IntoIterator<Item = A>,
             >(
                 &'p self,
                 f: F,
                 iter: I,
-            ) -> Result<Imap<'p, F::Output>>
+            ) -> $crate::error::Result<$crate::exec::Imap<'p, F::Output>>
             where
                 I::IntoIter: 'p,
-                F::Output: DeserializeOwned + Send + 'static,
+                F::Output: ::serde::de::DeserializeOwned + Send + 'static,
             {
                 <$pool>::imap_unordered(self, f, iter)
             }
             fn imap_unordered_with<
                 'p,
-                F: TaskFn<(A,)>,
-                A: Serialize + Send + 'static,
+                F: $crate::registry::TaskFn<(A,)>,
+                A: ::serde::Serialize + Send + 'static,
                 I: IntoIterator<Item = A>,
             >(
                 &'p self,
                 f: F,
                 iter: I,
-                opts: Opts<F::Output>,
-            ) -> Result<Imap<'p, F::Output>>
+                opts: $crate::exec::Opts<F::Output>,
+            ) -> $crate::error::Result<$crate::exec::Imap<'p, F::Output>>
             where
                 I::IntoIter: 'p,
-                F::Output: DeserializeOwned + Send + 'static,
+                F::Output: ::serde::de::DeserializeOwned + Send + 'static,
             {
                 <$pool>::imap_unordered_with(self, f, iter, opts)
             }
@@ -422,12 +433,11 @@ macro_rules! delegate_task_pool {
             fn terminate(&self) {
                 <$pool>::terminate(self)
             }
-            fn join(&self) -> Result<()> {
+            fn join(&self) -> $crate::error::Result<()> {
                 <$pool>::join(self)
             }
         }
     };
 }
 
-delegate_task_pool!(crate::Pool);
-delegate_task_pool!(crate::dummy::Pool);
+pub(crate) use delegate_task_pool;
