@@ -34,7 +34,11 @@
 //! [`Condition`] and [`Barrier`] are the thread versions of the process ones, with the same
 //! methods and errors (timeouts, `Full`/`Empty`/`Closed`, `Eof`, `BrokenBarrier`, ...). They
 //! move values between threads without serializing them: queue items need `Clone` (`put`
-//! borrows, as on the process queue), pipe items are moved.
+//! borrows, as on the process queue), pipe items are moved. Values hold any `T: Send`, not
+//! only `Shareable` data; handles cannot cross into other processes; and a thread that panics
+//! while holding a lock poisons nothing (the guard releases it while unwinding), so there is
+//! no `OwnerDied`. Each file is named like its process twin (`queue.rs`, `pipe.rs`,
+//! `sharedctypes.rs`, `synchronize.rs`).
 //!
 //! # Differences from the process pool
 //! - Tasks need not be `#[pool_task]`s, nor serializable: any `Fn` that is `Send + Sync +
@@ -45,12 +49,18 @@
 //! - A panic is caught as on the process pool (`Error::TaskPanicked`, naming the function's
 //!   type); the default panic hook also prints it, as for any thread.
 
-mod sync;
+mod monitor;
+mod pipe;
+mod queue;
+mod sharedctypes;
+mod synchronize;
 
-pub use sync::{
-    pipe, pipe_oneway, Array, ArrayGuard, Barrier, BoundedSemaphore, Condition, ConditionGuard,
-    Connection, Event, JoinableQueue, Lock, LockGuard, Queue, RLock, Receiver, Semaphore,
-    SemaphoreGuard, Sender, SimpleQueue, Value,
+pub use pipe::{pipe, pipe_oneway, Connection, Receiver, Sender};
+pub use queue::{JoinableQueue, Queue, SimpleQueue};
+pub use sharedctypes::{Array, ArrayGuard, Value};
+pub use synchronize::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockGuard, RLock, Semaphore,
+    SemaphoreGuard,
 };
 
 use std::collections::VecDeque;

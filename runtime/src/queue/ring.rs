@@ -1,130 +1,118 @@
-//! `Queue`, `JoinableQueue` and `SimpleQueue`: FIFO queues that any number of processes put
-//! into and get from.
-//!
-//! A queue is one shared-memory segment: a ring buffer of encoded items, a robust lock for
-//! producers and one for consumers, and futex words to sleep on. `put` encodes the item
-//! straight into the ring and returns; there is no feeder thread, so an item whose `put`
-//! returned is in shared memory and is delivered even if its producer exits or is killed a
-//! moment later. A consumer decodes an item straight from the ring before it advances the
-//! ring, so a consumer killed mid-`get` loses nothing either: the item stays for the next
-//! one. A process killed while holding one of the locks does not block the others: the
-//! kernel hands the lock over (robust mutex), and the ring is only ever changed by one atomic
-//! store, so it is never half-updated. A queue whose consumers keep up cycles through the
-//! first pages of its ring (see `WARM`), so items do not cost fresh memory.
+//! The ring under every queue: its layout in the segment, records, wrapping (and undoing an
+//! early wrap), giving pages back, and the lock-free handshakes between producers and
+//! consumers. The public types (`super`) add typing and Python's method names.
 
-use std::marker::PhantomData;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::shm::fds;
 use crate::shm::segment::{Segment, SegmentKind};
 use crate::sys::futex::{EventCount, Locked, RobustMutex, MUTEX_SPACE};
 
 /// Default ring size: unread items may take up to this much before `put` blocks. It is
 /// virtual memory: only the pages holding unread items, and the warm area's pages once used,
 /// are resident (see `PUNCH` and `WARM`).
-const DEFAULT_BUFFER: usize = 1 << 30;
-const MIN_BUFFER: usize = 64 * 1024;
+pub(super) const DEFAULT_BUFFER: usize = 1 << 30;
+pub(super) const MIN_BUFFER: usize = 64 * 1024;
 /// Record lengths are 32-bit, so a ring (and any JUMP across it) stays under 4 GiB.
-const MAX_BUFFER: usize = 1 << 32;
+pub(super) const MAX_BUFFER: usize = 1 << 32;
 /// Rings larger than this give their pages back to the kernel, `PUNCH` bytes at a time, as
 /// soon as they have been read; smaller ones stay resident.
-const PUNCH_ABOVE: usize = 8 << 20;
-const PUNCH: usize = 1 << 20;
+pub(super) const PUNCH_ABOVE: usize = 8 << 20;
+pub(super) const PUNCH: usize = 1 << 20;
 /// The first bytes of the ring are never given back: a producer that finds the queue nearly
 /// empty wraps back to the start early (see `put_with`), so a queue that keeps up with its
 /// producers reuses these resident pages instead of faulting in fresh ones for every item.
-const WARM: usize = 8 << 20;
+pub(super) const WARM: usize = 8 << 20;
 /// A producer wraps back to the ring's start early once it is this far in...
-const REWIND_AT: u64 = 256 << 10;
+pub(super) const REWIND_AT: u64 = 256 << 10;
 /// ...and no more than this is queued (so the consumers are keeping up).
-const REWIND_MAX_USED: u64 = 2 << 20;
+pub(super) const REWIND_MAX_USED: u64 = 2 << 20;
 /// How often a producer blocked by a pending early wrap retries undoing it.
-const RETRY_WRAP: Duration = Duration::from_millis(10);
+pub(super) const RETRY_WRAP: Duration = Duration::from_millis(10);
 /// `State::wrapped_at` when there is no early wrap to undo.
-const NO_WRAP: u64 = u64::MAX;
+pub(super) const NO_WRAP: u64 = u64::MAX;
 /// Where the ring starts in the segment (page-aligned, so punched ranges are whole pages).
-const DATA_AT: usize = 4096;
+pub(super) const DATA_AT: usize = 4096;
 
-const REC_HEADER: usize = 8;
-const TAG_ITEM: u32 = 0x4d51_0001;
-const TAG_JUMP: u32 = 0x4d51_0002;
+pub(super) const REC_HEADER: usize = 8;
+pub(super) const TAG_ITEM: u32 = 0x4d51_0001;
+pub(super) const TAG_JUMP: u32 = 0x4d51_0002;
 /// Skips to offset `len` of the next lap (left by `unwrap`, see there).
-const TAG_SKIP: u32 = 0x4d51_0003;
+pub(super) const TAG_SKIP: u32 = 0x4d51_0003;
 
 /// `head` and `tail` pack a message count (high bits) with a byte position (low bits), so
 /// one atomic store publishes both an item and the count `qsize` reads.
-const POS_BITS: u32 = 36;
-const POS_MASK: u64 = (1 << POS_BITS) - 1;
-const COUNT_MASK: u64 = (1 << (64 - POS_BITS)) - 1;
+pub(super) const POS_BITS: u32 = 36;
+pub(super) const POS_MASK: u64 = (1 << POS_BITS) - 1;
+pub(super) const COUNT_MASK: u64 = (1 << (64 - POS_BITS)) - 1;
 /// `maxsize` may not exceed this.
-const MAX_ITEMS: usize = 1 << 26;
+pub(super) const MAX_ITEMS: usize = 1 << 26;
 
-fn pos(w: u64) -> u64 {
+pub(super) fn pos(w: u64) -> u64 {
     w & POS_MASK
 }
-fn count(w: u64) -> u64 {
+pub(super) fn count(w: u64) -> u64 {
     w >> POS_BITS
 }
-fn pack(count: u64, pos: u64) -> u64 {
+pub(super) fn pack(count: u64, pos: u64) -> u64 {
     ((count & COUNT_MASK) << POS_BITS) | (pos & POS_MASK)
 }
 
 #[repr(C, align(64))]
-struct Line<T>(T);
+pub(super) struct Line<T>(pub(super) T);
 
 #[repr(C)]
-struct State {
-    put_lock: Line<[u8; MUTEX_SPACE]>,
-    get_lock: Line<[u8; MUTEX_SPACE]>,
-    tail: Line<AtomicU64>,
-    head: Line<AtomicU64>,
+pub(super) struct State {
+    pub(super) put_lock: Line<[u8; MUTEX_SPACE]>,
+    pub(super) get_lock: Line<[u8; MUTEX_SPACE]>,
+    pub(super) tail: Line<AtomicU64>,
+    pub(super) head: Line<AtomicU64>,
     /// Consumers wait here for items.
-    data: Line<EventCount>,
+    pub(super) data: Line<EventCount>,
     /// Producers wait here for room.
-    space: Line<EventCount>,
+    pub(super) space: Line<EventCount>,
     /// `JoinableQueue::join` waits here.
-    joined: Line<EventCount>,
-    closed: AtomicU32,
+    pub(super) joined: Line<EventCount>,
+    pub(super) closed: AtomicU32,
     /// A consumer is between giving pages back and publishing the new head (see `get`).
-    commit_pending: AtomicU32,
-    commit_head: AtomicU64,
+    pub(super) commit_pending: AtomicU32,
+    pub(super) commit_head: AtomicU64,
     /// Position of the JUMP record of the last early wrap, while it may need undoing (see
     /// `unwrap`); `NO_WRAP` otherwise. Written under the producer lock.
-    wrapped_at: AtomicU64,
-    capacity: u64,
+    pub(super) wrapped_at: AtomicU64,
+    pub(super) capacity: u64,
     /// Bytes never filled, so pages being given back are never ones a producer may be
     /// writing.
-    reserve: u64,
-    maxsize: u64,
-    unfinished: AtomicI64,
+    pub(super) reserve: u64,
+    pub(super) maxsize: u64,
+    pub(super) unfinished: AtomicI64,
 }
 
 const _: () = assert!(std::mem::size_of::<State>() + crate::shm::segment::HEADER_SPACE <= DATA_AT);
 
 /// The untyped queue all three kinds share.
 #[derive(Clone)]
-struct RawQueue {
-    seg: Segment,
+pub(super) struct RawQueue {
+    pub(super) seg: Segment,
 }
 
 /// How long a blocking call may wait.
 #[derive(Clone, Copy)]
-enum Wait {
+pub(super) enum Wait {
     No,
     Until(Instant),
     Forever,
 }
 
 impl Wait {
-    fn from_timeout(t: Duration) -> Wait {
+    pub(super) fn from_timeout(t: Duration) -> Wait {
         crate::sys::wait::deadline_after(t).map_or(Wait::Forever, Wait::Until)
     }
-    fn deadline(self) -> Option<Instant> {
+    pub(super) fn deadline(self) -> Option<Instant> {
         match self {
             Wait::No => Some(Instant::now()),
             Wait::Until(d) => Some(d),
@@ -134,7 +122,7 @@ impl Wait {
 }
 
 impl RawQueue {
-    fn create(maxsize: usize, buffer: usize) -> Result<RawQueue> {
+    pub(super) fn create(maxsize: usize, buffer: usize) -> Result<RawQueue> {
         if maxsize > MAX_ITEMS {
             return Err(Error::InvalidArgument(format!(
                 "maxsize {maxsize} is over the limit of {MAX_ITEMS}"
@@ -166,7 +154,7 @@ impl RawQueue {
         Ok(q)
     }
 
-    fn attach(fd: std::os::fd::OwnedFd) -> Result<RawQueue> {
+    pub(super) fn attach(fd: std::os::fd::OwnedFd) -> Result<RawQueue> {
         let seg = Segment::attach(fd, SegmentKind::Queue)?;
         let q = RawQueue { seg };
         let cap = q.st().capacity as usize;
@@ -176,48 +164,48 @@ impl RawQueue {
         Ok(q)
     }
 
-    fn st(&self) -> &State {
+    pub(super) fn st(&self) -> &State {
         // SAFETY: the segment is at least DATA_AT bytes (checked on attach, made so on
         // create), State fits before DATA_AT, and every field shared after creation is
         // atomic or only accessed under its lock.
         unsafe { &*self.seg.body().cast::<State>() }
     }
 
-    fn put_lock(&self) -> RobustMutex {
+    pub(super) fn put_lock(&self) -> RobustMutex {
         // SAFETY: in bounds of the live mapping, 64-aligned; lives as long as self.
         unsafe { RobustMutex::at(self.st().put_lock.0.as_ptr().cast_mut()) }
     }
 
-    fn get_lock(&self) -> RobustMutex {
+    pub(super) fn get_lock(&self) -> RobustMutex {
         // SAFETY: as for put_lock.
         unsafe { RobustMutex::at(self.st().get_lock.0.as_ptr().cast_mut()) }
     }
 
-    fn ring(&self) -> *mut u8 {
+    pub(super) fn ring(&self) -> *mut u8 {
         // SAFETY: DATA_AT is within the segment (checked on attach).
         unsafe { self.seg.ptr().add(DATA_AT) }
     }
 
-    fn capacity(&self) -> u64 {
+    pub(super) fn capacity(&self) -> u64 {
         self.st().capacity
     }
 
     /// Largest encoded item accepted.
-    fn max_item(&self) -> usize {
+    pub(super) fn max_item(&self) -> usize {
         ((self.capacity() - self.st().reserve) / 2) as usize - REC_HEADER
     }
 
-    fn is_closed(&self) -> bool {
+    pub(super) fn is_closed(&self) -> bool {
         self.st().closed.load(Ordering::SeqCst) != 0
     }
 
-    fn close(&self) {
+    pub(super) fn close(&self) {
         self.st().closed.store(1, Ordering::SeqCst);
         self.st().data.0.notify_all();
         self.st().space.0.notify_all();
     }
 
-    fn qsize(&self) -> usize {
+    pub(super) fn qsize(&self) -> usize {
         let st = self.st();
         let head = st.head.0.load(Ordering::Acquire);
         let tail = st.tail.0.load(Ordering::Acquire);
@@ -227,7 +215,7 @@ impl RawQueue {
     /// Puts one item of at most `len` encoded bytes: `write` encodes it straight into the
     /// ring (no intermediate buffer, so no fresh memory per item), advancing the slice it is
     /// given past what it wrote. Nothing is published if `write` fails or panics.
-    fn put_with(
+    pub(super) fn put_with(
         &self,
         len: usize,
         write: impl FnOnce(&mut &mut [u8]) -> Result<()>,
@@ -281,13 +269,13 @@ impl RawQueue {
                 if early {
                     st.wrapped_at.store(pos(tail), Ordering::Relaxed);
                     #[cfg(test)]
-                    tests::EVENTS.with(|e| e.set((e.get().0 + 1, e.get().1)));
+                    super::tests::EVENTS.with(|e| e.set((e.get().0 + 1, e.get().1)));
                 }
                 break (tail, off, skip);
             }
             // The ring space an early wrap skipped counts as used until head passes the
             // JUMP; when that is what stands in the way, give it back now.
-            if !room && used > 0 && (self.follow_jump() || self.unwrap()) {
+            if !room && used > 0 && (self.follow_jump() || self.undo_early_wrap()) {
                 continue;
             }
             let d = match wait {
@@ -349,7 +337,11 @@ impl RawQueue {
     /// let go of, so a consumer killed while decoding loses nothing. The item is consumed
     /// whether `read` succeeds or fails (a bad item fails only its own `get`); if `read`
     /// panics it stays queued.
-    fn get_with<R>(&self, wait: Wait, read: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
+    pub(super) fn get_with<R>(
+        &self,
+        wait: Wait,
+        read: impl FnOnce(&[u8]) -> Result<R>,
+    ) -> Result<R> {
         let st = self.st();
         let cap = st.capacity;
         let lock = self.get_lock();
@@ -417,7 +409,7 @@ impl RawQueue {
 
     /// Completes the step of a consumer that died giving pages back (see `release_pages`):
     /// called by whoever next takes the consumer lock and finds it was its owner's death.
-    fn recover_consumer(&self, how: Locked) {
+    pub(super) fn recover_consumer(&self, how: Locked) {
         let st = self.st();
         if how == Locked::OwnerDied && st.commit_pending.load(Ordering::SeqCst) != 0 {
             // The dead consumer had taken its item: its item is gone with it; every other
@@ -433,7 +425,7 @@ impl RawQueue {
     /// no consumer is busy, moves `head` past it, as the next consumer would. This gives
     /// back at once the ring space an early rewind (see `put_with`) skipped, so capacity
     /// never depends on a consumer coming by.
-    fn follow_jump(&self) -> bool {
+    pub(super) fn follow_jump(&self) -> bool {
         let st = self.st();
         let cap = st.capacity;
         // The record at head, if any: (head, its offset), when it is a JUMP.
@@ -469,7 +461,7 @@ impl RawQueue {
     }
 
     /// Takes the consumer lock if it is free (finishing a dead consumer's step if need be).
-    fn try_consumer(&self) -> Option<Unlock> {
+    pub(super) fn try_consumer(&self) -> Option<Unlock> {
         let glock = self.get_lock();
         let how = glock.try_lock().ok()??;
         let held = Unlock(glock);
@@ -479,7 +471,7 @@ impl RawQueue {
 
     /// Moves `head` to `next` past the record at ring offset `off`, first giving back the
     /// pages of `[off, end)` (see `release_pages`). Holding the consumer lock.
-    fn advance(&self, off: u64, end: u64, next: u64) {
+    pub(super) fn advance(&self, off: u64, end: u64, next: u64) {
         let st = self.st();
         let pending = self.release_pages(off, end, next);
         st.head.0.store(next, Ordering::Release);
@@ -499,7 +491,7 @@ impl RawQueue {
     /// first copied record's header; then `tail` moves back. Dying before that store leaves
     /// the early wrap as it was; dying after it leaves the copies, then the SKIP to `tail`:
     /// either way every item is read once, in order.
-    fn unwrap(&self) -> bool {
+    pub(super) fn undo_early_wrap(&self) -> bool {
         let st = self.st();
         let cap = st.capacity;
         let jump = st.wrapped_at.load(Ordering::Relaxed);
@@ -545,7 +537,7 @@ impl RawQueue {
             }
         }
         #[cfg(test)]
-        if tests::DIE_BEFORE_TAIL.with(|d| d.get()) {
+        if super::tests::DIE_BEFORE_TAIL.with(|d| d.get()) {
             return false;
         }
         st.tail
@@ -553,7 +545,7 @@ impl RawQueue {
             .store(pack(count(tail), jump + t), Ordering::Release);
         st.wrapped_at.store(NO_WRAP, Ordering::Relaxed);
         #[cfg(test)]
-        tests::EVENTS.with(|e| e.set((e.get().0, e.get().1 + 1)));
+        super::tests::EVENTS.with(|e| e.set((e.get().0, e.get().1 + 1)));
         // The ring's start is free now: give back what lies above the warm area.
         self.release_free(t);
         true
@@ -564,7 +556,7 @@ impl RawQueue {
     /// writing there (and producers never fill the last `reserve` bytes, so the chunk `head`
     /// is in is never one they may reuse); `commit_head` lets the next consumer finish the
     /// step if this one dies in the middle. True if it set `commit_pending`.
-    fn release_pages(&self, from: u64, to: u64, next_head: u64) -> bool {
+    pub(super) fn release_pages(&self, from: u64, to: u64, next_head: u64) -> bool {
         let st = self.st();
         let start = (from as usize / PUNCH * PUNCH).max(WARM);
         let end = to as usize / PUNCH * PUNCH;
@@ -579,7 +571,7 @@ impl RawQueue {
 
     /// Gives back the pages of the ring's start up to `to` (free after `unwrap`), above the
     /// warm area.
-    fn release_free(&self, to: u64) {
+    pub(super) fn release_free(&self, to: u64) {
         let end = (to as usize).next_multiple_of(PUNCH);
         if self.st().reserve != 0 && end > WARM {
             self.punch(WARM, end);
@@ -587,7 +579,7 @@ impl RawQueue {
     }
 
     /// Releases ring offsets `[start, end)`; failure only means the pages stay resident.
-    fn punch(&self, start: usize, end: usize) {
+    pub(super) fn punch(&self, start: usize, end: usize) {
         use rustix::fs::FallocateFlags;
         let _ = rustix::fs::fallocate(
             self.seg.as_fd(),
@@ -597,7 +589,7 @@ impl RawQueue {
         );
     }
 
-    fn task_done(&self) -> Result<()> {
+    pub(super) fn task_done(&self) -> Result<()> {
         let st = self.st();
         let mut cur = st.unfinished.load(Ordering::SeqCst);
         loop {
@@ -620,7 +612,7 @@ impl RawQueue {
         Ok(())
     }
 
-    fn join(&self, deadline: Option<Instant>) -> Result<()> {
+    pub(super) fn join(&self, deadline: Option<Instant>) -> Result<()> {
         let st = self.st();
         st.joined.0.wait_until(
             || st.unfinished.load(Ordering::SeqCst) <= 0,
@@ -631,33 +623,33 @@ impl RawQueue {
 }
 
 /// Whether a record header at ring offset `off` is a valid JUMP (to the ring's end).
-fn is_jump(tag: u32, len: u32, off: u64, cap: u64) -> bool {
+pub(super) fn is_jump(tag: u32, len: u32, off: u64, cap: u64) -> bool {
     tag == TAG_JUMP && off + REC_HEADER as u64 + u64::from(len) == cap
 }
 
 /// Where page release stops for a JUMP record at `off`: only the chunk `off` is in holds
 /// pages written this lap (the rest of the ring was given back when read in earlier laps).
-fn jump_punch_end(off: u64, cap: u64) -> u64 {
+pub(super) fn jump_punch_end(off: u64, cap: u64) -> u64 {
     (off / PUNCH as u64 * PUNCH as u64 + PUNCH as u64).min(cap)
 }
 
 /// # Safety
 /// `at` must point to 8 writable bytes of the ring.
-unsafe fn write_header(at: *mut u8, tag: u32, len: u32) {
+pub(super) unsafe fn write_header(at: *mut u8, tag: u32, len: u32) {
     let h = (u64::from(tag) << 32) | u64::from(len);
     std::ptr::write_volatile(at.cast::<u64>(), h);
 }
 
 /// # Safety
 /// `at` must point to 8 readable bytes of the ring, 8-aligned.
-unsafe fn read_header(at: *const u8) -> (u32, u32) {
+pub(super) unsafe fn read_header(at: *const u8) -> (u32, u32) {
     let h = std::ptr::read_volatile(at.cast::<u64>());
     ((h >> 32) as u32, h as u32)
 }
 
 /// Releases a held robust lock when dropped, so an early return or a panicking
 /// `Serialize`/`Deserialize` impl never leaves a queue locked by a live process.
-struct Unlock(RobustMutex);
+pub(super) struct Unlock(RobustMutex);
 
 impl Drop for Unlock {
     fn drop(&mut self) {
@@ -667,7 +659,12 @@ impl Drop for Unlock {
 }
 
 impl RawQueue {
-    fn put_item<T: Serialize>(&self, item: &T, wait: Wait, joinable: bool) -> Result<()> {
+    pub(super) fn put_item<T: Serialize>(
+        &self,
+        item: &T,
+        wait: Wait,
+        joinable: bool,
+    ) -> Result<()> {
         let fail = |e| Error::serialization("a queue item", e);
         let len = bincode::serialized_size(item).map_err(fail)?;
         let len = usize::try_from(len).unwrap_or(usize::MAX);
@@ -679,523 +676,9 @@ impl RawQueue {
         )
     }
 
-    fn get_item<T: DeserializeOwned>(&self, wait: Wait) -> Result<T> {
+    pub(super) fn get_item<T: DeserializeOwned>(&self, wait: Wait) -> Result<T> {
         self.get_with(wait, |bytes| {
             bincode::deserialize(bytes).map_err(|e| Error::serialization("a queue item", e))
         })
-    }
-}
-
-/// Options for a new queue.
-#[derive(Debug, Clone, Copy)]
-pub struct QueueBuilder {
-    maxsize: usize,
-    buffer: usize,
-}
-
-impl Default for QueueBuilder {
-    fn default() -> Self {
-        QueueBuilder {
-            maxsize: 0,
-            buffer: DEFAULT_BUFFER,
-        }
-    }
-}
-
-impl QueueBuilder {
-    /// At most this many items at a time; `put` blocks (or fails with `Full`) beyond.
-    /// 0, the default, means no limit on the count.
-    pub fn maxsize(mut self, n: usize) -> Self {
-        self.maxsize = n;
-        self
-    }
-
-    /// Size of the ring the encoded items live in (default 1 GiB of *virtual* memory; only
-    /// pages holding unread items stay resident, plus up to the first 8 MiB, which a queue
-    /// whose consumers keep up reuses). Unread items may take this much before `put` blocks;
-    /// one item may take half of it.
-    pub fn buffer_bytes(mut self, bytes: usize) -> Self {
-        self.buffer = bytes;
-        self
-    }
-
-    /// Creates the queue.
-    pub fn build<T>(self) -> Result<Queue<T>> {
-        Ok(Queue {
-            raw: RawQueue::create(self.maxsize, self.buffer)?,
-            _t: PhantomData,
-        })
-    }
-
-    /// Creates a joinable queue.
-    pub fn build_joinable<T>(self) -> Result<JoinableQueue<T>> {
-        Ok(JoinableQueue {
-            raw: RawQueue::create(self.maxsize, self.buffer)?,
-            _t: PhantomData,
-        })
-    }
-}
-
-/// A FIFO queue shared by any number of processes (Python's `multiprocessing.Queue`).
-///
-/// Create it in one process and pass clones to others as arguments of a
-/// [`Process`](crate::Process) or of pool tasks (also allowed here, unlike Python); every
-/// process can put and get. Items are encoded with serde; `put` takes the item by reference,
-/// so a `put` that fails (full, closed, not serializable) leaves it with the caller.
-///
-/// ```
-/// use multiproc::prelude::*;
-///
-/// #[pool_task]
-/// fn produce(q: Queue<u32>, n: u32) {
-///     for i in 0..n {
-///         q.put(&i).unwrap();
-///     }
-/// }
-///
-/// #[multiproc::main]
-/// fn main() -> multiproc::Result<()> {
-///     let q = Queue::new()?;
-///     let mut p = Process::new(produce, (q.clone(), 3))?;
-///     p.start()?;
-///     let got: Vec<u32> = (0..3).map(|_| q.get()).collect::<Result<_, _>>()?;
-///     p.join()?;
-///     assert_eq!(got, [0, 1, 2]);
-///     Ok(())
-/// }
-/// ```
-pub struct Queue<T> {
-    raw: RawQueue,
-    _t: PhantomData<fn(T) -> T>,
-}
-
-/// A [`Queue`] whose consumers confirm each item with `task_done`, so that `join` can wait
-/// until every item put has been processed (Python's `JoinableQueue`).
-pub struct JoinableQueue<T> {
-    raw: RawQueue,
-    _t: PhantomData<fn(T) -> T>,
-}
-
-/// The plain queue of Python's `SimpleQueue`: `put`, `get`, `empty` and `close`, no limit.
-pub struct SimpleQueue<T> {
-    raw: RawQueue,
-    _t: PhantomData<fn(T) -> T>,
-}
-
-macro_rules! queue_common {
-    ($ty:ident, $joinable:expr) => {
-        impl<T> Clone for $ty<T> {
-            fn clone(&self) -> Self {
-                $ty {
-                    raw: self.raw.clone(),
-                    _t: PhantomData,
-                }
-            }
-        }
-
-        impl<T> std::fmt::Debug for $ty<T> {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($ty))
-                    .field("qsize", &self.raw.qsize())
-                    .field("closed", &self.raw.is_closed())
-                    .finish()
-            }
-        }
-
-        impl<T> Serialize for $ty<T> {
-            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                fds::serialize_fd(self.raw.seg.fd(), stringify!($ty), s)
-            }
-        }
-
-        impl<'de, T> Deserialize<'de> for $ty<T> {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                let fd = fds::deserialize_fd(stringify!($ty), d)?;
-                let raw = RawQueue::attach(fd).map_err(serde::de::Error::custom)?;
-                Ok($ty {
-                    raw,
-                    _t: PhantomData,
-                })
-            }
-        }
-
-        impl<T: Serialize + DeserializeOwned> $ty<T> {
-            /// Puts an item, waiting for room if the queue is full. `Closed` once the queue
-            /// is closed.
-            pub fn put(&self, item: &T) -> Result<()> {
-                self.raw.put_item(item, Wait::Forever, $joinable)
-            }
-
-            /// Takes the oldest item, waiting as long as it takes. `Closed` once the queue is
-            /// closed and empty.
-            pub fn get(&self) -> Result<T> {
-                self.raw.get_item(Wait::Forever)
-            }
-
-            /// Whether the queue holds no items (a snapshot: other processes may change it).
-            pub fn empty(&self) -> bool {
-                self.raw.qsize() == 0
-            }
-
-            /// Closes the queue for every process: later puts fail with `Closed`; gets return
-            /// the items still queued, then `Closed` (consumers waiting in `get` wake up).
-            pub fn close(&self) {
-                self.raw.close();
-            }
-
-            /// Whether some process closed the queue.
-            pub fn is_closed(&self) -> bool {
-                self.raw.is_closed()
-            }
-        }
-    };
-}
-
-queue_common!(Queue, false);
-queue_common!(JoinableQueue, true);
-queue_common!(SimpleQueue, false);
-
-macro_rules! queue_full_api {
-    ($ty:ident, $joinable:expr) => {
-        impl<T: Serialize + DeserializeOwned> $ty<T> {
-            /// Like `put`, but gives up with `Full` after `timeout`.
-            pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<()> {
-                self.raw
-                    .put_item(item, Wait::from_timeout(timeout), $joinable)
-            }
-
-            /// Puts an item if there is room now, else fails with `Full`.
-            pub fn put_nowait(&self, item: &T) -> Result<()> {
-                self.raw.put_item(item, Wait::No, $joinable)
-            }
-
-            /// Like `get`, but gives up with `Empty` after `timeout`.
-            pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-                self.raw.get_item(Wait::from_timeout(timeout))
-            }
-
-            /// Takes an item if one is there now, else fails with `Empty`.
-            pub fn get_nowait(&self) -> Result<T> {
-                self.raw.get_item(Wait::No)
-            }
-
-            /// Number of items in the queue (a snapshot).
-            pub fn qsize(&self) -> usize {
-                self.raw.qsize()
-            }
-
-            /// Whether the queue holds `maxsize` items (never, without a maxsize).
-            pub fn full(&self) -> bool {
-                let max = self.raw.st().maxsize;
-                max != 0 && self.raw.qsize() as u64 >= max
-            }
-        }
-    };
-}
-
-queue_full_api!(Queue, false);
-queue_full_api!(JoinableQueue, true);
-
-impl<T> Queue<T> {
-    /// A queue without a limit on the number of items.
-    pub fn new() -> Result<Queue<T>> {
-        QueueBuilder::default().build()
-    }
-
-    /// A queue holding at most `maxsize` items (0: no limit).
-    pub fn with_maxsize(maxsize: usize) -> Result<Queue<T>> {
-        QueueBuilder::default().maxsize(maxsize).build()
-    }
-}
-
-impl Queue<()> {
-    /// Options for a new queue: maxsize and buffer size. The item type is given to
-    /// [`QueueBuilder::build`].
-    pub fn builder() -> QueueBuilder {
-        QueueBuilder::default()
-    }
-}
-
-impl<T> JoinableQueue<T> {
-    /// A joinable queue without a limit on the number of items.
-    pub fn new() -> Result<JoinableQueue<T>> {
-        QueueBuilder::default().build_joinable()
-    }
-
-    /// A joinable queue holding at most `maxsize` items (0: no limit).
-    pub fn with_maxsize(maxsize: usize) -> Result<JoinableQueue<T>> {
-        QueueBuilder::default().maxsize(maxsize).build_joinable()
-    }
-
-    /// Marks one item taken with `get` as processed. An error if called more times than
-    /// items were put.
-    pub fn task_done(&self) -> Result<()> {
-        self.raw.task_done()
-    }
-
-    /// Waits until every item put has been marked done with `task_done`.
-    pub fn join(&self) -> Result<()> {
-        self.raw.join(None)
-    }
-
-    /// Like `join`, waiting at most `timeout`: `Ok(false)` if items were still unfinished
-    /// then.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
-        match self.raw.join(Wait::from_timeout(timeout).deadline()) {
-            Ok(()) => Ok(true),
-            Err(Error::Timeout) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-impl<T> SimpleQueue<T> {
-    /// A new simple queue.
-    pub fn new() -> Result<SimpleQueue<T>> {
-        Ok(SimpleQueue {
-            raw: RawQueue::create(0, DEFAULT_BUFFER)?,
-            _t: PhantomData,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::cell::Cell;
-    use std::io::Write;
-
-    thread_local! {
-        /// Makes `unwrap` stop where a producer killed mid-way would.
-        pub(super) static DIE_BEFORE_TAIL: Cell<bool> = const { Cell::new(false) };
-        /// Early wraps and undone wraps on this thread.
-        pub(super) static EVENTS: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
-    }
-
-    fn item(seq: u32, len: usize) -> Vec<u8> {
-        let mut v = vec![seq as u8; len];
-        v[..4].copy_from_slice(&seq.to_le_bytes());
-        v
-    }
-
-    /// Raw bytes, so that debug builds do not spend minutes encoding byte by byte.
-    fn put(q: &RawQueue, v: &[u8]) -> Result<()> {
-        q.put_with(v.len(), |buf| Ok(buf.write_all(v)?), Wait::No, false)
-    }
-
-    fn get_seq(q: &RawQueue) -> u32 {
-        let v = q.get_with(Wait::No, |b| Ok(b.to_vec())).expect("an item");
-        let seq = u32::from_le_bytes(v[..4].try_into().unwrap());
-        assert!(
-            v[4..].iter().all(|&b| b == seq as u8),
-            "item {seq} corrupted"
-        );
-        seq
-    }
-
-    fn tail_offset(q: &RawQueue) -> u64 {
-        pos(q.st().tail.0.load(Ordering::SeqCst)) & (q.capacity() - 1)
-    }
-
-    /// Random puts and gets of mixed sizes on a 16 MiB ring (so ring-end wraps, early wraps,
-    /// their undoing and page release all happen many times), with stretches where the
-    /// consumer stops, checked against a model FIFO.
-    #[test]
-    fn random_traffic_matches_a_model_fifo() {
-        let q = RawQueue::create(0, 16 << 20).unwrap();
-        let mut model = std::collections::VecDeque::new();
-        let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
-        let (mut seq, mut stopped_for) = (0u32, 0u32);
-        let (mut puts, mut fulls, mut gets) = (0, 0, 0);
-        for _ in 0..10000 {
-            if stopped_for == 0 && next() % 400 == 0 {
-                stopped_for = 30 + (next() % 120) as u32; // the consumer stops for a while
-            }
-            let get = stopped_for == 0 && next() % 100 < 58;
-            stopped_for = stopped_for.saturating_sub(1);
-            if get {
-                match q.get_with(Wait::No, |b| Ok(b.to_vec())) {
-                    Ok(v) => {
-                        let (want, len): (u32, usize) = model.pop_front().expect("model empty");
-                        assert_eq!(v.len(), len, "item {want}: wrong length");
-                        let got = u32::from_le_bytes(v[..4].try_into().unwrap());
-                        assert_eq!(got, want, "out of order");
-                        for at in [4, len / 2, len - 1] {
-                            assert_eq!(
-                                v[at.max(4).min(len - 1)],
-                                want as u8,
-                                "item {want} corrupted"
-                            );
-                        }
-                        gets += 1;
-                    }
-                    Err(Error::Empty) => assert!(model.is_empty(), "Empty with items queued"),
-                    Err(e) => panic!("{e}"),
-                }
-            } else {
-                let len = match next() % 100 {
-                    0..=64 => 8 + (next() % 56) as usize,
-                    65..=94 => 1024 + (next() % (63 << 10)) as usize,
-                    _ => (256 << 10) + (next() % (1280 << 10)) as usize,
-                };
-                let item = item(seq, len);
-                match put(&q, &item) {
-                    Ok(()) => {
-                        model.push_back((seq, len));
-                        seq += 1;
-                        puts += 1;
-                    }
-                    Err(Error::Full) => fulls += 1,
-                    Err(e) => panic!("{e}"),
-                }
-            }
-        }
-        while let Some((want, _)) = model.pop_front() {
-            assert_eq!(get_seq(&q), want);
-        }
-        assert!(
-            puts > 2000 && gets > 1000 && fulls > 0,
-            "{puts} {gets} {fulls}"
-        );
-        let (early, undone) = EVENTS.with(|e| e.get());
-        assert!(
-            early > 10 && undone > 0,
-            "{early} early wraps, {undone} undone"
-        );
-    }
-
-    #[test]
-    fn a_queue_whose_consumer_keeps_up_stays_in_the_warm_area() {
-        let q = RawQueue::create(0, DEFAULT_BUFFER).unwrap();
-        // One item in flight, as with a producer running just ahead of its consumer.
-        put(&q, &item(0, 1 << 20)).unwrap();
-        for i in 1..300u32 {
-            put(&q, &item(i, 1 << 20)).unwrap();
-            assert!(
-                tail_offset(&q) <= WARM as u64,
-                "tail went past the warm area"
-            );
-            assert_eq!(get_seq(&q), i - 1);
-        }
-        assert_eq!(get_seq(&q), 299);
-    }
-
-    /// Queues 8 quarter-MiB items, reads 7, and puts one more: that one wraps early.
-    fn early_wrapped_queue() -> RawQueue {
-        let q = RawQueue::create(0, DEFAULT_BUFFER).unwrap();
-        for i in 0..8 {
-            put(&q, &item(i, 256 << 10)).unwrap();
-        }
-        for i in 0..7 {
-            assert_eq!(get_seq(&q), i);
-        }
-        put(&q, &item(8, 256 << 10)).unwrap();
-        let head = pos(q.st().head.0.load(Ordering::SeqCst)) & (q.capacity() - 1);
-        assert!(tail_offset(&q) < head, "the ninth item did not wrap early");
-        q
-    }
-
-    #[test]
-    fn an_early_wrap_never_limits_a_producer_whose_consumers_stopped() {
-        let q = early_wrapped_queue();
-        // Without a consumer, 64 MiB more must fit at once (the ring is 1 GiB).
-        for i in 9..265 {
-            put(&q, &item(i, 256 << 10)).unwrap();
-        }
-        for i in 7..265 {
-            assert_eq!(get_seq(&q), i);
-        }
-        assert!(matches!(
-            q.get_with(Wait::No, |_| Ok(())),
-            Err(Error::Empty)
-        ));
-    }
-
-    #[test]
-    fn rings_over_4_gib_are_refused() {
-        // Record lengths are 32-bit.
-        assert!(matches!(
-            RawQueue::create(0, 5 << 30),
-            Err(Error::InvalidArgument(_))
-        ));
-    }
-
-    #[test]
-    fn a_consumer_holding_or_dying_with_its_lock_does_not_block_an_early_wrap_for_good() {
-        let q = early_wrapped_queue();
-        // A "consumer" that takes the consumer lock and keeps it: the wrap cannot be undone,
-        // so the producer finds no room beyond the warm area for now.
-        let (held_tx, held_rx) = std::sync::mpsc::channel();
-        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-        let q2 = q.clone();
-        let holder = std::thread::spawn(move || {
-            q2.get_lock().lock(None).unwrap();
-            held_tx.send(()).unwrap();
-            // Then it "dies" holding the lock (a thread exiting with a robust mutex held is
-            // reported to the next owner like a killed process).
-            let _ = go_rx.recv();
-        });
-        held_rx.recv().unwrap();
-        let mut next = 9;
-        while put(&q, &item(next, 256 << 10)).is_ok() {
-            next += 1;
-        }
-        // A producer blocked on the pending wrap: the holder dies meanwhile, and nobody
-        // notifies; the producer must still get through.
-        let q3 = q.clone();
-        let producer = std::thread::spawn(move || {
-            for i in next..next + 64 {
-                let v = item(i, 256 << 10);
-                q3.put_with(
-                    v.len(),
-                    |buf| Ok(buf.write_all(&v)?),
-                    Wait::Until(Instant::now() + Duration::from_secs(120)),
-                    false,
-                )
-                .unwrap();
-            }
-        });
-        go_tx.send(()).unwrap();
-        holder.join().unwrap();
-        producer.join().unwrap();
-        for i in 7..next + 64 {
-            assert_eq!(get_seq(&q), i);
-        }
-    }
-
-    #[test]
-    fn a_producer_dying_while_undoing_an_early_wrap_loses_and_repeats_nothing() {
-        let q = early_wrapped_queue();
-        put(&q, &item(9, 256 << 10)).unwrap();
-        DIE_BEFORE_TAIL.with(|d| d.set(true));
-        // Fill until the early wrap is in the way: the undo stops before moving the tail.
-        let mut next = 10;
-        while put(&q, &item(next, 256 << 10)).is_ok() {
-            next += 1;
-        }
-        DIE_BEFORE_TAIL.with(|d| d.set(false));
-        assert!(next > 10, "nothing was put after the early wrap");
-        // The undo got as far as turning the JUMP into the first copied record.
-        let jump = q.st().wrapped_at.load(Ordering::SeqCst);
-        assert_ne!(jump, NO_WRAP);
-        let at = (jump & (q.capacity() - 1)) as usize;
-        // SAFETY: `at` is an 8-aligned offset inside the ring.
-        assert_eq!(unsafe { read_header(q.ring().add(at)) }.0, TAG_ITEM);
-        for i in 7..next {
-            assert_eq!(get_seq(&q), i);
-        }
-        assert!(matches!(
-            q.get_with(Wait::No, |_| Ok(())),
-            Err(Error::Empty)
-        ));
-        // And the queue goes on working.
-        put(&q, &item(next, 1000)).unwrap();
-        assert_eq!(get_seq(&q), next);
     }
 }

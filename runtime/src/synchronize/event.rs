@@ -1,0 +1,67 @@
+//! `Event`: a flag processes can wait for.
+
+use super::*;
+
+#[repr(C)]
+pub(crate) struct State {
+    flag: AtomicU32,
+    ev: EventCount,
+}
+
+/// A flag processes can wait for (Python's `Event`).
+pub struct Event {
+    seg: Segment,
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Event")
+            .field("set", &self.is_set())
+            .finish()
+    }
+}
+
+shm_handle!(Event, SegmentKind::Event, "Event");
+
+impl Event {
+    /// A new event, not set.
+    pub fn new() -> Result<Event> {
+        Ok(Event {
+            seg: Self::create()?,
+        })
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        self.st().flag.store(1, Ordering::SeqCst);
+        self.st().ev.notify_all();
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) {
+        self.st().flag.store(0, Ordering::SeqCst);
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.st().flag.load(Ordering::SeqCst) != 0
+    }
+
+    /// Waits until the flag is set.
+    pub fn wait(&self) -> Result<()> {
+        self.st().ev.wait_until(|| self.is_set(), None, false)
+    }
+
+    /// Waits at most `timeout`; returns whether the flag is set.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        match self
+            .st()
+            .ev
+            .wait_until(|| self.is_set(), deadline_after(timeout), false)
+        {
+            Ok(()) => Ok(true),
+            Err(Error::Timeout) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! `Lock` and `RLock`: mutual exclusion across processes, robust against holders that die.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use super::{deadline_after, lock_robust, lock_robust_forever, try_lock_robust};
+use crate::error::{LockResult, Result, TryLockResult};
+use crate::shm::segment::{Segment, SegmentKind};
+use crate::sys::futex::RobustMutex;
+
+/// Held while alive; releases on drop. Not `Send`: a lock is released by the thread that
+/// took it.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard<'a> {
+    m: RobustMutex,
+    _borrow: PhantomData<&'a ()>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.m.unlock();
+    }
+}
+
+impl std::fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LockGuard")
+    }
+}
+
+impl LockGuard<'_> {
+    fn new(m: RobustMutex) -> Self {
+        LockGuard {
+            m,
+            _borrow: PhantomData,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+macro_rules! lock_type {
+    ($(#[$doc:meta])* $ty:ident, $kind:expr, $what:literal, $recursive:expr) => {
+        $(#[$doc])*
+        pub struct $ty {
+            seg: Segment,
+        }
+
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(stringify!($ty))
+            }
+        }
+
+        impl $ty {
+            /// A new, unlocked lock.
+            pub fn new() -> Result<$ty> {
+                let l = $ty { seg: Self::create()? };
+                l.st().mutex().init($recursive)?;
+                Ok(l)
+            }
+
+            /// Waits for the lock. [`LockError::OwnerDied`] (with the guard: the lock is
+            /// held) if its previous holder died holding it.
+            pub fn acquire(&self) -> LockResult<LockGuard<'_>> {
+                let m = self.st().mutex();
+                lock_robust_forever(m, || LockGuard::new(m))
+            }
+
+            /// Like `acquire`, waiting at most `timeout`: `Ok(None)` if the lock was not
+            /// free by then (Python's `acquire(timeout=...)` returning `False`).
+            pub fn acquire_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
+                let m = self.st().mutex();
+                lock_robust(m, deadline_after(timeout), || LockGuard::new(m))
+            }
+
+            /// Takes the lock if it is free now (`Ok(None)` if not).
+            pub fn try_acquire(&self) -> TryLockResult<LockGuard<'_>> {
+                let m = self.st().mutex();
+                try_lock_robust(m, || LockGuard::new(m))
+            }
+        }
+
+        shm_handle!($ty, $kind, $what);
+    };
+}
+
+/// A lock's segment holds just its mutex.
+type State = super::MutexSpace;
+
+lock_type!(
+    /// A mutual-exclusion lock shared by processes (Python's `multiprocessing.Lock`), with
+    /// an RAII guard. Acquiring it again from the thread that holds it is an error, not a
+    /// deadlock.
+    ///
+    /// ```
+    /// use multiproc::prelude::*;
+    ///
+    /// #[multiproc::main]
+    /// fn main() -> multiproc::Result<()> {
+    ///     let lock = Lock::new()?;
+    ///     {
+    ///         let _held = lock.acquire()?;
+    ///         assert!(lock.try_acquire()?.is_none());
+    ///     }
+    ///     assert!(lock.try_acquire()?.is_some());
+    ///     Ok(())
+    /// }
+    /// ```
+    Lock,
+    SegmentKind::Lock,
+    "Lock",
+    false
+);
+lock_type!(
+    /// A re-entrant lock (Python's `RLock`): the thread holding it may acquire it again;
+    /// it is free once every guard is dropped.
+    RLock,
+    SegmentKind::RLock,
+    "RLock",
+    true
+);

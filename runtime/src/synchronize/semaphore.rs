@@ -1,0 +1,163 @@
+//! `Semaphore` and `BoundedSemaphore`: counters processes take from and give back to.
+
+use super::*;
+
+#[repr(C)]
+pub(crate) struct State {
+    value: AtomicU32,
+    /// 0: unbounded.
+    max: AtomicU32,
+    ev: EventCount,
+}
+
+/// A counter processes take from and give back to (Python's `Semaphore`). A semaphore
+/// has no owner: units taken by a process that dies are not given back.
+pub struct Semaphore {
+    seg: Segment,
+}
+
+/// A [`Semaphore`] that refuses to be released above its initial value (Python's
+/// `BoundedSemaphore`).
+pub struct BoundedSemaphore {
+    seg: Segment,
+}
+
+/// Gives its unit back to the semaphore when dropped.
+#[must_use = "the unit is released as soon as the guard is dropped"]
+pub struct SemaphoreGuard<'a> {
+    st: &'a State,
+}
+
+impl Drop for SemaphoreGuard<'_> {
+    fn drop(&mut self) {
+        let _ = release(self.st);
+    }
+}
+
+impl std::fmt::Debug for SemaphoreGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SemaphoreGuard")
+    }
+}
+
+fn try_take(st: &State) -> bool {
+    let mut v = st.value.load(Ordering::SeqCst);
+    while v > 0 {
+        match st
+            .value
+            .compare_exchange(v, v - 1, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => return true,
+            Err(now) => v = now,
+        }
+    }
+    false
+}
+
+fn take(st: &State, deadline: Option<Instant>) -> Result<()> {
+    loop {
+        if try_take(st) {
+            return Ok(());
+        }
+        st.ev
+            .wait_until(|| st.value.load(Ordering::SeqCst) > 0, deadline, false)?;
+    }
+}
+
+fn release(st: &State) -> Result<()> {
+    let max = st.max.load(Ordering::SeqCst);
+    let mut v = st.value.load(Ordering::SeqCst);
+    loop {
+        if (max != 0 && v >= max) || v == u32::MAX {
+            return Err(Error::InvalidArgument(
+                "semaphore released too many times".into(),
+            ));
+        }
+        match st
+            .value
+            .compare_exchange(v, v + 1, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => break,
+            Err(now) => v = now,
+        }
+    }
+    st.ev.notify_all();
+    Ok(())
+}
+
+macro_rules! semaphore_api {
+    ($ty:ident, $kind:expr, $what:literal, $bounded:expr) => {
+        shm_handle!($ty, $kind, $what);
+
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("value", &self.value())
+                    .finish()
+            }
+        }
+
+        impl $ty {
+            /// A semaphore holding `value` units.
+            pub fn new(value: u32) -> Result<$ty> {
+                let s = $ty {
+                    seg: Self::create()?,
+                };
+                s.st().value.store(value, Ordering::SeqCst);
+                if $bounded {
+                    if value == 0 {
+                        return Err(Error::InvalidArgument(
+                            "a bounded semaphore needs an initial value above 0".into(),
+                        ));
+                    }
+                    s.st().max.store(value, Ordering::SeqCst);
+                }
+                Ok(s)
+            }
+
+            /// Takes one unit, waiting for one to be released if none is left.
+            pub fn acquire(&self) -> Result<()> {
+                take(self.st(), None)
+            }
+
+            /// Like `acquire`, waiting at most `timeout`; `Ok(false)` if no unit was
+            /// released by then (Python's `acquire(timeout=...)`).
+            pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+                match take(self.st(), deadline_after(timeout)) {
+                    Ok(()) => Ok(true),
+                    Err(Error::Timeout) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+
+            /// Takes a unit if one is available now.
+            pub fn try_acquire(&self) -> bool {
+                try_take(self.st())
+            }
+
+            /// Takes a unit and returns a guard that gives it back when dropped.
+            pub fn guard(&self) -> Result<SemaphoreGuard<'_>> {
+                take(self.st(), None)?;
+                Ok(SemaphoreGuard { st: self.st() })
+            }
+
+            /// Gives a unit back (from any process).
+            pub fn release(&self) -> Result<()> {
+                release(self.st())
+            }
+
+            /// Units currently available (Python's `get_value`).
+            pub fn value(&self) -> u32 {
+                self.st().value.load(Ordering::SeqCst)
+            }
+        }
+    };
+}
+
+semaphore_api!(Semaphore, SegmentKind::Semaphore, "Semaphore", false);
+semaphore_api!(
+    BoundedSemaphore,
+    SegmentKind::Semaphore,
+    "BoundedSemaphore",
+    true
+);
