@@ -69,6 +69,8 @@
 //! See `ARCHITECTURE.md` in the repository for the process model and the wire protocol.
 
 #![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+#![warn(unreachable_pub, missing_debug_implementations)]
 #![cfg(unix)]
 
 extern crate self as multiproc;

@@ -13,10 +13,11 @@ use crate::error::{Error, Result};
 
 /// Runs one chunk of calls: decodes argument tuples from `input`, appends encoded outcomes to
 /// `out`. An `Err` means the whole chunk could not be decoded.
-pub type RunChunk = fn(input: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String>;
+pub(crate) type RunChunk = fn(input: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String>;
 
 /// One registered task. Built by `#[pool_task]`; not meant to be written by hand.
 #[doc(hidden)]
+#[derive(Debug)]
 pub struct TaskEntry {
     /// Stable name: `module_path!()::fn_name`.
     pub name: &'static str,

@@ -213,7 +213,9 @@ impl SharedMemory {
     /// # Safety
     /// No other process or thread may write the block while the slice is alive.
     pub unsafe fn as_slice(&self) -> &[u8] {
-        std::slice::from_raw_parts(self.0.map.ptr(), self.0.map.len())
+        // SAFETY: the mapping is live for as long as `self`; the caller's contract rules out
+        // writers.
+        unsafe { std::slice::from_raw_parts(self.0.map.ptr(), self.0.map.len()) }
     }
 
     /// The block as a mutable slice.
@@ -222,7 +224,9 @@ impl SharedMemory {
     /// No other process or thread may read or write the block while the slice is alive.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
-        std::slice::from_raw_parts_mut(self.0.map.ptr(), self.0.map.len())
+        // SAFETY: the mapping is live for as long as `self`; the caller's contract rules out
+        // any other access.
+        unsafe { std::slice::from_raw_parts_mut(self.0.map.ptr(), self.0.map.len()) }
     }
 }
 

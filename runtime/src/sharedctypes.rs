@@ -207,6 +207,15 @@ macro_rules! handle {
             cells: Cells<T>,
         }
 
+        impl<T: Shareable> std::fmt::Debug for $ty<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("type", &std::any::type_name::<T>())
+                    .field("len", &self.cells.len())
+                    .finish()
+            }
+        }
+
         impl<T: Shareable> Clone for $ty<T> {
             fn clone(&self) -> Self {
                 $ty {

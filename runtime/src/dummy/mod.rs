@@ -49,6 +49,32 @@
 //! - A panic is caught as on the process pool (`Error::TaskPanicked`, naming the function's
 //!   type); the default panic hook also prints it, as for any thread.
 
+/// `Debug` for thread objects: the type's name (their state sits behind a lock that printing
+/// should not take).
+macro_rules! debug_by_name {
+    ($($ty:ident),* $(,)?) => {$(
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!("dummy::", stringify!($ty)))
+            }
+        }
+    )*};
+    (<$g:tt> $($ty:ident),* $(,)?) => {$(
+        impl<$g> std::fmt::Debug for $ty<$g> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!("dummy::", stringify!($ty)))
+            }
+        }
+    )*};
+    (guard $($ty:ident),* $(,)?) => {$(
+        impl std::fmt::Debug for $ty<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!("dummy::", stringify!($ty)))
+            }
+        }
+    )*};
+}
+
 mod monitor;
 mod pipe;
 mod queue;

@@ -187,3 +187,5 @@ pub fn pipe_oneway<T: Send>() -> Result<(Receiver<T>, Sender<T>)> {
     let (tx, rx) = mpsc::channel();
     Ok((Receiver { rx: recv_end(rx) }, Sender { tx }))
 }
+
+debug_by_name!(<T> Connection, Sender, Receiver);

@@ -270,3 +270,5 @@ impl<T: Clone + Send> SimpleQueue<T> {
         self.q.is_closed()
     }
 }
+
+debug_by_name!(<T> JoinableQueue, SimpleQueue);

@@ -116,3 +116,11 @@ impl<T> DerefMut for ArrayGuard<'_, T> {
         &mut self.0
     }
 }
+
+debug_by_name!(<T> Value, Array);
+
+impl<T> std::fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dummy::ArrayGuard")
+    }
+}

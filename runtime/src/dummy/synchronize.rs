@@ -525,3 +525,14 @@ impl Barrier {
         self.m.lock().broken
     }
 }
+
+debug_by_name!(
+    Lock,
+    RLock,
+    Semaphore,
+    BoundedSemaphore,
+    Event,
+    Condition,
+    Barrier
+);
+debug_by_name!(guard LockGuard, SemaphoreGuard, ConditionGuard);

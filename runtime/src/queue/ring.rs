@@ -637,13 +637,15 @@ pub(super) fn jump_punch_end(off: u64, cap: u64) -> u64 {
 /// `at` must point to 8 writable bytes of the ring.
 pub(super) unsafe fn write_header(at: *mut u8, tag: u32, len: u32) {
     let h = (u64::from(tag) << 32) | u64::from(len);
-    std::ptr::write_volatile(at.cast::<u64>(), h);
+    // SAFETY: the caller's contract.
+    unsafe { std::ptr::write_volatile(at.cast::<u64>(), h) };
 }
 
 /// # Safety
 /// `at` must point to 8 readable bytes of the ring, 8-aligned.
 pub(super) unsafe fn read_header(at: *const u8) -> (u32, u32) {
-    let h = std::ptr::read_volatile(at.cast::<u64>());
+    // SAFETY: the caller's contract.
+    let h = unsafe { std::ptr::read_volatile(at.cast::<u64>()) };
     ((h >> 32) as u32, h as u32)
 }
 

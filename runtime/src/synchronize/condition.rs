@@ -125,7 +125,7 @@ impl ConditionGuard<'_> {
     fn wait_until(&mut self, deadline: Option<Instant>) -> Result<bool> {
         let st = self.cond.st();
         let m = st.lock.mutex();
-        // SAFETY (every `st.list()` below): this guard holds the lock at that point.
+        // SAFETY: this guard holds the lock.
         let ticket = unsafe { st.list() }.join();
         let mut seen = st.ev.seq();
         m.unlock()?;
@@ -139,6 +139,7 @@ impl ConditionGuard<'_> {
                 Locked::Clean => {}
                 Locked::OwnerDied => owner_died = true,
             }
+            // SAFETY: the lock was just re-taken.
             let list = unsafe { st.list() };
             if list.take(ticket) {
                 break Ok(true);

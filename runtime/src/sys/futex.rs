@@ -102,8 +102,8 @@ impl RobustMutex {
         match rc {
             0 => Ok(Locked::Clean),
             libc::EOWNERDEAD => {
-                // SAFETY: we hold the lock (EOWNERDEAD means it was acquired).
                 check(
+                    // SAFETY: we hold the lock (EOWNERDEAD means it was acquired).
                     unsafe { libc::pthread_mutex_consistent(self.0) },
                     "consistent",
                 )?;
@@ -126,8 +126,8 @@ impl RobustMutex {
             libc::EBUSY | libc::EDEADLK => Ok(None),
             0 => Ok(Some(Locked::Clean)),
             libc::EOWNERDEAD => {
-                // SAFETY: acquired.
                 check(
+                    // SAFETY: acquired (EOWNERDEAD means it was).
                     unsafe { libc::pthread_mutex_consistent(self.0) },
                     "consistent",
                 )?;
