@@ -14,8 +14,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 use crate::error::{LockResult, TryLockResult};
-use crate::shm::segment::{Segment, SegmentKind, HEADER_SPACE};
-use crate::synchronize::{deadline_after, lock_robust, MutexSpace};
+use crate::shm::handle::{Shm, ShmState};
+use crate::shm::segment::{SegmentKind, HEADER_SPACE};
+use crate::synchronize::{deadline_after, lock_robust};
+use crate::sys::futex::RobustMutex;
 
 /// Plain data that may live in shared memory and be read by other processes.
 ///
@@ -46,7 +48,7 @@ unsafe impl<T: Shareable, const N: usize> Shareable for [T; N] {}
 
 #[repr(C)]
 struct State {
-    lock: MutexSpace,
+    lock: RobustMutex,
     elem_size: u64,
     elem_align: u64,
     type_hash: u64,
@@ -68,9 +70,19 @@ fn type_hash<T>() -> u64 {
 /// The untyped segment behind every Value/Array.
 #[derive(Clone)]
 struct Cells<T> {
-    seg: Segment,
+    shm: Shm<State>,
     _t: PhantomData<T>,
 }
+
+// SAFETY: repr(C), valid when zeroed; after creation only the robust lock and the elements
+// (read and written under it, or racily for the Raw* types, which `Shareable` allows) change.
+unsafe impl ShmState for State {
+    const KIND: SegmentKind = SegmentKind::Value;
+    const WHAT: &'static str = "shared value";
+}
+
+/// Bytes between the state and the elements.
+const PAD: usize = DATA_AT - HEADER_SPACE - std::mem::size_of::<State>();
 
 impl<T: Shareable> Cells<T> {
     fn create(values: impl ExactSizeIterator<Item = T>) -> Result<Cells<T>> {
@@ -82,41 +94,36 @@ impl<T: Shareable> Cells<T> {
         let len = values.len();
         let bytes = len
             .checked_mul(std::mem::size_of::<T>())
-            .and_then(|b| b.checked_add(DATA_AT))
+            .and_then(|b| b.checked_add(PAD))
             .ok_or_else(|| Error::InvalidArgument(format!("{len} elements is too many")))?;
-        let seg = Segment::create(SegmentKind::Value, bytes)?;
-        // SAFETY: fresh, private, zeroed segment large enough for State and len T's at
-        // DATA_AT (64-aligned, and T's alignment is at most 64).
-        unsafe {
-            let st = seg.body().cast::<State>();
-            (*st).elem_size = std::mem::size_of::<T>() as u64;
-            (*st).elem_align = std::mem::align_of::<T>() as u64;
-            (*st).type_hash = type_hash::<T>();
-            (*st).len = len as u64;
-            let data = seg.ptr().add(DATA_AT).cast::<T>();
-            for (i, v) in values.enumerate().take(len) {
-                data.add(i).write(v);
+        let shm = Shm::create(bytes, |st: &mut State, after| {
+            st.elem_size = std::mem::size_of::<T>() as u64;
+            st.elem_align = std::mem::align_of::<T>() as u64;
+            st.type_hash = type_hash::<T>();
+            st.len = len as u64;
+            // SAFETY: the fresh segment has room for len T's from DATA_AT (64-aligned, and
+            // T's alignment is at most 64), and nobody else sees it yet.
+            unsafe {
+                let data = after.add(PAD).cast::<T>();
+                for (i, v) in values.enumerate().take(len) {
+                    data.add(i).write(v);
+                }
             }
-        }
-        let c = Cells {
-            seg,
+            st.lock.init(false)
+        })?;
+        Ok(Cells {
+            shm,
             _t: PhantomData,
-        };
-        c.st().lock.mutex().init(false)?;
-        Ok(c)
+        })
     }
 
-    fn attach(fd: std::os::fd::OwnedFd) -> Result<Cells<T>> {
-        let seg = Segment::attach(fd, SegmentKind::Value)?;
-        let c = Cells {
-            seg,
-            _t: PhantomData,
-        };
-        let st = c.st();
+    /// Checks that a received segment holds `T`s, as many as it says.
+    fn from_shm(shm: Shm<State>) -> Result<Cells<T>> {
+        let st = shm.state();
         let fits = (st.len as usize)
             .checked_mul(std::mem::size_of::<T>())
-            .and_then(|b| b.checked_add(DATA_AT))
-            .is_some_and(|b| b <= c.seg.len());
+            .and_then(|b| b.checked_add(PAD))
+            .is_some_and(|b| b <= shm.extra_len());
         if st.elem_size != std::mem::size_of::<T>() as u64
             || st.elem_align != std::mem::align_of::<T>() as u64
             || st.type_hash != type_hash::<T>()
@@ -127,12 +134,14 @@ impl<T: Shareable> Cells<T> {
                 std::any::type_name::<T>()
             )));
         }
-        Ok(c)
+        Ok(Cells {
+            shm,
+            _t: PhantomData,
+        })
     }
 
     fn st(&self) -> &State {
-        // SAFETY: State lies within the segment after its header (create/attach).
-        unsafe { &*self.seg.body().cast::<State>() }
+        self.shm.state()
     }
 
     fn len(&self) -> usize {
@@ -140,8 +149,9 @@ impl<T: Shareable> Cells<T> {
     }
 
     fn data(&self) -> *mut T {
-        // SAFETY: DATA_AT is within the segment (create/attach checked the size).
-        unsafe { self.seg.ptr().add(DATA_AT).cast::<T>() }
+        // SAFETY: PAD bytes past the state is DATA_AT, within the segment (create, and
+        // from_shm's size check).
+        unsafe { self.shm.after_state().add(PAD).cast::<T>() }
     }
 
     fn read(&self, i: usize) -> T {
@@ -162,15 +172,13 @@ impl<T: Shareable> Cells<T> {
         timeout: Option<Duration>,
         guard: impl FnOnce(&'a Self) -> G,
     ) -> TryLockResult<G> {
-        lock_robust(
-            self.st().lock.mutex(),
-            timeout.and_then(deadline_after),
-            || guard(self),
-        )
+        lock_robust(&self.st().lock, timeout.and_then(deadline_after), || {
+            guard(self)
+        })
     }
 
     fn unlock(&self) {
-        let _ = self.st().lock.mutex().unlock();
+        let _ = self.st().lock.unlock();
     }
 
     fn check_index(&self, i: usize) -> Result<()> {
@@ -187,14 +195,13 @@ impl<T: Shareable> Cells<T> {
 
 impl<T> Serialize for Cells<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        crate::shm::fds::serialize_fd(self.seg.fd(), "shared value", s)
+        self.shm.serialize(s)
     }
 }
 
 impl<'de, T: Shareable> Deserialize<'de> for Cells<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let fd = crate::shm::fds::deserialize_fd("shared value", d)?;
-        Cells::attach(fd).map_err(serde::de::Error::custom)
+        Cells::from_shm(Shm::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 

@@ -23,7 +23,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::shm::fds;
 use ring::{RawQueue, Wait, DEFAULT_BUFFER};
 
 /// Options for a new queue.
@@ -144,14 +143,14 @@ macro_rules! queue_common {
 
         impl<T> Serialize for $ty<T> {
             fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                fds::serialize_fd(self.raw.seg.fd(), stringify!($ty), s)
+                self.raw.shm.serialize(s)
             }
         }
 
         impl<'de, T> Deserialize<'de> for $ty<T> {
             fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                let fd = fds::deserialize_fd(stringify!($ty), d)?;
-                let raw = RawQueue::attach(fd).map_err(serde::de::Error::custom)?;
+                let shm = Deserialize::deserialize(d)?;
+                let raw = RawQueue::from_shm(shm).map_err(serde::de::Error::custom)?;
                 Ok($ty {
                     raw,
                     _t: PhantomData,

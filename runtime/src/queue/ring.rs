@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::shm::segment::{Segment, SegmentKind};
-use crate::sys::futex::{EventCount, Locked, RobustMutex, MUTEX_SPACE};
+use crate::shm::handle::{Shm, ShmState};
+use crate::shm::segment::{SegmentKind, HEADER_SPACE};
+use crate::sys::futex::{EventCount, Locked, RobustMutex};
 
 /// Default ring size: unread items may take up to this much before `put` blocks. It is
 /// virtual memory: only the pages holding unread items, and the warm area's pages once used,
@@ -67,8 +68,8 @@ pub(super) struct Line<T>(pub(super) T);
 
 #[repr(C)]
 pub(super) struct State {
-    pub(super) put_lock: Line<[u8; MUTEX_SPACE]>,
-    pub(super) get_lock: Line<[u8; MUTEX_SPACE]>,
+    pub(super) put_lock: RobustMutex,
+    pub(super) get_lock: RobustMutex,
     pub(super) tail: Line<AtomicU64>,
     pub(super) head: Line<AtomicU64>,
     /// Consumers wait here for items.
@@ -92,13 +93,24 @@ pub(super) struct State {
     pub(super) unfinished: AtomicI64,
 }
 
-const _: () = assert!(std::mem::size_of::<State>() + crate::shm::segment::HEADER_SPACE <= DATA_AT);
+const _: () = assert!(std::mem::size_of::<State>() + HEADER_SPACE <= DATA_AT);
 
 /// The untyped queue all three kinds share.
 #[derive(Clone)]
 pub(super) struct RawQueue {
-    pub(super) seg: Segment,
+    pub(super) shm: Shm<State>,
 }
+
+// SAFETY: repr(C), valid when zeroed (then set up before sharing: `create`); after creation
+// the shared fields are atomics, robust mutexes and event counts, and the ring bytes are
+// handed between processes by the head/tail protocol.
+unsafe impl ShmState for State {
+    const KIND: SegmentKind = SegmentKind::Queue;
+    const WHAT: &'static str = "Queue";
+}
+
+/// Bytes between the state and the ring (which starts at `DATA_AT`).
+const PAD: usize = DATA_AT - HEADER_SPACE - std::mem::size_of::<State>();
 
 /// How long a blocking call may wait.
 #[derive(Clone, Copy)]
@@ -134,56 +146,45 @@ impl RawQueue {
             )));
         }
         let capacity = buffer.next_power_of_two();
-        let seg = Segment::create(SegmentKind::Queue, DATA_AT + capacity)?;
-        let q = RawQueue { seg };
-        // SAFETY: the segment is fresh, zeroed and private to this process until this
-        // function returns; the fields written are plain integers.
-        unsafe {
-            let st = q.seg.body().cast::<State>();
-            (*st).capacity = capacity as u64;
-            (*st).reserve = if capacity > PUNCH_ABOVE {
+        let shm = Shm::create(PAD + capacity, |st: &mut State, _| {
+            st.capacity = capacity as u64;
+            st.reserve = if capacity > PUNCH_ABOVE {
                 PUNCH as u64
             } else {
                 0
             };
-            (*st).maxsize = maxsize as u64;
-            (*st).wrapped_at = AtomicU64::new(NO_WRAP);
-        }
-        q.put_lock().init(false)?;
-        q.get_lock().init(false)?;
-        Ok(q)
+            st.maxsize = maxsize as u64;
+            *st.wrapped_at.get_mut() = NO_WRAP;
+            st.put_lock.init(false)?;
+            st.get_lock.init(false)
+        })?;
+        Ok(RawQueue { shm })
     }
 
-    pub(super) fn attach(fd: std::os::fd::OwnedFd) -> Result<RawQueue> {
-        let seg = Segment::attach(fd, SegmentKind::Queue)?;
-        let q = RawQueue { seg };
-        let cap = q.st().capacity as usize;
-        if !cap.is_power_of_two() || DATA_AT + cap > q.seg.len() {
+    /// A queue received from another process (its ring checked against the segment).
+    pub(super) fn from_shm(shm: Shm<State>) -> Result<RawQueue> {
+        let cap = shm.state().capacity as usize;
+        if !cap.is_power_of_two() || PAD + cap > shm.extra_len() {
             return Err(Error::Protocol("received a corrupted queue".into()));
         }
-        Ok(q)
+        Ok(RawQueue { shm })
     }
 
     pub(super) fn st(&self) -> &State {
-        // SAFETY: the segment is at least DATA_AT bytes (checked on attach, made so on
-        // create), State fits before DATA_AT, and every field shared after creation is
-        // atomic or only accessed under its lock.
-        unsafe { &*self.seg.body().cast::<State>() }
+        self.shm.state()
     }
 
-    pub(super) fn put_lock(&self) -> RobustMutex {
-        // SAFETY: in bounds of the live mapping, 64-aligned; lives as long as self.
-        unsafe { RobustMutex::at(self.st().put_lock.0.as_ptr().cast_mut()) }
+    pub(super) fn put_lock(&self) -> &RobustMutex {
+        &self.st().put_lock
     }
 
-    pub(super) fn get_lock(&self) -> RobustMutex {
-        // SAFETY: as for put_lock.
-        unsafe { RobustMutex::at(self.st().get_lock.0.as_ptr().cast_mut()) }
+    pub(super) fn get_lock(&self) -> &RobustMutex {
+        &self.st().get_lock
     }
 
     pub(super) fn ring(&self) -> *mut u8 {
-        // SAFETY: DATA_AT is within the segment (checked on attach).
-        unsafe { self.seg.ptr().add(DATA_AT) }
+        // SAFETY: PAD past the state is DATA_AT, within the segment (create, from_shm).
+        unsafe { self.shm.after_state().add(PAD) }
     }
 
     pub(super) fn capacity(&self) -> u64 {
@@ -461,7 +462,7 @@ impl RawQueue {
     }
 
     /// Takes the consumer lock if it is free (finishing a dead consumer's step if need be).
-    pub(super) fn try_consumer(&self) -> Option<Unlock> {
+    pub(super) fn try_consumer(&self) -> Option<Unlock<'_>> {
         let glock = self.get_lock();
         let how = glock.try_lock().ok()??;
         let held = Unlock(glock);
@@ -582,7 +583,7 @@ impl RawQueue {
     pub(super) fn punch(&self, start: usize, end: usize) {
         use rustix::fs::FallocateFlags;
         let _ = rustix::fs::fallocate(
-            self.seg.as_fd(),
+            self.shm.segment().as_fd(),
             FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
             (DATA_AT + start) as u64,
             (end - start) as u64,
@@ -651,9 +652,9 @@ pub(super) unsafe fn read_header(at: *const u8) -> (u32, u32) {
 
 /// Releases a held robust lock when dropped, so an early return or a panicking
 /// `Serialize`/`Deserialize` impl never leaves a queue locked by a live process.
-pub(super) struct Unlock(RobustMutex);
+pub(super) struct Unlock<'a>(&'a RobustMutex);
 
-impl Drop for Unlock {
+impl Drop for Unlock<'_> {
     fn drop(&mut self) {
         // Only fails if this thread does not hold the lock, which the callers rule out.
         let _ = self.0.unlock();

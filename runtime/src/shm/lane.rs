@@ -20,8 +20,9 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use super::segment::{Segment, SegmentKind, HEADER_SPACE};
-use crate::error::{Error, Result};
+use super::handle::{Shm, ShmState};
+use super::segment::SegmentKind;
+use crate::error::Result;
 
 #[repr(C)]
 struct LaneState {
@@ -61,39 +62,40 @@ pub(crate) struct Running {
     pub item: usize,
 }
 
+// SAFETY: repr(C), valid when zeroed (epoch 0, nothing claimed or running); both fields are
+// atomics.
+unsafe impl ShmState for LaneState {
+    const KIND: SegmentKind = SegmentKind::Lane;
+    const WHAT: &'static str = "lane";
+}
+
 /// One end of a lane.
 #[derive(Clone)]
 pub(crate) struct Lane {
-    seg: Segment,
+    shm: Shm<LaneState>,
 }
 
 impl Lane {
     /// A fresh lane, made by the parent for one worker: epoch 0, nothing claimed.
     pub(crate) fn create() -> Result<Lane> {
-        let seg = Segment::create(
-            SegmentKind::Lane,
-            HEADER_SPACE + std::mem::size_of::<LaneState>(),
-        )?;
-        Ok(Lane { seg })
+        Ok(Lane {
+            shm: Shm::create(0, |_, _| Ok(()))?,
+        })
     }
 
     /// The worker's end, from the descriptor the parent sent with WELCOME.
     pub(crate) fn attach(fd: OwnedFd) -> Result<Lane> {
-        let seg = Segment::attach(fd, SegmentKind::Lane)?;
-        if seg.len() < HEADER_SPACE + std::mem::size_of::<LaneState>() {
-            return Err(Error::Protocol("a truncated lane".into()));
-        }
-        Ok(Lane { seg })
+        Ok(Lane {
+            shm: Shm::attach(fd, 0)?,
+        })
     }
 
     fn st(&self) -> &LaneState {
-        // SAFETY: the segment holds a LaneState after its header (made so by `create`,
-        // size checked by `attach`); both fields are atomics.
-        unsafe { &*self.seg.body().cast::<LaneState>() }
+        self.shm.state()
     }
 
     pub(crate) fn fd(&self) -> &crate::shm::fds::SharedFd {
-        self.seg.fd()
+        self.shm.fd()
     }
 
     // --- the worker's side -------------------------------------------------------------

@@ -6,7 +6,7 @@ const ACTION_MAX: usize = 256;
 
 #[repr(C)]
 pub(crate) struct State {
-    lock: MutexSpace,
+    lock: RobustMutex,
     parties: u32,
     /// Arrived in the current generation (under the lock).
     count: AtomicU32,
@@ -26,7 +26,7 @@ pub(crate) struct State {
 /// last). If any party times out, or the barrier is aborted, every waiter, present and
 /// future, gets [`Error::BrokenBarrier`] until `reset`.
 pub struct Barrier {
-    seg: Segment,
+    shm: Shm<State>,
 }
 
 impl std::fmt::Debug for Barrier {
@@ -39,24 +39,30 @@ impl std::fmt::Debug for Barrier {
     }
 }
 
-shm_handle!(Barrier, SegmentKind::Barrier, "Barrier");
+shm_state!(State, SegmentKind::Barrier, "Barrier");
+shm_handle!(Barrier, State);
 
 impl Barrier {
     /// A barrier for `parties` processes (or threads).
     pub fn new(parties: u32) -> Result<Barrier> {
+        Barrier::create(parties, "")
+    }
+
+    /// A barrier for `parties` whose last arriver runs the task named `action` (none if
+    /// empty).
+    fn create(parties: u32, action: &str) -> Result<Barrier> {
         if parties == 0 {
             return Err(Error::InvalidArgument(
                 "a barrier needs at least one party".into(),
             ));
         }
-        let seg = Self::create()?;
-        // SAFETY: fresh segment, not yet shared: plain writes of its fields.
-        unsafe {
-            (*seg.body().cast::<State>()).parties = parties;
-        }
-        let b = Barrier { seg };
-        b.st().lock.mutex().init(false)?;
-        Ok(b)
+        let shm = Shm::create(0, |st: &mut State, _| {
+            st.parties = parties;
+            st.action[..action.len()].copy_from_slice(action.as_bytes());
+            st.action_len = action.len() as u32;
+            st.lock.init(false)
+        })?;
+        Ok(Barrier { shm })
     }
 
     /// A barrier whose last arriving party runs `action` (a `#[pool_task]` without
@@ -70,14 +76,7 @@ impl Barrier {
                 entry.name
             )));
         }
-        let b = Barrier::new(parties)?;
-        // SAFETY: not yet shared; plain writes.
-        unsafe {
-            let st = b.seg.body().cast::<State>();
-            (&mut (*st).action)[..entry.name.len()].copy_from_slice(entry.name.as_bytes());
-            (*st).action_len = entry.name.len() as u32;
-        }
-        Ok(b)
+        Barrier::create(parties, entry.name)
     }
 
     /// Sets the timeout `wait` uses (Python's `timeout` argument of `Barrier`).
@@ -117,7 +116,7 @@ impl Barrier {
 
     fn wait_deadline(&self, deadline: Option<Instant>) -> Result<u32> {
         let st = self.st();
-        let m = st.lock.mutex();
+        let m = &st.lock;
         // A party that died inside the lock (only ever briefly held) left nothing
         // half-done that matters: carry on.
         m.lock(deadline).map_err(|e| self.break_on_timeout(e))?;
@@ -194,7 +193,7 @@ impl Barrier {
     /// `BrokenBarrier`.
     pub fn reset(&self) -> Result<()> {
         let st = self.st();
-        let m = st.lock.mutex();
+        let m = &st.lock;
         let _ = m.lock(None)?;
         let gen = st.generation.load(Ordering::SeqCst);
         if st.count.load(Ordering::SeqCst) > 0 {

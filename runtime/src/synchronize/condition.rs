@@ -5,7 +5,7 @@ use crate::shm::waitlist::Waitlist;
 
 #[repr(C)]
 pub(crate) struct State {
-    lock: MutexSpace,
+    lock: RobustMutex,
     ev: EventCount,
     /// Who a notify may wake; only touched with `lock` held.
     list: std::cell::UnsafeCell<Waitlist>,
@@ -29,7 +29,7 @@ impl State {
 /// waiting *at that moment*, oldest first; a notify with nobody waiting is lost, and a
 /// process that starts waiting later, the notifier included, never consumes it.
 pub struct Condition {
-    seg: Segment,
+    shm: Shm<State>,
 }
 
 impl std::fmt::Debug for Condition {
@@ -38,7 +38,8 @@ impl std::fmt::Debug for Condition {
     }
 }
 
-shm_handle!(Condition, SegmentKind::Condition, "Condition");
+shm_state!(State, SegmentKind::Condition, "Condition");
+shm_handle!(Condition, State);
 
 /// The condition's lock, held; waits and notifies go through it.
 #[must_use = "the lock is released as soon as the guard is dropped"]
@@ -49,7 +50,7 @@ pub struct ConditionGuard<'a> {
 
 impl Drop for ConditionGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.cond.st().lock.mutex().unlock();
+        let _ = self.cond.st().lock.unlock();
     }
 }
 
@@ -62,27 +63,23 @@ impl std::fmt::Debug for ConditionGuard<'_> {
 impl Condition {
     /// A new condition.
     pub fn new() -> Result<Condition> {
-        let c = Condition {
-            seg: Self::create()?,
-        };
-        // SAFETY: fresh segment, not yet shared.
-        unsafe { *c.st().list() = Waitlist::default() };
-        c.st().lock.mutex().init(false)?;
-        Ok(c)
+        let shm = Shm::create(0, |st: &mut State, _| {
+            *st.list.get_mut() = Waitlist::default();
+            st.lock.init(false)
+        })?;
+        Ok(Condition { shm })
     }
 
     /// Takes the condition's lock ([`LockError::OwnerDied`], with the guard, if its
     /// previous holder died holding it).
     pub fn acquire(&self) -> LockResult<ConditionGuard<'_>> {
-        lock_robust_forever(self.st().lock.mutex(), || self.guard())
+        lock_robust_forever(&self.st().lock, || self.guard())
     }
 
     /// Like `acquire`, waiting at most `timeout`: `Ok(None)` if the lock was not free
     /// by then.
     pub fn acquire_timeout(&self, timeout: Duration) -> TryLockResult<ConditionGuard<'_>> {
-        lock_robust(self.st().lock.mutex(), deadline_after(timeout), || {
-            self.guard()
-        })
+        lock_robust(&self.st().lock, deadline_after(timeout), || self.guard())
     }
 
     fn guard(&self) -> ConditionGuard<'_> {
@@ -124,7 +121,7 @@ impl ConditionGuard<'_> {
 
     fn wait_until(&mut self, deadline: Option<Instant>) -> Result<bool> {
         let st = self.cond.st();
-        let m = st.lock.mutex();
+        let m = &st.lock;
         // SAFETY: this guard holds the lock.
         let ticket = unsafe { st.list() }.join();
         let mut seen = st.ev.seq();

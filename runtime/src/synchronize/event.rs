@@ -10,7 +10,7 @@ pub(crate) struct State {
 
 /// A flag processes can wait for (Python's `Event`).
 pub struct Event {
-    seg: Segment,
+    shm: Shm<State>,
 }
 
 impl std::fmt::Debug for Event {
@@ -21,13 +21,14 @@ impl std::fmt::Debug for Event {
     }
 }
 
-shm_handle!(Event, SegmentKind::Event, "Event");
+shm_state!(State, SegmentKind::Event, "Event");
+shm_handle!(Event, State);
 
 impl Event {
     /// A new event, not set.
     pub fn new() -> Result<Event> {
         Ok(Event {
-            seg: Self::create()?,
+            shm: Shm::create(0, |_, _| Ok(()))?,
         })
     }
 

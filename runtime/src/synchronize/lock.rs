@@ -5,15 +5,15 @@ use std::time::Duration;
 
 use super::{deadline_after, lock_robust, lock_robust_forever, try_lock_robust};
 use crate::error::{LockResult, Result, TryLockResult};
-use crate::shm::segment::{Segment, SegmentKind};
+use crate::shm::handle::Shm;
+use crate::shm::segment::SegmentKind;
 use crate::sys::futex::RobustMutex;
 
 /// Held while alive; releases on drop. Not `Send`: a lock is released by the thread that
 /// took it.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
-    m: RobustMutex,
-    _borrow: PhantomData<&'a ()>,
+    m: &'a RobustMutex,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -29,21 +29,24 @@ impl std::fmt::Debug for LockGuard<'_> {
     }
 }
 
-impl LockGuard<'_> {
-    fn new(m: RobustMutex) -> Self {
+impl<'a> LockGuard<'a> {
+    fn new(m: &'a RobustMutex) -> Self {
         LockGuard {
             m,
-            _borrow: PhantomData,
             _not_send: PhantomData,
         }
     }
 }
 
 macro_rules! lock_type {
-    ($(#[$doc:meta])* $ty:ident, $kind:expr, $what:literal, $recursive:expr) => {
+    ($(#[$doc:meta])* $ty:ident, $state:ident, $kind:expr, $what:literal, $recursive:expr) => {
+        /// A lock's segment holds just its mutex.
+        #[repr(C)]
+        pub(crate) struct $state(RobustMutex);
+
         $(#[$doc])*
         pub struct $ty {
-            seg: Segment,
+            shm: Shm<$state>,
         }
 
         impl std::fmt::Debug for $ty {
@@ -55,38 +58,36 @@ macro_rules! lock_type {
         impl $ty {
             /// A new, unlocked lock.
             pub fn new() -> Result<$ty> {
-                let l = $ty { seg: Self::create()? };
-                l.st().mutex().init($recursive)?;
-                Ok(l)
+                Ok($ty {
+                    shm: Shm::create(0, |st: &mut $state, _| st.0.init($recursive))?,
+                })
             }
 
             /// Waits for the lock. [`LockError::OwnerDied`] (with the guard: the lock is
             /// held) if its previous holder died holding it.
             pub fn acquire(&self) -> LockResult<LockGuard<'_>> {
-                let m = self.st().mutex();
+                let m = &self.st().0;
                 lock_robust_forever(m, || LockGuard::new(m))
             }
 
             /// Like `acquire`, waiting at most `timeout`: `Ok(None)` if the lock was not
             /// free by then (Python's `acquire(timeout=...)` returning `False`).
             pub fn acquire_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
-                let m = self.st().mutex();
+                let m = &self.st().0;
                 lock_robust(m, deadline_after(timeout), || LockGuard::new(m))
             }
 
             /// Takes the lock if it is free now (`Ok(None)` if not).
             pub fn try_acquire(&self) -> TryLockResult<LockGuard<'_>> {
-                let m = self.st().mutex();
+                let m = &self.st().0;
                 try_lock_robust(m, || LockGuard::new(m))
             }
         }
 
-        shm_handle!($ty, $kind, $what);
+        shm_state!($state, $kind, $what);
+        shm_handle!($ty, $state);
     };
 }
-
-/// A lock's segment holds just its mutex.
-type State = super::MutexSpace;
 
 lock_type!(
     /// A mutual-exclusion lock shared by processes (Python's `multiprocessing.Lock`), with
@@ -108,6 +109,7 @@ lock_type!(
     /// }
     /// ```
     Lock,
+    LockState,
     SegmentKind::Lock,
     "Lock",
     false
@@ -116,6 +118,7 @@ lock_type!(
     /// A re-entrant lock (Python's `RLock`): the thread holding it may acquire it again;
     /// it is free once every guard is dropped.
     RLock,
+    RLockState,
     SegmentKind::RLock,
     "RLock",
     true

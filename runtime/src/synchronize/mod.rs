@@ -15,19 +15,33 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, LockError, LockResult, Result, TryLockResult};
 use crate::registry::{self, TaskFn};
-use crate::shm::segment::{Segment, SegmentKind};
-use crate::sys::futex::{EventCount, Locked, RobustMutex, MUTEX_SPACE};
+use crate::shm::handle::Shm;
+use crate::shm::segment::SegmentKind;
+use crate::sys::futex::{EventCount, Locked, RobustMutex};
 
 /// `Instant::now() + t`, or `None` (no deadline) if that overflows.
 pub(crate) use crate::sys::wait::deadline_after;
 
-/// Serde and `Clone` for a handle type holding `seg: Segment` of kind `$kind`.
+/// `$state` lives in segments of kind `$kind`, called `$what` in messages.
+macro_rules! shm_state {
+    ($state:ty, $kind:expr, $what:literal) => {
+        // SAFETY: every object state in this module is repr(C), valid when zeroed, and shares
+        // only atomics, robust mutexes, event counts and lock-protected cells (see each).
+        unsafe impl crate::shm::handle::ShmState for $state {
+            const KIND: crate::shm::segment::SegmentKind = $kind;
+            const WHAT: &'static str = $what;
+        }
+    };
+}
+
+/// The handle type `$ty` over a segment holding its `$state`: `Clone`, serde (as a
+/// descriptor), and `st()`.
 macro_rules! shm_handle {
-    ($ty:ident, $kind:expr, $what:literal) => {
+    ($ty:ident, $state:ty) => {
         impl Clone for $ty {
             fn clone(&self) -> Self {
                 $ty {
-                    seg: self.seg.clone(),
+                    shm: self.shm.clone(),
                 }
             }
         }
@@ -37,7 +51,7 @@ macro_rules! shm_handle {
                 &self,
                 s: S,
             ) -> std::result::Result<S::Ok, S::Error> {
-                crate::shm::fds::serialize_fd(self.seg.fd(), $what, s)
+                self.shm.serialize(s)
             }
         }
 
@@ -45,48 +59,25 @@ macro_rules! shm_handle {
             fn deserialize<D: serde::Deserializer<'de>>(
                 d: D,
             ) -> std::result::Result<Self, D::Error> {
-                let fd = crate::shm::fds::deserialize_fd($what, d)?;
-                let seg = Segment::attach(fd, $kind).map_err(serde::de::Error::custom)?;
-                if seg.len() < crate::shm::segment::HEADER_SPACE + std::mem::size_of::<State>() {
-                    return Err(serde::de::Error::custom(concat!("a truncated ", $what)));
-                }
-                Ok($ty { seg })
+                Ok($ty {
+                    shm: serde::Deserialize::deserialize(d)?,
+                })
             }
         }
 
         impl $ty {
-            fn st(&self) -> &State {
-                // SAFETY: the segment holds a State after its header (made so on create,
-                // checked on attach); shared fields are atomics or lock-protected.
-                unsafe { &*self.seg.body().cast::<State>() }
-            }
-
-            fn create() -> Result<Segment> {
-                Segment::create(
-                    $kind,
-                    crate::shm::segment::HEADER_SPACE + std::mem::size_of::<State>(),
-                )
+            fn st(&self) -> &$state {
+                self.shm.state()
             }
         }
     };
-}
-
-#[repr(C, align(64))]
-pub(crate) struct MutexSpace(pub(crate) [u8; MUTEX_SPACE]);
-
-impl MutexSpace {
-    pub(crate) fn mutex(&self) -> RobustMutex {
-        // SAFETY: MUTEX_SPACE bytes, 64-aligned, inside a live shared mapping owned by the
-        // handle that lends out `self`.
-        unsafe { RobustMutex::at(self.0.as_ptr().cast_mut()) }
-    }
 }
 
 /// Acquires `m` for the lock APIs: the guard (made by `guard`) in every case where the lock
 /// is now held — inside `LockError::OwnerDied` if the previous holder died holding it —
 /// `Ok(None)` if `deadline` passed first.
 pub(crate) fn lock_robust<G>(
-    m: RobustMutex,
+    m: &RobustMutex,
     deadline: Option<Instant>,
     guard: impl FnOnce() -> G,
 ) -> TryLockResult<G> {
@@ -99,12 +90,12 @@ pub(crate) fn lock_robust<G>(
 }
 
 /// Like [`lock_robust`] without a deadline: the guard.
-pub(crate) fn lock_robust_forever<G>(m: RobustMutex, guard: impl FnOnce() -> G) -> LockResult<G> {
+pub(crate) fn lock_robust_forever<G>(m: &RobustMutex, guard: impl FnOnce() -> G) -> LockResult<G> {
     lock_robust(m, None, guard)?.ok_or(LockError::Failed(Error::Timeout))
 }
 
 /// Like [`lock_robust`], not waiting.
-fn try_lock_robust<G>(m: RobustMutex, guard: impl FnOnce() -> G) -> TryLockResult<G> {
+fn try_lock_robust<G>(m: &RobustMutex, guard: impl FnOnce() -> G) -> TryLockResult<G> {
     match m.try_lock() {
         Ok(None) => Ok(None),
         Ok(Some(Locked::Clean)) => Ok(Some(guard())),

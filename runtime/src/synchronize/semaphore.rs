@@ -13,13 +13,13 @@ pub(crate) struct State {
 /// A counter processes take from and give back to (Python's `Semaphore`). A semaphore
 /// has no owner: units taken by a process that dies are not given back.
 pub struct Semaphore {
-    seg: Segment,
+    shm: Shm<State>,
 }
 
 /// A [`Semaphore`] that refuses to be released above its initial value (Python's
 /// `BoundedSemaphore`).
 pub struct BoundedSemaphore {
-    seg: Segment,
+    shm: Shm<State>,
 }
 
 /// Gives its unit back to the semaphore when dropped.
@@ -85,9 +85,11 @@ fn release(st: &State) -> Result<()> {
     Ok(())
 }
 
+shm_state!(State, SegmentKind::Semaphore, "Semaphore");
+
 macro_rules! semaphore_api {
-    ($ty:ident, $kind:expr, $what:literal, $bounded:expr) => {
-        shm_handle!($ty, $kind, $what);
+    ($ty:ident, $bounded:expr) => {
+        shm_handle!($ty, State);
 
         impl std::fmt::Debug for $ty {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,19 +102,19 @@ macro_rules! semaphore_api {
         impl $ty {
             /// A semaphore holding `value` units.
             pub fn new(value: u32) -> Result<$ty> {
-                let s = $ty {
-                    seg: Self::create()?,
-                };
-                s.st().value.store(value, Ordering::SeqCst);
-                if $bounded {
-                    if value == 0 {
-                        return Err(Error::InvalidArgument(
-                            "a bounded semaphore needs an initial value above 0".into(),
-                        ));
-                    }
-                    s.st().max.store(value, Ordering::SeqCst);
+                if $bounded && value == 0 {
+                    return Err(Error::InvalidArgument(
+                        "a bounded semaphore needs an initial value above 0".into(),
+                    ));
                 }
-                Ok(s)
+                let shm = Shm::create(0, |st: &mut State, _| {
+                    *st.value.get_mut() = value;
+                    if $bounded {
+                        *st.max.get_mut() = value;
+                    }
+                    Ok(())
+                })?;
+                Ok($ty { shm })
             }
 
             /// Takes one unit, waiting for one to be released if none is left.
@@ -154,10 +156,5 @@ macro_rules! semaphore_api {
     };
 }
 
-semaphore_api!(Semaphore, SegmentKind::Semaphore, "Semaphore", false);
-semaphore_api!(
-    BoundedSemaphore,
-    SegmentKind::Semaphore,
-    "BoundedSemaphore",
-    true
-);
+semaphore_api!(Semaphore, false);
+semaphore_api!(BoundedSemaphore, true);

@@ -20,17 +20,19 @@ pub(crate) enum Locked {
     OwnerDied,
 }
 
-/// A process-shared, robust `pthread_mutex_t` at a fixed address in a shared segment.
+/// A process-shared, robust `pthread_mutex_t`: the bytes of one, inside a shared segment.
+///
+/// It is never built in Rust: it *is* a region of a segment's state (zeroed when the segment
+/// is created, then [`init`](RobustMutex::init)ialised before the segment is shared), and every
+/// method borrows it, so no use can outlive the mapping it lives in.
 ///
 /// Robust means the kernel marks the lock when its holder's thread dies (the process was
 /// killed, say), and the next `lock` returns [`Locked::OwnerDied`] instead of blocking forever.
-#[derive(Clone, Copy)]
-pub(crate) struct RobustMutex(*mut libc::pthread_mutex_t);
+#[repr(C, align(64))]
+pub(crate) struct RobustMutex(std::cell::UnsafeCell<[u8; MUTEX_SPACE]>);
 
-// SAFETY: the pointer is into a shared mapping kept alive by the owning object; the pthread
-// functions are thread-safe.
-unsafe impl Send for RobustMutex {}
-// SAFETY: as above.
+// SAFETY: a pthread mutex exists to be used by many threads (and, process-shared, processes)
+// at once through a shared reference; all access goes through the pthread functions.
 unsafe impl Sync for RobustMutex {}
 
 fn check(rc: libc::c_int, what: &str) -> Result<()> {
@@ -44,17 +46,15 @@ fn check(rc: libc::c_int, what: &str) -> Result<()> {
 }
 
 impl RobustMutex {
-    /// # Safety
-    /// `at` must point to `MUTEX_SPACE` bytes of a live shared mapping, aligned to 8, that stay
-    /// mapped as long as the returned value is used.
-    pub(crate) unsafe fn at(at: *mut u8) -> RobustMutex {
-        RobustMutex(at.cast())
+    fn raw(&self) -> *mut libc::pthread_mutex_t {
+        self.0.get().cast()
     }
 
     /// Initialises the mutex in a fresh (zeroed, not yet shared) segment.
     pub(crate) fn init(&self, recursive: bool) -> Result<()> {
         // SAFETY: attr is a local, initialised by pthread_mutexattr_init before use; the mutex
-        // memory is valid (constructor contract) and not yet visible to other processes.
+        // memory is this value's (a zeroed segment region), not yet visible to other
+        // processes.
         unsafe {
             let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
             check(libc::pthread_mutexattr_init(&mut attr), "mutexattr_init")?;
@@ -73,7 +73,7 @@ impl RobustMutex {
                     "setrobust",
                 )?;
                 check(libc::pthread_mutexattr_settype(&mut attr, kind), "settype")?;
-                check(libc::pthread_mutex_init(self.0, &attr), "mutex_init")
+                check(libc::pthread_mutex_init(self.raw(), &attr), "mutex_init")
             })();
             libc::pthread_mutexattr_destroy(&mut attr);
             rc
@@ -87,12 +87,12 @@ impl RobustMutex {
         // contract: the memory is live).
         let rc = unsafe {
             match deadline {
-                None => libc::pthread_mutex_lock(self.0),
+                None => libc::pthread_mutex_lock(self.raw()),
                 Some(d) => {
-                    let rc = libc::pthread_mutex_trylock(self.0);
+                    let rc = libc::pthread_mutex_trylock(self.raw());
                     if rc == libc::EBUSY {
                         let ts = realtime_deadline(d);
-                        libc::pthread_mutex_timedlock(self.0, &ts)
+                        libc::pthread_mutex_timedlock(self.raw(), &ts)
                     } else {
                         rc
                     }
@@ -104,7 +104,7 @@ impl RobustMutex {
             libc::EOWNERDEAD => {
                 check(
                     // SAFETY: we hold the lock (EOWNERDEAD means it was acquired).
-                    unsafe { libc::pthread_mutex_consistent(self.0) },
+                    unsafe { libc::pthread_mutex_consistent(self.raw()) },
                     "consistent",
                 )?;
                 Ok(Locked::OwnerDied)
@@ -120,7 +120,7 @@ impl RobustMutex {
     /// Locks without waiting: `Ok(None)` if another thread holds it.
     pub(crate) fn try_lock(&self) -> Result<Option<Locked>> {
         // SAFETY: as in `lock`.
-        let rc = unsafe { libc::pthread_mutex_trylock(self.0) };
+        let rc = unsafe { libc::pthread_mutex_trylock(self.raw()) };
         match rc {
             // Held by another thread, or (EDEADLK) by this one: not available either way.
             libc::EBUSY | libc::EDEADLK => Ok(None),
@@ -128,7 +128,7 @@ impl RobustMutex {
             libc::EOWNERDEAD => {
                 check(
                     // SAFETY: acquired (EOWNERDEAD means it was).
-                    unsafe { libc::pthread_mutex_consistent(self.0) },
+                    unsafe { libc::pthread_mutex_consistent(self.raw()) },
                     "consistent",
                 )?;
                 Ok(Some(Locked::OwnerDied))
@@ -140,7 +140,7 @@ impl RobustMutex {
     /// Unlocks. Fails (`EPERM`) if the calling thread does not hold the lock.
     pub(crate) fn unlock(&self) -> Result<()> {
         // SAFETY: as in `lock`; an unheld error-checking/robust mutex reports EPERM.
-        match unsafe { libc::pthread_mutex_unlock(self.0) } {
+        match unsafe { libc::pthread_mutex_unlock(self.raw()) } {
             0 => Ok(()),
             libc::EPERM => Err(Error::InvalidArgument(
                 "the lock is not held by this thread".into(),
