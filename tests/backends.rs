@@ -132,7 +132,10 @@ fn options(pool: &impl TaskPool) {
     ));
     assert!(matches!(
         pool.apply_with(square, (1,), Opts::new().chunksize(2)),
-        Err(Error::InvalidArgument(_))
+        Err(Error::RefusedOption {
+            option: "chunksize",
+            ..
+        })
     ));
     let r = pool.apply_with(sleep_ms, (300,), Opts::new().timeout(Duration::ZERO));
     assert!(matches!(r, Err(Error::Timeout)));

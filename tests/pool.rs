@@ -332,7 +332,10 @@ fn options_that_do_not_apply_are_errors() {
     ];
     for (i, e) in bad.into_iter().enumerate() {
         assert!(
-            matches!(e, Some(Error::InvalidArgument(_))),
+            matches!(
+                e,
+                Some(Error::RefusedOption { .. } | Error::InvalidArgument(_))
+            ),
             "case {i}: {e:?}"
         );
     }

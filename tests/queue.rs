@@ -35,7 +35,7 @@ fn fifo_limits_and_timeouts_in_one_process() {
     ));
     assert!(matches!(
         Queue::<u8>::with_maxsize(usize::MAX),
-        Err(Error::InvalidArgument(_))
+        Err(Error::TooLarge { .. })
     ));
 }
 
@@ -395,7 +395,7 @@ fn big_items_cross_and_oversized_ones_are_refused() {
         .unwrap();
     assert!(matches!(
         small.put(&vec![0u8; 40_000]),
-        Err(Error::InvalidArgument(_))
+        Err(Error::TooLarge { .. })
     ));
     // Many items through a small ring: it wraps around many times.
     for i in 0..10_000u32 {
@@ -432,7 +432,7 @@ fn joinable_queue_producer_consumer() {
     for w in workers {
         assert!(w.join().unwrap().success());
     }
-    assert!(matches!(q.task_done(), Err(Error::InvalidArgument(_))));
+    assert!(matches!(q.task_done(), Err(Error::ReleasedTooOften { .. })));
     let idle = JoinableQueue::<u8>::new().unwrap();
     idle.join().unwrap();
     idle.put(&1).unwrap();

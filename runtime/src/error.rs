@@ -115,9 +115,68 @@ pub enum Error {
         message: String,
     },
 
-    /// An argument to a library call is out of range (0 processes, chunksize 0, ...).
+    /// An argument to a library call is out of range (0 processes, chunksize 0, an empty
+    /// key, a malformed name or address, ...). The more specific variants below cover the
+    /// other ways a call can be refused.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    /// The calling thread already holds this lock, which is not re-entrant (use an `RLock`).
+    #[error("this thread already holds the lock (it is not re-entrant; use an RLock)")]
+    AlreadyHeld,
+
+    /// The calling thread does not hold the lock it tried to release.
+    #[error("the lock is not held by this thread")]
+    NotHeld,
+
+    /// Released more often than acquired: a bounded semaphore past its initial value, a
+    /// semaphore at its maximum, `task_done` called more times than items were put.
+    #[error("{what} released more times than acquired")]
+    ReleasedTooOften {
+        /// What was released (`"a bounded semaphore"`, `"a joinable queue's task_done"`).
+        what: &'static str,
+    },
+
+    /// A method was given an option it cannot honour (a chunksize for `apply`, callbacks
+    /// for a blocking call, ...): refused, never silently ignored.
+    #[error("{method} takes no {option}{hint}")]
+    RefusedOption {
+        /// The method.
+        method: String,
+        /// The option (`"chunksize"`, `"callbacks"`, `"timeout"`).
+        option: &'static str,
+        /// What to use instead, if anything (starts with a separator).
+        hint: &'static str,
+    },
+
+    /// An index or byte range outside the object.
+    #[error("{what} is out of range (the {object} holds {len})")]
+    OutOfRange {
+        /// The index or range asked for.
+        what: String,
+        /// What it was asked of (`"array"`, `"block"`, `"buffer"`).
+        object: &'static str,
+        /// How many elements (or bytes) the object holds.
+        len: usize,
+    },
+
+    /// Something is over a size limit: a message, a queue item, a number of handles in one
+    /// message, a queue's `maxsize`, ...
+    #[error("{what} is over the limit of {limit}")]
+    TooLarge {
+        /// What, with its size.
+        what: String,
+        /// The limit, in the unit `what` uses.
+        limit: usize,
+    },
+
+    /// Two `#[pool_task]`s are registered under one name (the same module path and function
+    /// name, e.g. from two crates' copies of a module): workers could not tell them apart.
+    #[error("two tasks are registered under the name `{name}`; rename one of them")]
+    DuplicateTask {
+        /// The name they share.
+        name: String,
+    },
 
     /// `AsyncResult::successful` was asked before the result was ready.
     #[error("the result is not ready yet")]
@@ -195,9 +254,10 @@ pub enum Error {
     #[error("manager unavailable: {0}")]
     ManagerLost(String),
 
-    /// An operating-system error.
+    /// An operating-system error; its source is the `io::Error` (kind and OS error code
+    /// included).
     #[error("I/O error: {0}")]
-    Io(Arc<std::io::Error>),
+    Io(#[source] Arc<std::io::Error>),
 }
 
 fn describe_death(signal: Option<i32>, exit_code: Option<i32>) -> String {

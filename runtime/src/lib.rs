@@ -71,7 +71,12 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(unreachable_pub, missing_debug_implementations)]
-#![cfg(unix)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "multiproc runs on Linux only: it is built on memfd segments, pidfds, futexes, robust \
+     process-shared mutexes, close_range and descriptors passed over Unix sockets"
+);
 
 extern crate self as multiproc;
 

@@ -76,10 +76,10 @@ impl End {
 
     fn send(&self, payload: &[u8]) -> Result<()> {
         if payload.len() > MAX_MESSAGE {
-            return Err(Error::InvalidArgument(format!(
-                "a message of {} bytes is over the {MAX_MESSAGE}-byte limit",
-                payload.len()
-            )));
+            return Err(Error::TooLarge {
+                what: format!("a message of {} bytes", payload.len()),
+                limit: MAX_MESSAGE,
+            });
         }
         let header = (payload.len() as u32).to_le_bytes();
         let _g = lock(&self.tx);
@@ -215,16 +215,17 @@ pub(crate) fn check_range(
     offset: usize,
     size: Option<usize>,
 ) -> Result<std::ops::Range<usize>> {
+    let out = |what: String| Error::OutOfRange {
+        what,
+        object: "buffer",
+        len,
+    };
     if offset > len {
-        return Err(Error::InvalidArgument(format!(
-            "offset {offset} is beyond the {len}-byte buffer"
-        )));
+        return Err(out(format!("offset {offset}")));
     }
     let size = size.unwrap_or(len - offset);
     if size > len - offset {
-        return Err(Error::InvalidArgument(format!(
-            "offset {offset} + size {size} is beyond the {len}-byte buffer"
-        )));
+        return Err(out(format!("offset {offset} + size {size}")));
     }
     Ok(offset..offset + size)
 }

@@ -80,10 +80,9 @@ fn index() -> &'static Index {
 pub(crate) fn lookup_fn<F: 'static>() -> Result<&'static TaskEntry> {
     let idx = index();
     match idx.by_type.get(&TypeId::of::<F>()) {
-        Some(e) if idx.duplicates.contains(&e.name) => Err(Error::InvalidArgument(format!(
-            "two tasks are registered under the name `{}`; rename one of them",
-            e.name
-        ))),
+        Some(e) if idx.duplicates.contains(&e.name) => Err(Error::DuplicateTask {
+            name: e.name.to_owned(),
+        }),
         Some(e) => Ok(e),
         None => Err(Error::UnregisteredTask {
             name: std::any::type_name::<F>().to_owned(),

@@ -179,11 +179,11 @@ impl SharedMemory {
     fn check(&self, offset: usize, n: usize) -> Result<()> {
         match offset.checked_add(n) {
             Some(end) if end <= self.0.map.len() => Ok(()),
-            _ => Err(Error::InvalidArgument(format!(
-                "range {offset}..{} is outside the {}-byte block",
-                offset.saturating_add(n),
-                self.0.map.len()
-            ))),
+            _ => Err(Error::OutOfRange {
+                what: format!("byte range {offset}..{}", offset.saturating_add(n)),
+                object: "block",
+                len: self.0.map.len(),
+            }),
         }
     }
 

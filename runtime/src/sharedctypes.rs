@@ -95,7 +95,10 @@ impl<T: Shareable> Cells<T> {
         let bytes = len
             .checked_mul(std::mem::size_of::<T>())
             .and_then(|b| b.checked_add(PAD))
-            .ok_or_else(|| Error::InvalidArgument(format!("{len} elements is too many")))?;
+            .ok_or_else(|| Error::TooLarge {
+                what: format!("an array of {len} elements"),
+                limit: (usize::MAX - PAD) / std::mem::size_of::<T>().max(1),
+            })?;
         let shm = Shm::create(bytes, |st: &mut State, after| {
             st.elem_size = std::mem::size_of::<T>() as u64;
             st.elem_align = std::mem::align_of::<T>() as u64;
@@ -185,10 +188,11 @@ impl<T: Shareable> Cells<T> {
         if i < self.len() {
             Ok(())
         } else {
-            Err(Error::InvalidArgument(format!(
-                "index {i} out of range for an array of {}",
-                self.len()
-            )))
+            Err(Error::OutOfRange {
+                what: format!("index {i}"),
+                object: "array",
+                len: self.len(),
+            })
         }
     }
 }

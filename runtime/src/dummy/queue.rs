@@ -214,9 +214,9 @@ impl<T: Clone + Send> JoinableQueue<T> {
     pub fn task_done(&self) -> Result<()> {
         let mut s = self.q.m.lock();
         if s.unfinished == 0 {
-            return Err(Error::InvalidArgument(
-                "task_done() called more times than there were items".into(),
-            ));
+            return Err(Error::ReleasedTooOften {
+                what: "a joinable queue's task_done",
+            });
         }
         s.unfinished -= 1;
         drop(s);

@@ -82,17 +82,14 @@ impl<T: Send + Clone> Array<T> {
     }
     /// Element `i`; out of range is an error.
     pub fn get(&self, i: usize) -> Result<T> {
-        self.lock()?
-            .get(i)
-            .cloned()
-            .ok_or_else(|| Error::InvalidArgument(format!("index {i} out of range")))
+        let g = self.lock()?;
+        g.get(i).cloned().ok_or_else(|| out_of_range(i, g.len()))
     }
     /// Writes element `i`.
     pub fn set(&self, i: usize, value: T) -> Result<()> {
         let mut g = self.lock()?;
-        let slot = g
-            .get_mut(i)
-            .ok_or_else(|| Error::InvalidArgument(format!("index {i} out of range")))?;
+        let len = g.len();
+        let slot = g.get_mut(i).ok_or_else(|| out_of_range(i, len))?;
         *slot = value;
         Ok(())
     }
@@ -122,5 +119,13 @@ debug_by_name!(<T> Value, Array);
 impl<T> std::fmt::Debug for ArrayGuard<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("dummy::ArrayGuard")
+    }
+}
+
+fn out_of_range(i: usize, len: usize) -> Error {
+    Error::OutOfRange {
+        what: format!("index {i}"),
+        object: "array",
+        len,
     }
 }

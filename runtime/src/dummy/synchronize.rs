@@ -74,9 +74,7 @@ impl Lock {
         let me = std::thread::current().id();
         let g = self.m.lock();
         if g.owner == Some(me) && !self.recursive {
-            return Err(Error::InvalidArgument(
-                "this thread already holds the lock (it is not re-entrant; use an RLock)".into(),
-            ));
+            return Err(Error::AlreadyHeld);
         }
         let mut g = self
             .m
@@ -106,7 +104,7 @@ impl Lock {
     pub fn try_acquire(&self) -> TryLockResult<LockGuard<'_>> {
         match self.take(Some(Instant::now())) {
             Ok(g) => Ok(Some(g)),
-            Err(Error::Timeout | Error::InvalidArgument(_)) => Ok(None),
+            Err(Error::Timeout | Error::AlreadyHeld) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -206,9 +204,9 @@ impl Semaphore {
     pub fn release(&self) -> Result<()> {
         let mut v = self.m.lock();
         if self.max.is_some_and(|m| *v >= m) || *v == u32::MAX {
-            return Err(Error::InvalidArgument(
-                "semaphore released too many times".into(),
-            ));
+            return Err(Error::ReleasedTooOften {
+                what: "a semaphore",
+            });
         }
         *v += 1;
         drop(v);

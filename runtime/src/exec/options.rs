@@ -131,20 +131,21 @@ impl<T> Opts<T> {
                 "chunksize must be at least 1".into(),
             ));
         }
+        let refuse = |option, hint| {
+            Err(Error::RefusedOption {
+                method: method.to_owned(),
+                option,
+                hint,
+            })
+        };
         if !chunks && self.chunksize.is_some() {
-            return Err(Error::InvalidArgument(format!(
-                "{method} takes no chunksize"
-            )));
+            return refuse("chunksize", "");
         }
         if !callbacks && !self.callbacks.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "{method} takes no callbacks (use the *_async variant)"
-            )));
+            return refuse("callbacks", " (use the *_async variant)");
         }
         if !timeout && self.timeout.is_some() {
-            return Err(Error::InvalidArgument(format!(
-                "{method} takes no timeout (use AsyncResult::get_timeout)"
-            )));
+            return refuse("timeout", " (use AsyncResult::get_timeout)");
         }
         Ok(())
     }

@@ -407,7 +407,10 @@ impl Client {
         };
         let r = f(s);
         if let Err(e) = &r {
-            if !matches!(e, Error::Serialization { .. } | Error::InvalidArgument(_)) {
+            if !matches!(
+                e,
+                Error::Serialization { .. } | Error::InvalidArgument(_) | Error::TooLarge { .. }
+            ) {
                 *g = None;
             }
         }

@@ -169,9 +169,10 @@ pub(crate) fn send<T: Serialize>(s: &mut impl Write, msg: &T) -> Result<()> {
         .map_err(|e| Error::serialization("a manager message", e))?;
     let len = framed.len() - 4;
     if len > MAX_MESSAGE {
-        return Err(Error::InvalidArgument(format!(
-            "a manager message of {len} bytes is over the limit of {MAX_MESSAGE}"
-        )));
+        return Err(Error::TooLarge {
+            what: format!("a manager message of {len} bytes"),
+            limit: MAX_MESSAGE,
+        });
     }
     framed[..4].copy_from_slice(&(len as u32).to_le_bytes());
     s.write_all(&framed)?;

@@ -237,7 +237,9 @@ fn serve<S: Sock>(server: &Server, mut conn: S) {
         let resp = handle(server, req);
         let sent = match proto::send(&mut writer, &resp) {
             // Too big to send (nothing was written): say so instead.
-            Err(Error::InvalidArgument(why)) => proto::send(&mut writer, &Response::Refused(why)),
+            Err(e @ Error::TooLarge { .. }) => {
+                proto::send(&mut writer, &Response::Refused(e.to_string()))
+            }
             other => other,
         };
         if sent.is_err() {

@@ -82,10 +82,10 @@ impl PoolBuilder {
             let (args, fds) = codec::encode_call(&initargs)?;
             // The worker's lane rides with the initializer's handles.
             if fds.len() >= crate::shm::fds::MAX_FDS {
-                return Err(Error::InvalidArgument(format!(
-                    "an initializer can carry at most {} queues, pipes or shared objects",
-                    crate::shm::fds::MAX_FDS - 1
-                )));
+                return Err(Error::TooLarge {
+                    what: format!("an initializer carrying {} handles", fds.len()),
+                    limit: crate::shm::fds::MAX_FDS - 1,
+                });
             }
             Ok((entry.name.to_owned(), args, fds))
         }));

@@ -136,9 +136,10 @@ impl Wait {
 impl RawQueue {
     pub(super) fn create(maxsize: usize, buffer: usize) -> Result<RawQueue> {
         if maxsize > MAX_ITEMS {
-            return Err(Error::InvalidArgument(format!(
-                "maxsize {maxsize} is over the limit of {MAX_ITEMS}"
-            )));
+            return Err(Error::TooLarge {
+                what: format!("a queue maxsize of {maxsize}"),
+                limit: MAX_ITEMS,
+            });
         }
         if !(MIN_BUFFER..=MAX_BUFFER).contains(&buffer) {
             return Err(Error::InvalidArgument(format!(
@@ -227,11 +228,12 @@ impl RawQueue {
             return Err(Error::Closed);
         }
         if len > self.max_item() {
-            return Err(Error::InvalidArgument(format!(
-                "an item of {len} bytes does not fit this queue (at most {} bytes; build the \
-                 queue with a larger buffer_bytes)",
-                self.max_item()
-            )));
+            return Err(Error::TooLarge {
+                what: format!(
+                    "a queue item of {len} bytes (build the queue with a larger buffer_bytes)"
+                ),
+                limit: self.max_item(),
+            });
         }
         let rec = (REC_HEADER + len).next_multiple_of(8) as u64;
         let st = self.st();
@@ -595,9 +597,9 @@ impl RawQueue {
         let mut cur = st.unfinished.load(Ordering::SeqCst);
         loop {
             if cur <= 0 {
-                return Err(Error::InvalidArgument(
-                    "task_done() called more times than there were items".into(),
-                ));
+                return Err(Error::ReleasedTooOften {
+                    what: "a joinable queue's task_done",
+                });
             }
             match st
                 .unfinished

@@ -61,8 +61,10 @@ impl<S: ShmState> Shm<S> {
         extra: usize,
         init: impl FnOnce(&mut S, *mut u8) -> Result<()>,
     ) -> Result<Shm<S>> {
-        let len = needed::<S>(extra)
-            .ok_or_else(|| Error::InvalidArgument(format!("a {} that large", S::WHAT)))?;
+        let len = needed::<S>(extra).ok_or_else(|| Error::TooLarge {
+            what: format!("a {} of {extra} extra bytes", S::WHAT),
+            limit: usize::MAX - HEADER_SPACE - std::mem::size_of::<S>(),
+        })?;
         let seg = Segment::create(S::KIND, len)?;
         // SAFETY: the segment is new, zeroed (a valid S, by the trait's contract), large
         // enough for S (and `extra` bytes, which start where `after` points), and its body is

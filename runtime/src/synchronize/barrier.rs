@@ -71,10 +71,10 @@ impl Barrier {
     pub fn with_action<F: TaskFn<()>>(parties: u32, _action: F) -> Result<Barrier> {
         let entry = registry::lookup_fn::<F>()?;
         if entry.name.len() > ACTION_MAX {
-            return Err(Error::InvalidArgument(format!(
-                "task name `{}` is too long for a barrier action",
-                entry.name
-            )));
+            return Err(Error::TooLarge {
+                what: format!("the barrier action's task name `{}`", entry.name),
+                limit: ACTION_MAX,
+            });
         }
         Barrier::create(parties, entry.name)
     }

@@ -69,9 +69,9 @@ fn release(st: &State) -> Result<()> {
     let mut v = st.value.load(Ordering::SeqCst);
     loop {
         if (max != 0 && v >= max) || v == u32::MAX {
-            return Err(Error::InvalidArgument(
-                "semaphore released too many times".into(),
-            ));
+            return Err(Error::ReleasedTooOften {
+                what: "a semaphore",
+            });
         }
         match st
             .value

@@ -35,14 +35,17 @@ pub(crate) struct RobustMutex(std::cell::UnsafeCell<[u8; MUTEX_SPACE]>);
 // at once through a shared reference; all access goes through the pthread functions.
 unsafe impl Sync for RobustMutex {}
 
+/// A pthread return code as a result; an error keeps the OS error (its kind and code) and
+/// names the call.
 fn check(rc: libc::c_int, what: &str) -> Result<()> {
     if rc == 0 {
-        Ok(())
-    } else {
-        Err(Error::Io(std::sync::Arc::new(std::io::Error::other(
-            format!("{what}: {}", std::io::Error::from_raw_os_error(rc)),
-        ))))
+        return Ok(());
     }
+    let os = std::io::Error::from_raw_os_error(rc);
+    Err(Error::Io(std::sync::Arc::new(std::io::Error::new(
+        os.kind(),
+        format!("pthread_{what}: {os}"),
+    ))))
 }
 
 impl RobustMutex {
@@ -110,9 +113,7 @@ impl RobustMutex {
                 Ok(Locked::OwnerDied)
             }
             libc::ETIMEDOUT => Err(Error::Timeout),
-            libc::EDEADLK => Err(Error::InvalidArgument(
-                "this thread already holds the lock (it is not re-entrant; use an RLock)".into(),
-            )),
+            libc::EDEADLK => Err(Error::AlreadyHeld),
             rc => check(rc, "mutex_lock").map(|()| Locked::Clean),
         }
     }
@@ -142,9 +143,7 @@ impl RobustMutex {
         // SAFETY: as in `lock`; an unheld error-checking/robust mutex reports EPERM.
         match unsafe { libc::pthread_mutex_unlock(self.raw()) } {
             0 => Ok(()),
-            libc::EPERM => Err(Error::InvalidArgument(
-                "the lock is not held by this thread".into(),
-            )),
+            libc::EPERM => Err(Error::NotHeld),
             rc => check(rc, "mutex_unlock"),
         }
     }
