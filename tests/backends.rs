@@ -130,13 +130,6 @@ fn options(pool: &impl TaskPool) {
         pool.map_with(square, 0..3u64, Opts::new().chunksize(0)),
         Err(Error::InvalidArgument(_))
     ));
-    assert!(matches!(
-        pool.apply_with(square, (1,), Opts::new().chunksize(2)),
-        Err(Error::RefusedOption {
-            option: "chunksize",
-            ..
-        })
-    ));
     let r = pool.apply_with(sleep_ms, (300,), Opts::new().timeout(Duration::ZERO));
     assert!(matches!(r, Err(Error::Timeout)));
 }

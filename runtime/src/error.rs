@@ -137,18 +137,6 @@ pub enum Error {
         what: &'static str,
     },
 
-    /// A method was given an option it cannot honour (a chunksize for `apply`, callbacks
-    /// for a blocking call, ...): refused, never silently ignored.
-    #[error("{method} takes no {option}{hint}")]
-    RefusedOption {
-        /// The method.
-        method: String,
-        /// The option (`"chunksize"`, `"callbacks"`, `"timeout"`).
-        option: &'static str,
-        /// What to use instead, if anything (starts with a separator).
-        hint: &'static str,
-    },
-
     /// An index or byte range outside the object.
     #[error("{what} is out of range (the {object} holds {len})")]
     OutOfRange {

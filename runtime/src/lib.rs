@@ -127,6 +127,14 @@ pub fn cpu_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The kinds of pool call an [`Opts`] can be for, and which options each takes: the `K` of
+/// `Opts<T, K>`, inferred from the method the options are handed to (see [`Opts`]).
+pub mod opts {
+    pub use crate::exec::options::{
+        Async, Call, Iter, Map, MapAsync, TakesCallbacks, TakesChunksize, TakesTimeout,
+    };
+}
+
 /// The names most programs need: `use multiproc::prelude::*;`.
 pub mod prelude {
     pub use crate::{

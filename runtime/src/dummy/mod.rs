@@ -97,7 +97,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use crate::error::{Error, Result};
 use crate::exec::imap::{Feeder, Imap, Inbox};
 use crate::exec::lifecycle::{default_chunksize, finish_on_drop, State, Threads};
-use crate::exec::options::Opts;
+use crate::exec::options::{self, Opts};
 use crate::exec::result::{AsyncResult, Cell, MapSink};
 use crate::registry::TaskFn;
 use crate::task::panic::payload_message;
@@ -320,14 +320,14 @@ impl Pool {
         &self,
         f: F,
         args: Args,
-        opts: Opts<F::Output>,
+        opts: Opts<F::Output, options::Async>,
     ) -> Result<AsyncResult<F::Output>>
     where
         F: TaskFn<Args>,
         Args: Send + 'static,
         F::Output: Send + 'static,
     {
-        opts.check("apply_async", false, true, false)?;
+        opts.check()?;
         let cell = Cell::new();
         let out = cell.clone();
         let callbacks = opts.callbacks;
@@ -342,11 +342,11 @@ impl Pool {
         Ok(AsyncResult::new(cell))
     }
 
-    fn starmap_inner<F, Args>(
+    fn starmap_inner<F, Args, K>(
         &self,
         f: F,
         items: Vec<Args>,
-        opts: Opts<Vec<F::Output>>,
+        opts: Opts<Vec<F::Output>, K>,
     ) -> Result<AsyncResult<Vec<F::Output>>>
     where
         F: TaskFn<Args>,
@@ -393,7 +393,7 @@ impl Pool {
         &'p self,
         f: F,
         iter: I,
-        opts: Opts<F::Output>,
+        opts: Opts<F::Output, options::Iter>,
         ordered: bool,
     ) -> Result<Imap<'p, F::Output>>
     where
@@ -498,4 +498,4 @@ impl Drop for Pool {
     }
 }
 
-crate::exec::task_pool::delegate_task_pool!(Pool);
+crate::exec::task_pool::task_pool_by_primitives!(Pool);

@@ -18,13 +18,13 @@ macro_rules! pool_family {
         }
 
         /// [`apply`](Self::apply) with options: reads `timeout`.
-        pub fn apply_with<F, Args>(&self, f: F, args: Args, opts: Opts<F::Output>) -> Result<F::Output>
+        pub fn apply_with<F, Args>(&self, f: F, args: Args, opts: Opts<F::Output, $crate::exec::options::Call>) -> Result<F::Output>
         where
             F: TaskFn<Args>,
             Args: $($ab)+,
             F::Output: $($ob)+,
         {
-            opts.check("apply", false, false, true)?;
+            opts.check()?;
             let timeout = opts.timeout;
             $crate::exec::result::wait(self.apply_async_with(f, args, Opts::new())?, timeout)
         }
@@ -53,14 +53,14 @@ macro_rules! pool_family {
         }
 
         /// [`map`](Self::map) with options: reads `chunksize`, `timeout`.
-        pub fn map_with<F, A, I>(&self, f: F, iter: I, opts: Opts<Vec<F::Output>>) -> Result<Vec<F::Output>>
+        pub fn map_with<F, A, I>(&self, f: F, iter: I, opts: Opts<Vec<F::Output>, $crate::exec::options::Map>) -> Result<Vec<F::Output>>
         where
             F: TaskFn<(A,)>,
             A: $($ab)+,
             I: IntoIterator<Item = A>,
             F::Output: $($ob)+,
         {
-            opts.check("map", true, false, true)?;
+            opts.check()?;
             let timeout = opts.timeout;
             let items: Vec<(A,)> = iter.into_iter().map(|a| (a,)).collect();
             $crate::exec::result::wait(self.starmap_inner(f, items, opts)?, timeout)
@@ -79,14 +79,14 @@ macro_rules! pool_family {
 
         /// [`map_async`](Self::map_async) with options: reads `chunksize`, `callback`,
         /// `error_callback`.
-        pub fn map_async_with<F, A, I>(&self, f: F, iter: I, opts: Opts<Vec<F::Output>>) -> Result<AsyncResult<Vec<F::Output>>>
+        pub fn map_async_with<F, A, I>(&self, f: F, iter: I, opts: Opts<Vec<F::Output>, $crate::exec::options::MapAsync>) -> Result<AsyncResult<Vec<F::Output>>>
         where
             F: TaskFn<(A,)>,
             A: $($ab)+,
             I: IntoIterator<Item = A>,
             F::Output: $($ob)+,
         {
-            opts.check("map_async", true, true, false)?;
+            opts.check()?;
             let items: Vec<(A,)> = iter.into_iter().map(|a| (a,)).collect();
             self.starmap_inner(f, items, opts)
         }
@@ -104,14 +104,14 @@ macro_rules! pool_family {
         }
 
         /// [`starmap`](Self::starmap) with options: reads `chunksize`, `timeout`.
-        pub fn starmap_with<F, Args, I>(&self, f: F, iter: I, opts: Opts<Vec<F::Output>>) -> Result<Vec<F::Output>>
+        pub fn starmap_with<F, Args, I>(&self, f: F, iter: I, opts: Opts<Vec<F::Output>, $crate::exec::options::Map>) -> Result<Vec<F::Output>>
         where
             F: TaskFn<Args>,
             Args: $($ab)+,
             I: IntoIterator<Item = Args>,
             F::Output: $($ob)+,
         {
-            opts.check("starmap", true, false, true)?;
+            opts.check()?;
             let timeout = opts.timeout;
             $crate::exec::result::wait(self.starmap_inner(f, iter.into_iter().collect(), opts)?, timeout)
         }
@@ -129,14 +129,14 @@ macro_rules! pool_family {
 
         /// [`starmap_async`](Self::starmap_async) with options: reads `chunksize`,
         /// `callback`, `error_callback`.
-        pub fn starmap_async_with<F, Args, I>(&self, f: F, iter: I, opts: Opts<Vec<F::Output>>) -> Result<AsyncResult<Vec<F::Output>>>
+        pub fn starmap_async_with<F, Args, I>(&self, f: F, iter: I, opts: Opts<Vec<F::Output>, $crate::exec::options::MapAsync>) -> Result<AsyncResult<Vec<F::Output>>>
         where
             F: TaskFn<Args>,
             Args: $($ab)+,
             I: IntoIterator<Item = Args>,
             F::Output: $($ob)+,
         {
-            opts.check("starmap_async", true, true, false)?;
+            opts.check()?;
             self.starmap_inner(f, iter.into_iter().collect(), opts)
         }
 
@@ -155,7 +155,7 @@ macro_rules! pool_family {
         }
 
         /// [`imap`](Self::imap) with options: reads `chunksize` and `timeout` (per item).
-        pub fn imap_with<'p, F, A, I>(&'p self, f: F, iter: I, opts: Opts<F::Output>) -> Result<Imap<'p, F::Output>>
+        pub fn imap_with<'p, F, A, I>(&'p self, f: F, iter: I, opts: Opts<F::Output, $crate::exec::options::Iter>) -> Result<Imap<'p, F::Output>>
         where
             F: TaskFn<(A,)>,
             A: $($ab)+ + 'p,
@@ -163,7 +163,7 @@ macro_rules! pool_family {
             I::IntoIter: 'p,
             F::Output: $($ob)+,
         {
-            opts.check("imap", true, false, true)?;
+            opts.check()?;
             self.imap_inner(f, iter, opts, true)
         }
 
@@ -182,7 +182,7 @@ macro_rules! pool_family {
 
         /// [`imap_unordered`](Self::imap_unordered) with options: reads `chunksize` and
         /// `timeout` (per item).
-        pub fn imap_unordered_with<'p, F, A, I>(&'p self, f: F, iter: I, opts: Opts<F::Output>) -> Result<Imap<'p, F::Output>>
+        pub fn imap_unordered_with<'p, F, A, I>(&'p self, f: F, iter: I, opts: Opts<F::Output, $crate::exec::options::Iter>) -> Result<Imap<'p, F::Output>>
         where
             F: TaskFn<(A,)>,
             A: $($ab)+ + 'p,
@@ -190,7 +190,7 @@ macro_rules! pool_family {
             I::IntoIter: 'p,
             F::Output: $($ob)+,
         {
-            opts.check("imap_unordered", true, false, true)?;
+            opts.check()?;
             self.imap_inner(f, iter, opts, false)
         }
     };

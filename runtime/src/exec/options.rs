@@ -2,6 +2,7 @@
 //! builder, accepted by every `*_with` method of the pools.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -24,10 +25,6 @@ impl<T> Default for Callbacks<T> {
 }
 
 impl<T> Callbacks<T> {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.on_ok.is_none() && self.on_err.is_none()
-    }
-
     /// Runs the matching callback; a panic in it is contained (and reported by the panic hook).
     pub(crate) fn run(&self, value: &Result<T>) {
         match value {
@@ -45,11 +42,21 @@ impl<T> Callbacks<T> {
     }
 }
 
-/// Options of a pool call: Python's keyword arguments, the same on every method.
+/// Options of a pool call: Python's keyword arguments, the same builder on every method.
 ///
 /// `T` is what the call produces: `R` for `apply*`, `Vec<R>` for `map*`/`starmap*`, and the
-/// item type `R` for `imap*`. Each method documents which options it reads; an option it
-/// cannot honour is an `InvalidArgument` error, never silently ignored.
+/// item type `R` for `imap*`. `K` is the kind of call the options are for, and decides which
+/// options exist: an option a method cannot honour does not compile (`Opts::new().chunksize(4)`
+/// handed to `apply_with` is a type error). You never name `K`: it is inferred from the
+/// method the options are handed to.
+///
+/// | kind | methods | options |
+/// |---|---|---|
+/// | [`Call`] | `apply_with` | `timeout` |
+/// | [`Async`] | `apply_async_with` | `callback`, `error_callback` |
+/// | [`Map`] | `map_with`, `starmap_with` | `chunksize`, `timeout` |
+/// | [`MapAsync`] | `map_async_with`, `starmap_async_with` | `chunksize`, `callback`, `error_callback` |
+/// | [`Iter`] | `imap_with`, `imap_unordered_with` | `chunksize`, `timeout` (per item) |
 ///
 /// ```no_run
 /// # use multiproc::prelude::*;
@@ -60,23 +67,98 @@ impl<T> Callbacks<T> {
 /// let r = pool.map_async_with(square, 0..100u64, Opts::new().callback(|v: &Vec<u64>| println!("{} done", v.len())))?;
 /// # Ok(()) }
 /// ```
-pub struct Opts<T> {
+///
+/// ```compile_fail
+/// # use multiproc::prelude::*;
+/// # #[pool_task] fn square(x: u64) -> u64 { x * x }
+/// # fn demo(pool: &Pool) -> multiproc::Result<()> {
+/// pool.apply_with(square, (3,), Opts::new().chunksize(4))?; // apply takes no chunksize
+/// # Ok(()) }
+/// ```
+pub struct Opts<T, K = Call> {
     pub(crate) chunksize: Option<usize>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) callbacks: Callbacks<T>,
+    _kind: PhantomData<fn() -> K>,
 }
 
-impl<T> Default for Opts<T> {
+/// The kinds of call (the `K` of [`Opts`]).
+mod kinds {
+    /// Options for a blocking single call (`apply_with`): `timeout`.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Call;
+    /// Options for an asynchronous single call (`apply_async_with`): callbacks.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Async;
+    /// Options for a blocking map (`map_with`, `starmap_with`): `chunksize`, `timeout`.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Map;
+    /// Options for an asynchronous map (`map_async_with`, `starmap_async_with`):
+    /// `chunksize`, callbacks.
+    #[derive(Debug, Clone, Copy)]
+    pub struct MapAsync;
+    /// Options for a lazy map (`imap_with`, `imap_unordered_with`): `chunksize`, `timeout`
+    /// (per item).
+    #[derive(Debug, Clone, Copy)]
+    pub struct Iter;
+}
+
+pub use kinds::{Async, Call, Iter, Map, MapAsync};
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Call {}
+    impl Sealed for super::Async {}
+    impl Sealed for super::Map {}
+    impl Sealed for super::MapAsync {}
+    impl Sealed for super::Iter {}
+}
+
+/// Kinds of call that take a `chunksize`.
+#[diagnostic::on_unimplemented(
+    message = "this pool call takes no `chunksize`",
+    label = "options given here",
+    note = "`Opts::chunksize` is for map, starmap and imap calls"
+)]
+pub trait TakesChunksize: sealed::Sealed {}
+impl TakesChunksize for Map {}
+impl TakesChunksize for MapAsync {}
+impl TakesChunksize for Iter {}
+
+/// Kinds of call that take a `timeout`.
+#[diagnostic::on_unimplemented(
+    message = "this pool call takes no `timeout`",
+    label = "options given here",
+    note = "`Opts::timeout` is for blocking calls and imap; an async call's AsyncResult has \
+            get_timeout and wait_timeout"
+)]
+pub trait TakesTimeout: sealed::Sealed {}
+impl TakesTimeout for Call {}
+impl TakesTimeout for Map {}
+impl TakesTimeout for Iter {}
+
+/// Kinds of call that take callbacks.
+#[diagnostic::on_unimplemented(
+    message = "this pool call takes no callbacks",
+    label = "options given here",
+    note = "`Opts::callback` and `Opts::error_callback` are for the *_async calls"
+)]
+pub trait TakesCallbacks: sealed::Sealed {}
+impl TakesCallbacks for Async {}
+impl TakesCallbacks for MapAsync {}
+
+impl<T, K> Default for Opts<T, K> {
     fn default() -> Self {
         Opts {
             chunksize: None,
             timeout: None,
             callbacks: Callbacks::default(),
+            _kind: PhantomData,
         }
     }
 }
 
-impl<T> fmt::Debug for Opts<T> {
+impl<T, K> fmt::Debug for Opts<T, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Opts")
             .field("chunksize", &self.chunksize)
@@ -87,25 +169,42 @@ impl<T> fmt::Debug for Opts<T> {
     }
 }
 
-impl<T> Opts<T> {
+impl<T, K> Opts<T, K> {
     /// No options: the defaults of the method.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Items per job for `map`/`starmap`/`imap` calls (Python's `chunksize`). Must be ≥ 1.
+    /// Refuses values out of range (a chunksize of 0).
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.chunksize == Some(0) {
+            return Err(Error::InvalidArgument(
+                "chunksize must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<T, K: TakesChunksize> Opts<T, K> {
+    /// Items per job (Python's `chunksize`). Must be ≥ 1. Map and starmap calls default to
+    /// `ceil(len / (4 × processes))`, imap calls to 1.
     pub fn chunksize(mut self, n: usize) -> Self {
         self.chunksize = Some(n);
         self
     }
+}
 
+impl<T, K: TakesTimeout> Opts<T, K> {
     /// For blocking calls: give up with `Error::Timeout` after this long. For `imap*`: the
     /// longest one `next()` waits (it yields `Err(Timeout)` and the iteration can go on).
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = Some(d);
         self
     }
+}
 
+impl<T, K: TakesCallbacks> Opts<T, K> {
     /// Called in the parent with the result when the call succeeds (Python's `callback`),
     /// before `get` returns. Keep it short: it runs on the pool's result thread.
     pub fn callback(mut self, f: impl Fn(&T) + Send + Sync + 'static) -> Self {
@@ -117,36 +216,5 @@ impl<T> Opts<T> {
     pub fn error_callback(mut self, f: impl Fn(&Error) + Send + Sync + 'static) -> Self {
         self.callbacks.on_err = Some(Box::new(f));
         self
-    }
-
-    pub(crate) fn check(
-        &self,
-        method: &str,
-        chunks: bool,
-        callbacks: bool,
-        timeout: bool,
-    ) -> Result<()> {
-        if self.chunksize == Some(0) {
-            return Err(Error::InvalidArgument(
-                "chunksize must be at least 1".into(),
-            ));
-        }
-        let refuse = |option, hint| {
-            Err(Error::RefusedOption {
-                method: method.to_owned(),
-                option,
-                hint,
-            })
-        };
-        if !chunks && self.chunksize.is_some() {
-            return refuse("chunksize", "");
-        }
-        if !callbacks && !self.callbacks.is_empty() {
-            return refuse("callbacks", " (use the *_async variant)");
-        }
-        if !timeout && self.timeout.is_some() {
-            return refuse("timeout", " (use AsyncResult::get_timeout)");
-        }
-        Ok(())
     }
 }

@@ -24,7 +24,7 @@ use sinks::ApplySink;
 use crate::error::{Error, Result};
 use crate::exec::imap::{self, Imap};
 use crate::exec::lifecycle::{default_chunksize, finish_on_drop, Threads};
-use crate::exec::options::Opts;
+use crate::exec::options::{self, Opts};
 use crate::exec::result::{AsyncResult, Cell, MapSink};
 use crate::registry::{self, TaskFn};
 use crate::wire::codec;
@@ -134,14 +134,14 @@ impl Pool {
         &self,
         _f: F,
         args: Args,
-        opts: Opts<F::Output>,
+        opts: Opts<F::Output, options::Async>,
     ) -> Result<AsyncResult<F::Output>>
     where
         F: TaskFn<Args>,
         Args: Serialize,
         F::Output: DeserializeOwned + Send + 'static,
     {
-        opts.check("apply_async", false, true, false)?;
+        opts.check()?;
         let entry = registry::lookup_fn::<F>()?;
         self.refuse_if_stopped()?;
         let cell = Cell::new();
@@ -154,11 +154,11 @@ impl Pool {
         Ok(AsyncResult::new(cell))
     }
 
-    fn starmap_inner<F, Args>(
+    fn starmap_inner<F, Args, K>(
         &self,
         _f: F,
         items: Vec<Args>,
-        opts: Opts<Vec<F::Output>>,
+        opts: Opts<Vec<F::Output>, K>,
     ) -> Result<AsyncResult<Vec<F::Output>>>
     where
         F: TaskFn<Args>,
@@ -196,7 +196,7 @@ impl Pool {
         &'p self,
         _f: F,
         iter: I,
-        opts: Opts<F::Output>,
+        opts: Opts<F::Output, options::Iter>,
         ordered: bool,
     ) -> Result<Imap<'p, F::Output>>
     where
@@ -249,4 +249,4 @@ impl Drop for Pool {
     }
 }
 
-crate::exec::task_pool::delegate_task_pool!(Pool);
+crate::exec::task_pool::task_pool_by_primitives!(Pool);
