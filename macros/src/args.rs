@@ -6,6 +6,8 @@ use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprLit, Lit, Meta, Path, Token};
 
+use crate::errors::Errors;
+
 /// Parsed attribute options.
 pub struct Args {
     /// Path to the runtime crate, `::multiproc` unless renamed.
@@ -16,7 +18,7 @@ impl Args {
     /// Parses `crate = "path"`; every problem becomes one error, combined.
     pub fn parse(tokens: TokenStream) -> syn::Result<Args> {
         let mut krate = quote!(::multiproc);
-        let mut errors: Option<syn::Error> = None;
+        let mut errors = Errors::default();
         let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens)?;
         for meta in metas {
             let result = match &meta {
@@ -34,16 +36,9 @@ impl Args {
                     "unknown option; the only option is `crate = \"path::to::multiproc\"`",
                 )),
             };
-            if let Err(e) = result {
-                match &mut errors {
-                    Some(all) => all.combine(e),
-                    None => errors = Some(e),
-                }
-            }
+            errors.ok(result);
         }
-        match errors {
-            Some(e) => Err(e),
-            None => Ok(Args { krate }),
-        }
+        errors.finish()?;
+        Ok(Args { krate })
     }
 }

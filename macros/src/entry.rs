@@ -6,6 +6,7 @@ use quote::quote;
 use syn::ItemFn;
 
 use crate::args::Args;
+use crate::errors::Errors;
 
 fn parse(
     args: TokenStream,
@@ -20,14 +21,10 @@ fn parse(
             return Err(quote!(#err #item));
         }
     };
-    let mut errors: Vec<syn::Error> = Vec::new();
-    let krate = match Args::parse(args) {
-        Ok(a) => a.krate,
-        Err(e) => {
-            errors.push(e);
-            quote!(::multiproc)
-        }
-    };
+    let mut errors = Errors::default();
+    let krate = errors
+        .ok(Args::parse(args))
+        .map_or_else(|| quote!(::multiproc), |a| a.krate);
     if let Some(a) = &item_fn.sig.asyncness {
         errors.push(syn::Error::new_spanned(
             a,
@@ -52,8 +49,8 @@ fn parse(
     if errors.is_empty() {
         Ok((krate, item_fn))
     } else {
-        let errs = errors.iter().map(syn::Error::to_compile_error);
-        Err(quote!(#(#errs)* #item_fn))
+        let errs = errors.to_compile_error();
+        Err(quote!(#errs #item_fn))
     }
 }
 

@@ -6,6 +6,7 @@ use syn::spanned::Spanned;
 use syn::{Item, ItemFn};
 
 use crate::args::Args;
+use crate::errors::Errors;
 use crate::parse::task_signature;
 
 /// Entry point of `#[pool_task]`: the user's item, plus either the task registration or the
@@ -27,29 +28,17 @@ pub fn pool_task(args: TokenStream, item: TokenStream) -> TokenStream {
             return quote!(#err #other);
         }
     };
-    let mut errors = Vec::new();
-    let krate = match parsed_args {
-        Ok(a) => Some(a.krate),
-        Err(e) => {
-            errors.push(e);
-            None
-        }
-    };
-    let sig = match task_signature(&func) {
-        Ok(sig) => Some(sig),
-        Err(e) => {
-            errors.push(e);
-            None
-        }
-    };
+    let mut errors = Errors::default();
+    let krate = errors.ok(parsed_args).map(|a| a.krate);
+    let sig = errors.ok(task_signature(&func));
     match (krate, sig) {
         (Some(krate), Some(sig)) if errors.is_empty() => {
             let registration = registration(&krate, &func, &sig);
             quote!(#func #registration)
         }
         _ => {
-            let errs = errors.iter().map(syn::Error::to_compile_error);
-            quote!(#func #(#errs)*)
+            let errs = errors.to_compile_error();
+            quote!(#func #errs)
         }
     }
 }

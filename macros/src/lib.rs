@@ -3,6 +3,7 @@
 
 mod args;
 mod entry;
+mod errors;
 mod expand;
 mod parse;
 mod shareable;

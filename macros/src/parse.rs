@@ -4,6 +4,8 @@
 use syn::visit::Visit;
 use syn::{FnArg, GenericParam, ItemFn, ReturnType, Type};
 
+use crate::errors::Errors;
+
 /// Most arguments a task may take (the arity the runtime's `TaskFn` is implemented for).
 pub const MAX_ARGS: usize = 12;
 
@@ -13,18 +15,6 @@ pub struct TaskSig<'a> {
     pub ret: Option<&'a Type>,
 }
 
-struct Errors(Option<syn::Error>);
-
-impl Errors {
-    fn push(&mut self, tokens: impl quote::ToTokens, msg: &str) {
-        let e = syn::Error::new_spanned(tokens, msg);
-        match &mut self.0 {
-            Some(all) => all.combine(e),
-            None => self.0 = Some(e),
-        }
-    }
-}
-
 /// Finds borrowed or opaque pieces anywhere inside a type (`Vec<&str>`, `Cow<'a, T>`).
 struct Borrowed<'e> {
     errors: &'e mut Errors,
@@ -32,26 +22,26 @@ struct Borrowed<'e> {
 
 impl<'ast> Visit<'ast> for Borrowed<'_> {
     fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {
-        self.errors.push(
+        self.errors.spanned(
             r,
             "task arguments must be owned: a reference cannot cross a process boundary \
              (take `String` instead of `&str`, `Vec<T>` instead of `&[T]`)",
         );
     }
     fn visit_lifetime(&mut self, l: &'ast syn::Lifetime) {
-        self.errors.push(
+        self.errors.spanned(
             l,
             "task argument and return types cannot borrow: use an owned type without lifetimes",
         );
     }
     fn visit_type_impl_trait(&mut self, t: &'ast syn::TypeImplTrait) {
-        self.errors.push(
+        self.errors.spanned(
             t,
             "`impl Trait` cannot be used in a task signature: name a concrete serializable type",
         );
     }
     fn visit_type_ptr(&mut self, p: &'ast syn::TypePtr) {
-        self.errors.push(
+        self.errors.spanned(
             p,
             "raw pointers cannot cross a process boundary: pass the data itself",
         );
@@ -60,26 +50,26 @@ impl<'ast> Visit<'ast> for Borrowed<'_> {
 
 /// Checks `f` and returns its argument and return types.
 pub fn task_signature(f: &ItemFn) -> syn::Result<TaskSig<'_>> {
-    let mut errors = Errors(None);
+    let mut errors = Errors::default();
     let sig = &f.sig;
     if let Some(a) = &sig.asyncness {
-        errors.push(
+        errors.spanned(
             a,
             "`async fn` is not supported by #[pool_task]: a worker runs tasks synchronously; \
              make it a plain `fn` (block on the future inside it if needed)",
         );
     }
     if let Some(u) = &sig.unsafety {
-        errors.push(u, "#[pool_task] cannot be `unsafe`: its callers in other processes cannot uphold a contract");
+        errors.spanned(u, "#[pool_task] cannot be `unsafe`: its callers in other processes cannot uphold a contract");
     }
     if let Some(abi) = &sig.abi {
-        errors.push(
+        errors.spanned(
             abi,
             "#[pool_task] functions must use the Rust ABI; remove `extern`",
         );
     }
     if let Some(v) = &sig.variadic {
-        errors.push(v, "#[pool_task] functions cannot be variadic");
+        errors.spanned(v, "#[pool_task] functions cannot be variadic");
     }
     for param in &sig.generics.params {
         let msg = match param {
@@ -94,15 +84,15 @@ pub fn task_signature(f: &ItemFn) -> syn::Result<TaskSig<'_>> {
                 "#[pool_task] functions cannot have const parameters; pass the value as an argument"
             }
         };
-        errors.push(param, msg);
+        errors.spanned(param, msg);
     }
     if let Some(w) = &sig.generics.where_clause {
-        errors.push(w, "#[pool_task] functions cannot have a where clause");
+        errors.spanned(w, "#[pool_task] functions cannot have a where clause");
     }
     let mut arg_types = Vec::new();
     for input in &sig.inputs {
         match input {
-            FnArg::Receiver(r) => errors.push(
+            FnArg::Receiver(r) => errors.spanned(
                 r,
                 "#[pool_task] must be a free function, not a method: `self` cannot be sent to \
                  a worker; pass the value as an ordinary argument",
@@ -117,7 +107,7 @@ pub fn task_signature(f: &ItemFn) -> syn::Result<TaskSig<'_>> {
         }
     }
     if sig.inputs.len() > MAX_ARGS {
-        errors.push(
+        errors.spanned(
             &sig.inputs,
             "#[pool_task] functions take at most 12 arguments; group them in a struct",
         );
@@ -132,8 +122,6 @@ pub fn task_signature(f: &ItemFn) -> syn::Result<TaskSig<'_>> {
             Some(&**ty)
         }
     };
-    match errors.0 {
-        Some(e) => Err(e),
-        None => Ok(TaskSig { arg_types, ret }),
-    }
+    errors.finish()?;
+    Ok(TaskSig { arg_types, ret })
 }

@@ -26,6 +26,12 @@ enum Mode {
     B,
 }
 
+// Every problem at once: generic, and no repr(C).
+#[derive(Clone, Copy, Shareable)]
+struct GenericNoRepr<T: Copy> {
+    t: T,
+}
+
 fn main() {
     let _ = multiproc::Value::new(String::new());
 }
