@@ -29,8 +29,9 @@ pub enum Error {
     },
 
     /// The worker running this task died (killed by a signal, aborted, out of memory, exited).
-    /// The pool has replaced it.
-    #[error("worker process {pid} died while running task `{task}` ({})", describe_death(*.signal, *.exit_code))]
+    /// The pool has replaced it. With a retry policy, `attempts` says how many workers the
+    /// task took down (the policy's retries plus one).
+    #[error("worker process {pid} died while running task `{task}` ({}){}", describe_death(*.signal, *.exit_code), describe_attempts(*.attempts))]
     WorkerLost {
         /// Registered name of the task that was running.
         task: String,
@@ -40,6 +41,17 @@ pub enum Error {
         signal: Option<i32>,
         /// Its exit code, when it exited rather than being killed.
         exit_code: Option<i32>,
+        /// How many times the task ran and lost its worker (1 without a retry policy).
+        attempts: u32,
+    },
+
+    /// The task ran longer than its `kill_after` limit: its worker was killed and replaced.
+    #[error("task `{task}` ran longer than its limit of {after:?} and was killed")]
+    TaskTimedOut {
+        /// Registered name of the task.
+        task: String,
+        /// The limit it ran past.
+        after: std::time::Duration,
     },
 
     /// The pool was closed or terminated: it accepts no new work.
@@ -246,6 +258,14 @@ pub enum Error {
     /// included).
     #[error("I/O error: {0}")]
     Io(#[source] Arc<std::io::Error>),
+}
+
+fn describe_attempts(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(", after {attempts} attempts")
+    } else {
+        String::new()
+    }
 }
 
 fn describe_death(signal: Option<i32>, exit_code: Option<i32>) -> String {

@@ -328,6 +328,7 @@ impl Pool {
         F::Output: Send + 'static,
     {
         opts.check()?;
+        opts.policy.refuse_kill_after()?;
         let cell = Cell::new();
         let out = cell.clone();
         let callbacks = opts.callbacks;
@@ -353,6 +354,7 @@ impl Pool {
         Args: Send + 'static,
         F::Output: Send + 'static,
     {
+        opts.policy.refuse_kill_after()?;
         if self.shared.lock().state != State::Running {
             return Err(Error::PoolClosed);
         }
@@ -403,6 +405,7 @@ impl Pool {
         I::IntoIter: 'p,
         F::Output: Send + 'static,
     {
+        opts.policy.refuse_kill_after()?;
         if self.shared.lock().state != State::Running {
             return Err(Error::PoolClosed);
         }

@@ -17,7 +17,7 @@ macro_rules! pool_family {
             self.apply_with(f, args, Opts::new())
         }
 
-        /// [`apply`](Self::apply) with options: reads `timeout`.
+        /// [`apply`](Self::apply) with options: reads `timeout`, `kill_after`, `retries`.
         pub fn apply_with<F, Args>(&self, f: F, args: Args, opts: Opts<F::Output, $crate::exec::options::Call>) -> Result<F::Output>
         where
             F: TaskFn<Args>,
@@ -26,7 +26,7 @@ macro_rules! pool_family {
         {
             opts.check()?;
             let timeout = opts.timeout;
-            $crate::exec::result::wait(self.apply_async_with(f, args, Opts::new())?, timeout)
+            $crate::exec::result::wait(self.apply_async_with(f, args, opts.forward())?, timeout)
         }
 
         /// Starts `f(args...)` and returns at once (Python's `apply_async`).

@@ -8,6 +8,42 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 type Callback<T> = Box<dyn Fn(&T) + Send + Sync>;
+
+/// What to do with a task that runs too long or loses its worker (`kill_after`, `retries`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Policy {
+    pub kill_after: Option<Duration>,
+    pub retries: Option<u32>,
+}
+
+impl Policy {
+    /// This call's settings, the pool's defaults where it has none.
+    pub(crate) fn or(self, defaults: Policy) -> Policy {
+        Policy {
+            kill_after: self.kill_after.or(defaults.kill_after),
+            retries: self.retries.or(defaults.retries),
+        }
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.kill_after == Some(Duration::ZERO) {
+            return Err(Error::InvalidArgument(
+                "kill_after must be longer than zero".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a policy a pool of threads cannot carry out.
+    pub(crate) fn refuse_kill_after(&self) -> Result<()> {
+        match self.kill_after {
+            Some(_) => Err(Error::InvalidArgument(
+                "kill_after needs a process pool: a thread cannot be killed".into(),
+            )),
+            None => Ok(()),
+        }
+    }
+}
 type ErrCallback = Box<dyn Fn(&Error) + Send + Sync>;
 
 pub(crate) struct Callbacks<T> {
@@ -79,6 +115,7 @@ pub struct Opts<T, K = Call> {
     pub(crate) chunksize: Option<usize>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) callbacks: Callbacks<T>,
+    pub(crate) policy: Policy,
     _kind: PhantomData<fn() -> K>,
 }
 
@@ -153,6 +190,7 @@ impl<T, K> Default for Opts<T, K> {
             chunksize: None,
             timeout: None,
             callbacks: Callbacks::default(),
+            policy: Policy::default(),
             _kind: PhantomData,
         }
     }
@@ -165,6 +203,8 @@ impl<T, K> fmt::Debug for Opts<T, K> {
             .field("timeout", &self.timeout)
             .field("callback", &self.callbacks.on_ok.is_some())
             .field("error_callback", &self.callbacks.on_err.is_some())
+            .field("kill_after", &self.policy.kill_after)
+            .field("retries", &self.policy.retries)
             .finish()
     }
 }
@@ -175,14 +215,47 @@ impl<T, K> Opts<T, K> {
         Self::default()
     }
 
-    /// Refuses values out of range (a chunksize of 0).
+    /// Kills a task that runs longer than `limit` (with its worker, which is replaced): the
+    /// task fails with `Error::TaskTimedOut`, the jobs queued on that worker run elsewhere,
+    /// everything else is unaffected. Per task, not per call: each item of a map gets the
+    /// limit. Unlike `timeout`, which only stops waiting, this stops the task. A task is
+    /// killed once it has run at least `limit`, at most a quarter more. The thread pool
+    /// refuses it (a thread cannot be killed). Overrides the pool's default
+    /// (`PoolBuilder::kill_after`).
+    pub fn kill_after(mut self, limit: Duration) -> Self {
+        self.policy.kill_after = Some(limit);
+        self
+    }
+
+    /// Runs a task again, on another worker, when the worker running it dies (killed, out of
+    /// memory, aborted), up to `n` more times; a task that takes down `n + 1` workers fails
+    /// with `Error::WorkerLost` carrying that count. Off by default. A task that panics or
+    /// times out is never retried. With retries on, a task may run more than once
+    /// (at-least-once): make it idempotent. Overrides the pool's default
+    /// (`PoolBuilder::retries`).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.policy.retries = Some(n);
+        self
+    }
+
+    /// Refuses values out of range (a chunksize of 0, a `kill_after` of zero).
     pub(crate) fn check(&self) -> Result<()> {
         if self.chunksize == Some(0) {
             return Err(Error::InvalidArgument(
                 "chunksize must be at least 1".into(),
             ));
         }
-        Ok(())
+        self.policy.check()
+    }
+
+    /// The options a blocking call hands to the non-blocking one it waits on: chunksize and
+    /// policy travel, the timeout stays with the waiter.
+    pub(crate) fn forward<T2, K2>(&self) -> Opts<T2, K2> {
+        Opts {
+            chunksize: self.chunksize,
+            policy: self.policy,
+            ..Opts::default()
+        }
     }
 }
 

@@ -143,7 +143,10 @@ pub trait TaskPool {
         F::Output: DeserializeOwned + Send + 'static,
     {
         opts.check()?;
-        super::result::wait(self.apply_async_with(f, args, Opts::new())?, opts.timeout)
+        super::result::wait(
+            self.apply_async_with(f, args, opts.forward())?,
+            opts.timeout,
+        )
     }
 
     /// Starts `f(args...)` and returns at once (Python's `apply_async`).
@@ -236,9 +239,10 @@ pub trait TaskPool {
         F::Output: DeserializeOwned + Send + 'static,
     {
         opts.check()?;
-        let mut forward = Opts::new();
-        forward.chunksize = opts.chunksize;
-        super::result::wait(self.starmap_async_with(f, iter, forward)?, opts.timeout)
+        super::result::wait(
+            self.starmap_async_with(f, iter, opts.forward())?,
+            opts.timeout,
+        )
     }
 
     /// Non-blocking [`starmap`](TaskPool::starmap) (Python's `starmap_async`).

@@ -9,9 +9,11 @@ use super::sched::{Config, Shared};
 use super::slot::slot_main;
 use super::Pool;
 use crate::error::{Error, Result};
+use crate::exec::options::Policy;
 use crate::registry::{self, TaskFn};
 use crate::spawn::StartMethod;
 use crate::wire::codec;
+use crate::wire::handshake::WorkerLimits;
 
 /// Configures and starts a [`Pool`], like the keyword arguments of Python's `Pool(...)`.
 ///
@@ -35,6 +37,9 @@ pub struct PoolBuilder {
     method: StartMethod,
     initializer: Option<Result<super::sched::Initializer>>,
     start_timeout: Duration,
+    policy: Policy,
+    max_rss: Option<u64>,
+    address_space: Option<u64>,
 }
 
 impl Default for PoolBuilder {
@@ -45,6 +50,9 @@ impl Default for PoolBuilder {
             method: StartMethod::default(),
             initializer: None,
             start_timeout: Duration::from_secs(30),
+            policy: Policy::default(),
+            max_rss: None,
+            address_space: None,
         }
     }
 }
@@ -92,6 +100,38 @@ impl PoolBuilder {
         self
     }
 
+    /// The default `Opts::kill_after` of every call: a task running longer than `limit` is
+    /// killed with its worker (`Error::TaskTimedOut`). It also bounds dropping the pool
+    /// (close + join), which otherwise waits as long as the slowest task.
+    pub fn kill_after(mut self, limit: Duration) -> Self {
+        self.policy.kill_after = Some(limit);
+        self
+    }
+
+    /// The default `Opts::retries` of every call: a task whose worker dies runs again, up to
+    /// `n` more times (at-least-once: make tasks idempotent). Off by default.
+    pub fn retries(mut self, n: u32) -> Self {
+        self.policy.retries = Some(n);
+        self
+    }
+
+    /// Replaces a worker whose resident memory is above `bytes` after a task, before its
+    /// next one (billiard's `max_memory_per_child`): a worker that leaks or caches too much
+    /// is recycled, its queued jobs run elsewhere, nothing fails.
+    pub fn max_memory_per_child(mut self, bytes: u64) -> Self {
+        self.max_rss = Some(bytes);
+        self
+    }
+
+    /// A hard limit on each worker's address space (`RLIMIT_AS`): an allocation past it
+    /// fails in that worker (Rust aborts the process: the task gets `Error::WorkerLost`, the
+    /// worker is replaced) instead of taking the machine's memory. Leave room for the
+    /// program itself (its code, thread stacks: tens of MiB).
+    pub fn worker_memory_limit(mut self, bytes: u64) -> Self {
+        self.address_space = Some(bytes);
+        self
+    }
+
     /// How long a starting worker may take to answer the handshake (default 30 s).
     pub fn start_timeout(mut self, d: Duration) -> Self {
         self.start_timeout = d;
@@ -122,6 +162,11 @@ impl PoolBuilder {
             maxtasksperchild: self.maxtasksperchild,
             initializer,
             start_timeout: self.start_timeout,
+            policy: self.policy,
+            limits: WorkerLimits {
+                max_rss: self.max_rss,
+                address_space: self.address_space,
+            },
         })?;
         let (tx, rx) = mpsc::channel();
         let mut threads = Vec::with_capacity(processes);

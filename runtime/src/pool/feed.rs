@@ -7,12 +7,13 @@ use serde::Serialize;
 
 use super::sched::{Job, Shared};
 use crate::exec::imap::{Feeder, Inbox};
+use crate::exec::options::Policy;
 use crate::wire::codec;
 
 /// The process pool's feeder: encodes chunks of the input as RUN frames.
 pub(crate) fn process_feeder<'p, A, R>(
     shared: &'p Arc<Shared>,
-    task: &'static str,
+    (task, policy): (&'static str, Policy),
     mut input: impl Iterator<Item = A> + 'p,
     chunksize: usize,
     inbox: Arc<Inbox<R>>,
@@ -37,7 +38,10 @@ where
             match codec::run_frame(id, task, &chunk) {
                 Ok(mut run) => {
                     run.set_may_delay();
-                    jobs.push(Job::new(id, task, run, chunk.len(), part, inbox.clone()));
+                    jobs.push(
+                        Job::new(id, task, run, chunk.len(), part, inbox.clone())
+                            .with_policy(policy),
+                    );
                 }
                 // This chunk cannot be sent: its items fail at their position.
                 Err(e) => inbox.fail(part, chunk.len(), &e),

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::exec::options::Policy;
 use crate::sys::wait::lock;
 use crate::wire::codec::RunFrame;
 
@@ -59,6 +60,10 @@ pub(crate) struct Job {
     pub sink: Arc<dyn Sink>,
     /// The lane sequence number the job was last written under.
     pub seq: u32,
+    /// Its call's `kill_after` and `retries`.
+    pub policy: Policy,
+    /// How many workers died running this job's first item (retries so far + 1 when lost).
+    pub lost: u32,
 }
 
 impl Job {
@@ -78,7 +83,15 @@ impl Job {
             part,
             sink,
             seq: 0,
+            policy: Policy::default(),
+            lost: 0,
         }
+    }
+
+    /// The same job under a call's policy.
+    pub(crate) fn with_policy(mut self, policy: Policy) -> Job {
+        self.policy = policy;
+        self
     }
 
     pub(crate) fn fail(self, e: Error) {
@@ -93,16 +106,17 @@ impl Job {
         }
     }
 
-    /// Cuts the job around item `lost`, which gets `e`: the items before and after it
-    /// become new jobs (ids from `next_id`) whose outcomes, with `e` in between, complete
-    /// this job as one when they are all in. Returns the new jobs (none for a job of one
-    /// item) and the lost item's failure, to deliver once the new jobs are queued.
+    /// Cuts the job around item `lost`, which meets `fate`: the items before and after it
+    /// become new jobs (ids from `next_id`) whose outcomes, with the lost item's in between,
+    /// complete this job as one when they are all in. Returns the new jobs and, when the lost
+    /// item fails, its failure, to deliver once the new jobs are queued. A retried item is
+    /// one more new job, counting one more lost worker.
     pub(crate) fn split_around(
-        self,
+        mut self,
         lost: usize,
-        e: Error,
+        fate: Fate,
         mut next_id: impl FnMut() -> u64,
-    ) -> (Vec<Job>, Delivery) {
+    ) -> (Vec<Job>, Option<Delivery>) {
         let lost = lost.min(self.items.saturating_sub(1));
         let mut ranges = Vec::new();
         if lost > 0 {
@@ -113,7 +127,13 @@ impl Job {
             ranges.push(lost + 1..self.items);
         }
         if ranges.len() == 1 {
-            return (Vec::new(), self.failure(e));
+            return match fate {
+                Fate::Fail(e) => (Vec::new(), Some(self.failure(e))),
+                Fate::Retry => {
+                    self.lost += 1;
+                    (vec![self], None)
+                }
+            };
         }
         let split = Arc::new(SplitSink {
             inner: self.sink.clone(),
@@ -127,26 +147,44 @@ impl Job {
             }),
         });
         let mut jobs = Vec::new();
-        let mut lost_piece = 0;
+        let mut blamed = None;
         for (piece, range) in ranges.into_iter().enumerate() {
-            if range.start == lost {
-                lost_piece = piece;
+            let retry = range.start == lost && matches!(fate, Fate::Retry);
+            if range.start == lost && !retry {
                 continue;
             }
             let id = next_id();
             let items = range.len();
             match self.run.slice(range, id) {
-                Ok(run) => jobs.push(Job::new(id, self.task, run, items, piece, split.clone())),
+                Ok(run) => {
+                    let mut job = Job::new(id, self.task, run, items, piece, split.clone())
+                        .with_policy(self.policy);
+                    if retry {
+                        job.lost = self.lost + 1;
+                    }
+                    jobs.push(job);
+                }
                 // Cannot happen for ranges of this job; fail the piece rather than lose it.
                 Err(err) => split.complete(JobDone::failed(self.task, piece, items, err)),
             }
         }
-        let blamed = Delivery {
-            done: JobDone::failed(self.task, lost_piece, 1, e),
-            sink: split,
-        };
+        if let Fate::Fail(e) = fate {
+            let piece = usize::from(lost > 0);
+            blamed = Some(Delivery {
+                done: JobDone::failed(self.task, piece, 1, e),
+                sink: split,
+            });
+        }
         (jobs, blamed)
     }
+}
+
+/// What becomes of the item a dead worker was running.
+pub(crate) enum Fate {
+    /// It fails with this error.
+    Fail(Error),
+    /// It runs again elsewhere (its retry policy allows another attempt).
+    Retry,
 }
 
 /// An outcome waiting to be handed to its sink.
@@ -284,17 +322,18 @@ mod tests {
             pid: 1,
             signal: Some(9),
             exit_code: None,
+            attempts: 1,
         };
-        let (mut jobs, blamed) = job.split_around(2, lost, &mut next);
-        blamed.deliver();
+        let (mut jobs, blamed) = job.split_around(2, Fate::Fail(lost), &mut next);
+        blamed.unwrap().deliver();
         assert_eq!(jobs.len(), 2);
         assert_eq!((jobs[0].items, jobs[1].items), (2, 3));
         // The later piece is cut again: its middle item is lost too.
-        let (again, blamed) = jobs
-            .pop()
-            .unwrap()
-            .split_around(1, Error::Timeout, &mut next);
-        blamed.deliver();
+        let (again, blamed) =
+            jobs.pop()
+                .unwrap()
+                .split_around(1, Fate::Fail(Error::Timeout), &mut next);
+        blamed.unwrap().deliver();
         assert_eq!(again.len(), 2);
         for j in again {
             run_it(j);
@@ -316,10 +355,45 @@ mod tests {
         // A job of one item just fails.
         let one = codec::run_frame(2, "t", &items[..1]).unwrap();
         let one = Job::new(2, "t", one, 1, 0, sink.clone());
-        let (none, blamed) = one.split_around(0, Error::Timeout, &mut next);
+        let (none, blamed) = one.split_around(0, Fate::Fail(Error::Timeout), &mut next);
         assert!(none.is_empty());
         assert!(lock(&sink.0).is_empty(), "delivered before it was asked to");
-        blamed.deliver();
+        blamed.unwrap().deliver();
         assert!(matches!(lock(&sink.0)[..], [Err(Error::Timeout)]));
+    }
+
+    #[test]
+    fn a_retried_item_runs_again_as_its_own_job_and_counts_the_loss() {
+        let sink = Arc::new(Collect(Mutex::new(Vec::new())));
+        let items: Vec<(u32,)> = (0..4).map(|i| (i,)).collect();
+        let run = codec::run_frame(1, "t", &items).unwrap();
+        let policy = Policy {
+            kill_after: None,
+            retries: Some(2),
+        };
+        let job = Job::new(1, "t", run, 4, 0, sink.clone()).with_policy(policy);
+        let mut id = 10;
+        let mut next = || {
+            id += 1;
+            id
+        };
+        let (mut jobs, blamed) = job.split_around(1, Fate::Retry, &mut next);
+        assert!(blamed.is_none());
+        assert_eq!(jobs.iter().map(|j| j.items).collect::<Vec<_>>(), [1, 1, 2]);
+        assert_eq!(jobs.iter().map(|j| j.lost).collect::<Vec<_>>(), [0, 1, 0]);
+        assert!(jobs.iter().all(|j| j.policy == policy));
+        // The retried item is lost again: a job of one item comes back whole.
+        let again = jobs.remove(1);
+        let (mut again, blamed) = again.split_around(0, Fate::Retry, &mut next);
+        assert!(blamed.is_none());
+        assert_eq!((again.len(), again[0].lost), (1, 2));
+        for j in jobs.into_iter().chain(again.pop()) {
+            run_it(j);
+        }
+        let got: Vec<u32> = std::mem::take(&mut *lock(&sink.0))
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(got, [0, 1, 2, 3]);
     }
 }

@@ -8,6 +8,7 @@ mod outbox;
 mod sched;
 mod sinks;
 mod slot;
+mod watch;
 pub(crate) mod worker;
 
 use std::sync::Arc;
@@ -122,6 +123,11 @@ impl Pool {
         Ok(Job::new(id, task, run, args.len(), part, sink))
     }
 
+    /// A call's `kill_after` and `retries`, the pool's defaults where it sets none.
+    fn policy<T, K>(&self, opts: &Opts<T, K>) -> options::Policy {
+        opts.policy.or(self.shared.config.policy)
+    }
+
     fn refuse_if_stopped(&self) -> Result<()> {
         match self.shared.state() {
             State::Running => Ok(()),
@@ -144,13 +150,14 @@ impl Pool {
         opts.check()?;
         let entry = registry::lookup_fn::<F>()?;
         self.refuse_if_stopped()?;
+        let policy = self.policy(&opts);
         let cell = Cell::new();
         let sink = Arc::new(ApplySink {
             cell: cell.clone(),
             callbacks: opts.callbacks,
         });
         let job = self.job(entry.name, std::slice::from_ref(&args), 0, sink)?;
-        self.shared.submit(vec![job])?;
+        self.shared.submit(vec![job.with_policy(policy)])?;
         Ok(AsyncResult::new(cell))
     }
 
@@ -167,6 +174,7 @@ impl Pool {
     {
         let entry = registry::lookup_fn::<F>()?;
         self.refuse_if_stopped()?;
+        let policy = self.policy(&opts);
         let chunksize = opts
             .chunksize
             .unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
@@ -185,7 +193,7 @@ impl Pool {
             .map(|(part, chunk)| {
                 let mut job = self.job(entry.name, chunk, part, sink.clone())?;
                 job.run.set_may_delay();
-                Ok(job)
+                Ok(job.with_policy(policy))
             })
             .collect::<Result<Vec<Job>>>()?;
         self.shared.submit(jobs)?;
@@ -211,7 +219,13 @@ impl Pool {
         let input = iter.into_iter().map(|a| (a,));
         let inbox = imap::Inbox::new(ordered);
         let chunksize = opts.chunksize.unwrap_or(1);
-        let feed = feed::process_feeder(&self.shared, entry.name, input, chunksize, inbox.clone());
+        let feed = feed::process_feeder(
+            &self.shared,
+            (entry.name, self.policy(&opts)),
+            input,
+            chunksize,
+            inbox.clone(),
+        );
         // Enough chunks to keep every worker's pipeline full, and a constant bound.
         let window = self.processes() * 32;
         Ok(Imap::new(inbox, feed, window, opts.timeout))

@@ -18,7 +18,7 @@ use crate::shm::fds::SharedFd;
 use crate::shm::lane::Lane;
 use crate::spawn::forkserver::ForkServer;
 use crate::spawn::StartMethod;
-use crate::sys::wait::{lock, Waiters};
+use crate::sys::wait::{lock, Bell, Waiters};
 use crate::wire::conn::send_frame_counted;
 use crate::wire::frame::{self, Kind};
 
@@ -57,6 +57,10 @@ pub(crate) struct Config {
     pub maxtasksperchild: Option<u64>,
     pub initializer: Option<Initializer>,
     pub start_timeout: Duration,
+    /// Defaults for calls that set none (`kill_after`, `retries`).
+    pub policy: crate::exec::options::Policy,
+    /// Memory limits for every worker (`max_memory_per_child`, `worker_memory_limit`).
+    pub limits: crate::wire::handshake::WorkerLimits,
 }
 
 /// Task name, encoded argument chunk, descriptors of the handles among the arguments.
@@ -198,6 +202,13 @@ pub(crate) struct Shared {
     pub config: Config,
     next_id: AtomicU64,
     next_generation: AtomicU64,
+    /// The shortest `kill_after` (in nanoseconds) of any job ever submitted, `u64::MAX`
+    /// if none: while set, slot threads look at what their worker runs at least a quarter
+    /// that often (see `watch.rs`).
+    pub(super) shortest_limit: AtomicU64,
+    /// One per slot: rung to wake its thread out of a wait on its worker with no deadline
+    /// (when jobs with a shorter `kill_after` come).
+    pub(super) bells: Vec<Bell>,
     pub(super) server: Option<Arc<ForkServer>>,
 }
 
@@ -208,6 +219,7 @@ impl Shared {
             StartMethod::Spawn => None,
         };
         let n = config.processes;
+        let shortest_limit = super::watch::nanos(config.policy.kill_after);
         Ok(Arc::new(Shared {
             sched: Mutex::new(Sched {
                 pending: VecDeque::new(),
@@ -236,6 +248,10 @@ impl Shared {
             config,
             next_id: AtomicU64::new(1),
             next_generation: AtomicU64::new(1),
+            shortest_limit: AtomicU64::new(shortest_limit),
+            bells: (0..n)
+                .map(|_| Bell::new())
+                .collect::<std::io::Result<_>>()?,
             server,
         }))
     }
@@ -264,6 +280,7 @@ impl Shared {
                     reason: reason.clone(),
                 });
             }
+            self.note_limits(&jobs);
             s.outstanding += jobs.len();
             s.pending.extend(jobs);
         }
@@ -625,6 +642,7 @@ impl Shared {
         }
         s.stopping = true;
         drop(s);
+        self.idle.notify_all();
         for k in 0..self.slots.len() {
             self.stop_slot_worker(k);
         }
@@ -643,6 +661,19 @@ impl Shared {
 
     pub(crate) fn pids(&self) -> Vec<u32> {
         self.slots.iter().filter_map(|s| lock(s).pid).collect()
+    }
+
+    /// Waits `d`, or less if the pool stops meanwhile: true if it stops.
+    pub(super) fn pause(&self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        let mut s = lock(&self.sched);
+        while !s.stopping {
+            match self.idle.wait(s, Some(deadline)) {
+                Ok(g) => s = g,
+                Err(g) => return g.stopping,
+            }
+        }
+        true
     }
 
     pub(super) fn mark_broken(&self, reason: String) {

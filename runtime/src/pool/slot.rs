@@ -8,10 +8,12 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::job::Fate;
 use super::sched::{Config, Job, JobDone, Outcome, Shared, SlotSched, State, Writer};
+use super::watch::{Look, Watch};
 use crate::error::{Error, Result};
 use crate::role;
-use crate::shm::lane::Lane;
+use crate::shm::lane::{Lane, Running};
 use crate::spawn::{self, StartMethod, WorkerProcess};
 use crate::sys::wait::lock;
 use crate::wire::codec::ChunkFailure;
@@ -19,8 +21,23 @@ use crate::wire::conn::send_frame_with_fds;
 use crate::wire::frame::{self, Kind};
 use crate::wire::handshake::{check_hello, Hello, ProcessInfo, Welcome};
 
-/// Consecutive failures to start a replacement worker before the pool is declared broken.
-const MAX_START_FAILURES: u32 = 3;
+/// Consecutive failures to start a replacement worker, with no other worker serving, before
+/// the pool is declared broken (the waits between them add up to about 2.5 s). While another
+/// worker serves, a slot keeps trying, every `MAX_BACKOFF` at most.
+const MAX_LONE_START_FAILURES: u32 = 8;
+/// The wait after the first failed start; it doubles with each failure after it.
+const FIRST_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Why a slot stopped reading its worker.
+enum End {
+    /// End of stream: the worker exited or was killed.
+    Gone,
+    /// It broke the protocol (it must be killed).
+    Broken(Error),
+    /// It ran an item past its `kill_after` and was killed.
+    TimedOut(Running, Error),
+}
 
 /// A started worker, ready to serve.
 struct Started {
@@ -33,24 +50,31 @@ struct Started {
 fn start_worker(shared: &Shared) -> Result<Started> {
     let lane = Lane::create()?;
     let (mut proc, stream) = spawn::start(shared.config.method, shared.server.as_ref())?;
-    match handshake(&stream, &shared.config, &lane) {
+    let mut greeted = false;
+    match handshake(&stream, &shared.config, &lane, &mut greeted) {
         Ok(()) => Ok(Started { proc, stream, lane }),
         Err(e) => {
             let _ = stream.shutdown(std::net::Shutdown::Both);
             drop(stream);
             let exit = proc.reap(Duration::from_secs(2));
             Err(match e {
-                Error::WorkerStart(msg) => Error::WorkerStart(format!(
-                    "{msg} (worker {} {}); a program that starts workers must call \
-                     multiproc::init() first thing in main (#[multiproc::main]), so the worker \
-                     does not run main's own code",
-                    proc.pid,
-                    match (exit.signal, exit.code) {
+                Error::WorkerStart(msg) => {
+                    let how = match (exit.signal, exit.code) {
                         (Some(sig), _) => format!("killed by signal {sig}"),
                         (None, Some(code)) => format!("exited with code {code}"),
                         _ => "did not answer".to_owned(),
-                    }
-                )),
+                    };
+                    // A worker that exits on its own without a word is most likely running
+                    // the program's main instead of serving.
+                    let hint = if !greeted && exit.signal.is_none() {
+                        "; a program that starts workers must call multiproc::init() first \
+                         thing in main (#[multiproc::main]), so the worker does not run main's \
+                         own code"
+                    } else {
+                        ""
+                    };
+                    Error::WorkerStart(format!("{msg} (worker {} {how}){hint}", proc.pid))
+                }
                 other => other,
             })
         }
@@ -66,23 +90,29 @@ fn worker_name(method: StartMethod) -> String {
     format!("{kind}PoolWorker-{}", role::next_child_number())
 }
 
-fn handshake(stream: &UnixStream, config: &Config, lane: &Lane) -> Result<()> {
+/// Runs the handshake; `greeted` tells whether the worker said HELLO.
+fn handshake(stream: &UnixStream, config: &Config, lane: &Lane, greeted: &mut bool) -> Result<()> {
     let timeout_msg = || {
         Error::WorkerStart(format!(
             "no handshake within {} s",
             config.start_timeout.as_secs()
         ))
     };
-    let read = |what: Kind| -> Result<Vec<u8>> {
+    let read = |what: Kind, greeted: bool| -> Result<Vec<u8>> {
         match frame::read_frame(&mut &*stream) {
             Ok(Some(f)) if f.kind == what => Ok(f.body),
             Ok(Some(f)) => Err(Error::Protocol(format!(
                 "expected {what:?}, got {:?}",
                 f.kind
             ))),
-            Ok(None) => Err(Error::WorkerStart(
+            Ok(None) if !greeted => Err(Error::WorkerStart(
                 "the worker exited before the handshake".into(),
             )),
+            Ok(None) => Err(Error::WorkerStart(if config.initializer.is_some() {
+                "the worker exited during its start (in the initializer)".into()
+            } else {
+                "the worker exited during its start".into()
+            })),
             Err(Error::Io(e))
                 if matches!(
                     e.kind(),
@@ -96,9 +126,10 @@ fn handshake(stream: &UnixStream, config: &Config, lane: &Lane) -> Result<()> {
     };
     // A zero timeout would mean "none" to the socket: wait at least a moment.
     stream.set_read_timeout(Some(config.start_timeout.max(Duration::from_millis(1))))?;
-    let hello: Hello = bincode::deserialize(&read(Kind::Hello)?)
+    let hello: Hello = bincode::deserialize(&read(Kind::Hello, false)?)
         .map_err(|e| Error::Protocol(format!("bad HELLO: {e}")))?;
     check_hello(&hello, crate::registry::build_id())?;
+    *greeted = true;
     let (initializer, mut fds) = match &config.initializer {
         Some((name, args, fds)) => (Some((name.clone(), args.clone())), fds.clone()),
         None => (None, Vec::new()),
@@ -113,12 +144,13 @@ fn handshake(stream: &UnixStream, config: &Config, lane: &Lane) -> Result<()> {
             daemon: true,
         },
         parent: role::current_process(),
+        limits: config.limits,
     };
     let body = bincode::serialize(&welcome).map_err(|e| Error::serialization("welcome", e))?;
     let mut welcome = frame::encode(Kind::Welcome, &body)?;
     frame::set_fd_count(&mut welcome, 0, fds.len())?;
     send_frame_with_fds(stream, &welcome, &fds)?;
-    let ready: std::result::Result<(), String> = bincode::deserialize(&read(Kind::Ready)?)
+    let ready: std::result::Result<(), String> = bincode::deserialize(&read(Kind::Ready, true)?)
         .map_err(|e| Error::Protocol(format!("bad READY: {e}")))?;
     stream.set_read_timeout(None)?;
     ready.map_err(|message| Error::InitializerFailed { message })
@@ -148,8 +180,17 @@ pub(crate) fn slot_main(shared: Arc<Shared>, k: usize, first: std::sync::mpsc::S
                     return;
                 }
                 failures += 1;
-                if matches!(e, Error::InitializerFailed { .. }) || failures >= MAX_START_FAILURES {
+                // An initializer that fails will fail again; anything else (a start killed,
+                // a process limit reached) may pass, and other workers may serve meanwhile.
+                let alone = !lock(&shared.sched).slots.iter().any(|s| s.usable);
+                if matches!(e, Error::InitializerFailed { .. })
+                    || (alone && failures >= MAX_LONE_START_FAILURES)
+                {
                     shared.mark_broken(format!("could not replace a worker: {e}"));
+                    break;
+                }
+                let backoff = FIRST_BACKOFF.saturating_mul(1 << (failures - 1).min(16));
+                if shared.pause(backoff.min(MAX_BACKOFF)) {
                     break;
                 }
                 continue;
@@ -205,8 +246,8 @@ pub(crate) fn slot_main(shared: Arc<Shared>, k: usize, first: std::sync::mpsc::S
         } else {
             shared.pump();
         }
-        let err = shared.serve(k, reader);
-        shared.bury(k, proc, &lane, err);
+        let end = shared.serve(k, reader, &proc, &lane);
+        shared.bury(k, proc, &lane, end);
     }
     let mut io = lock(&shared.slots[k]);
     io.stream = None;
@@ -217,36 +258,30 @@ pub(crate) fn slot_main(shared: Arc<Shared>, k: usize, first: std::sync::mpsc::S
 }
 
 impl Shared {
-    /// Reads results from slot `k`'s worker until it goes away: at end of stream (`None`), or
-    /// at a frame that breaks the protocol (`Some`, and the worker must be killed).
-    fn serve(&self, k: usize, reader: UnixStream) -> Option<Error> {
+    /// Reads results from slot `k`'s worker until it goes away (end of stream), breaks the
+    /// protocol, or runs an item past its `kill_after` (then it has been killed).
+    fn serve(&self, k: usize, reader: UnixStream, proc: &WorkerProcess, lane: &Lane) -> End {
         let mut reader = BufReader::with_capacity(64 * 1024, reader);
+        let mut watch = Watch::default();
         loop {
             if reader.buffer().is_empty() {
                 let fd = std::os::fd::AsFd::as_fd(reader.get_ref());
                 // A short job's result usually arrives within moments: see `poll_briefly`.
-                crate::sys::wait::poll_briefly(fd);
-                // While this worker idles and another sits on jobs it has not started,
-                // wake up to take them once that worker has stopped reporting.
-                while let Some(at) = self.next_rebalance(k) {
-                    // Not sooner than a moment from now: a worker whose unanswered jobs have
-                    // all started has nothing to take.
-                    let at = at.max(Instant::now() + crate::sys::wait::POLL_BRIEFLY * 16);
-                    match crate::sys::wait::readable(fd, Some(at)) {
-                        Ok(false) => self.pump(),
-                        Ok(true) | Err(_) => break,
+                if !crate::sys::wait::poll_briefly(fd) {
+                    if let Some(end) = self.wait_on_worker(k, fd, proc, lane, &mut watch) {
+                        return end;
                     }
                 }
             }
             let f = match frame::read_frame(&mut reader) {
                 Ok(Some(f)) => f,
-                Ok(None) => return None,
-                Err(Error::Io(_)) => return None,
-                Err(e) => return Some(e),
+                Ok(None) => return End::Gone,
+                Err(Error::Io(_)) => return End::Gone,
+                Err(e) => return End::Broken(e),
             };
             let (id, rest) = match frame::split_job_id(&f.body) {
                 Ok(v) => v,
-                Err(e) => return Some(e),
+                Err(e) => return End::Broken(e),
             };
             let job = {
                 let mut io = lock(&self.slots[k]);
@@ -256,7 +291,7 @@ impl Shared {
                 }
             };
             let Some(job) = job else {
-                return Some(Error::Protocol(format!("result for unknown job {id}")));
+                return End::Broken(Error::Protocol(format!("result for unknown job {id}")));
             };
             let outcome = match f.kind {
                 Kind::Result => Outcome::Body(rest.to_vec()),
@@ -268,7 +303,7 @@ impl Shared {
                     // Not an answer: the job goes back with the worker's other jobs, and
                     // the protocol error is blamed on what the worker was running.
                     lock(&self.slots[k]).inflight.push_front(job);
-                    return Some(Error::Protocol(format!(
+                    return End::Broken(Error::Protocol(format!(
                         "unexpected {other:?} frame from worker"
                     )));
                 }
@@ -301,11 +336,53 @@ impl Shared {
         }
     }
 
-    /// Slot `k`'s worker is gone (or broke the protocol, `err`): detaches and reaps it, and
-    /// settles its jobs. The item it was running when it died (its lane says which) fails
-    /// with `WorkerLost` (or `err`); the other items of that job, the jobs whose results
+    /// Waits until slot `k`'s worker has something to read. Meanwhile, while this worker
+    /// idles and another sits on jobs it has not started, wakes up to take them once that
+    /// worker has stopped reporting; and watches the `kill_after` of what it runs (`Some`
+    /// once it has killed it).
+    fn wait_on_worker(
+        &self,
+        k: usize,
+        fd: std::os::fd::BorrowedFd<'_>,
+        proc: &WorkerProcess,
+        lane: &Lane,
+        watch: &mut Watch,
+    ) -> Option<End> {
+        use crate::sys::wait::{readable_or_rung, Wake, POLL_BRIEFLY};
+        loop {
+            let look = match self.look(k, lane, watch) {
+                Look::Quiet => None,
+                Look::Again(at) => Some(at),
+                Look::Expired(running, e) => {
+                    proc.kill();
+                    return Some(End::TimedOut(running, e));
+                }
+            };
+            // Not sooner than a moment from now: a worker whose unanswered jobs have all
+            // started has nothing to take.
+            let rebalance = self
+                .next_rebalance(k)
+                .map(|at| at.max(Instant::now() + POLL_BRIEFLY * 16));
+            let at = [look, rebalance].into_iter().flatten().min();
+            match readable_or_rung(fd, self.bells[k].fd(), at) {
+                Ok(Wake::TimedOut) => {
+                    if rebalance.is_some_and(|r| r <= Instant::now()) {
+                        self.pump();
+                    }
+                }
+                Ok(Wake::Rung) => self.bells[k].silence(),
+                // Readable, or a poll error the read reports.
+                Ok(Wake::Readable) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Slot `k`'s worker is gone (`end` says how): detaches and reaps it, and settles its
+    /// jobs. The item it was running when it died (its lane says which) fails with
+    /// `WorkerLost` (or runs again, if its retry policy allows), with the protocol error
+    /// it broke, or with `TaskTimedOut`; the other items of that job, the jobs whose results
     /// died unsent and the jobs it never started run again elsewhere.
-    fn bury(&self, k: usize, mut proc: WorkerProcess, lane: &Lane, err: Option<Error>) {
+    fn bury(&self, k: usize, mut proc: WorkerProcess, lane: &Lane, end: End) {
         let (inflight, cut_off) = {
             let mut io = lock(&self.slots[k]);
             io.stream = None;
@@ -323,7 +400,7 @@ impl Shared {
             };
             (s.state == State::Terminated, retiring)
         };
-        if terminated || err.is_some() {
+        if terminated || !matches!(end, End::Gone) {
             proc.kill();
         }
         let grace = if retiring || !inflight.is_empty() {
@@ -345,24 +422,36 @@ impl Shared {
         // Read once the worker is dead: its last word on what it was running. (If the parent
         // cut a healthy worker off, what it was running is not to blame: it runs again.)
         let running = lane.running_now().filter(|_| !cut_off);
-        let mut err = err;
+        let (running, mut err) = match end {
+            End::Gone => (running, None),
+            End::Broken(e) => (running, Some(e)),
+            End::TimedOut(late, e) if running == Some(late) => (running, Some(e)),
+            // The late item finished just before the kill: what the worker ran instead is
+            // not to blame, and runs again.
+            End::TimedOut(..) => (None, None),
+        };
         let mut again = Vec::with_capacity(inflight.len());
         let mut lost = Vec::new();
         let (mut added, mut finished) = (0, 0);
         for job in inflight {
             match running {
                 Some(r) if r.seq == job.seq => {
-                    let e = err.take().unwrap_or_else(|| Error::WorkerLost {
-                        task: job.task.to_owned(),
-                        pid: proc.pid,
-                        signal: exit.signal,
-                        exit_code: exit.code,
-                    });
-                    let (pieces, blamed) = job.split_around(r.item, e, || self.next_job_id());
+                    let fate = match err.take() {
+                        Some(e) => Fate::Fail(e),
+                        None if job.lost < job.policy.retries.unwrap_or(0) => Fate::Retry,
+                        None => Fate::Fail(Error::WorkerLost {
+                            task: job.task.to_owned(),
+                            pid: proc.pid,
+                            signal: exit.signal,
+                            exit_code: exit.code,
+                            attempts: job.lost + 1,
+                        }),
+                    };
+                    let (pieces, blamed) = job.split_around(r.item, fate, || self.next_job_id());
                     finished += 1;
                     added += pieces.len();
                     again.extend(pieces);
-                    lost.push(blamed);
+                    lost.extend(blamed);
                 }
                 _ => again.push(job),
             }

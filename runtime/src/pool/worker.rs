@@ -68,6 +68,10 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
         .pop()
         .ok_or_else(|| Error::Protocol("WELCOME without a lane".into()))?;
     let lane = lane::install(Lane::attach(lane)?);
+    if let Some(bytes) = welcome.limits.address_space {
+        crate::sys::limit_address_space(bytes)?;
+    }
+    let max_rss = welcome.limits.max_rss;
     let mut me = welcome.me;
     me.pid = std::process::id();
     role::set_identity(me, welcome.parent);
@@ -118,6 +122,15 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
                 if out.capacity() > IDLE_BUFFER {
                     out = Vec::with_capacity(BUFFER);
                     conn.trim_heap_later();
+                }
+                // Over its memory cap: hand in what it has and exit, before the next job.
+                // The parent sees the end of stream with nothing running and replaces this
+                // worker; the jobs it had not started run elsewhere.
+                if max_rss
+                    .is_some_and(|cap| crate::sys::resident_bytes().is_some_and(|rss| rss > cap))
+                {
+                    outbox.flush(&mut conn)?;
+                    return Ok(());
                 }
             }
             Kind::Shutdown => {

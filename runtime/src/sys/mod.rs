@@ -68,3 +68,25 @@ pub(crate) unsafe fn close_range(first: libc::c_uint, last: libc::c_uint) {
         unsafe { libc::close(fd as libc::c_int) };
     }
 }
+
+/// This process's resident memory in bytes (`/proc/self/statm`), if the kernel says.
+pub(crate) fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * rustix::param::page_size() as u64)
+}
+
+/// Caps this process's address space (`RLIMIT_AS`) at `bytes`: allocations past it fail.
+pub(crate) fn limit_address_space(bytes: u64) -> std::io::Result<()> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let hard = getrlimit(Resource::As).maximum;
+    let soft = hard.map_or(bytes, |h| bytes.min(h));
+    setrlimit(
+        Resource::As,
+        Rlimit {
+            current: Some(soft),
+            maximum: hard,
+        },
+    )
+    .map_err(Into::into)
+}

@@ -64,10 +64,8 @@ impl Waiters {
     }
 }
 
-/// Waits until `fd` is readable (data, end of stream or hang-up) or `deadline` passes.
-/// `Ok(true)`: readable; `Ok(false)`: the deadline passed. Interrupted waits are resumed.
-pub(crate) fn readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<bool, Errno> {
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+/// Polls `fds` until one is ready or `deadline` passes (0 then); interrupted polls resume.
+fn poll_until(fds: &mut [PollFd<'_>], deadline: Option<Instant>) -> Result<usize, Errno> {
     loop {
         let left = deadline.map(|d| {
             let left = d.saturating_duration_since(Instant::now());
@@ -76,13 +74,42 @@ pub(crate) fn readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<
                 tv_nsec: left.subsec_nanos() as _,
             }
         });
-        match poll(&mut fds, left.as_ref()) {
-            Ok(0) => return Ok(false),
-            Ok(_) => return Ok(true),
+        match poll(fds, left.as_ref()) {
             Err(Errno::INTR) => {}
-            Err(e) => return Err(e),
+            other => return other,
         }
     }
+}
+
+/// Waits until `fd` is readable (data, end of stream or hang-up) or `deadline` passes.
+/// `Ok(true)`: readable; `Ok(false)`: the deadline passed. Interrupted waits are resumed.
+pub(crate) fn readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<bool, Errno> {
+    Ok(poll_until(&mut [PollFd::new(&fd, PollFlags::IN)], deadline)? > 0)
+}
+
+/// What [`readable_or_rung`] woke for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    Readable,
+    Rung,
+    TimedOut,
+}
+
+/// [`readable`], also waking when `bell` (see [`Bell`]) is rung; readable wins if both are.
+pub(crate) fn readable_or_rung(
+    fd: BorrowedFd<'_>,
+    bell: BorrowedFd<'_>,
+    deadline: Option<Instant>,
+) -> Result<Wake, Errno> {
+    let mut fds = [
+        PollFd::new(&fd, PollFlags::IN),
+        PollFd::new(&bell, PollFlags::IN),
+    ];
+    Ok(match poll_until(&mut fds, deadline)? {
+        0 => Wake::TimedOut,
+        _ if !fds[0].revents().is_empty() => Wake::Readable,
+        _ => Wake::Rung,
+    })
 }
 
 /// Waits until `fd` has room for writing (or is closed) or `timeout` passes; true if it has.
@@ -127,8 +154,8 @@ pub(crate) fn poll_briefly_for(deadline: Option<Instant>, mut ready: impl FnMut(
 }
 
 /// Polls socket `fd` briefly (see [`poll_briefly_for`]) for incoming data or end of stream,
-/// so the blocking read that follows usually does not sleep.
-pub(crate) fn poll_briefly(fd: BorrowedFd<'_>) {
+/// so the blocking read that follows usually does not sleep. True if it saw any.
+pub(crate) fn poll_briefly(fd: BorrowedFd<'_>) -> bool {
     use rustix::net::RecvFlags;
     let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
     poll_briefly_for(None, || {
@@ -137,5 +164,33 @@ pub(crate) fn poll_briefly(fd: BorrowedFd<'_>) {
             rustix::net::recv(fd, &mut probe, RecvFlags::PEEK | RecvFlags::DONTWAIT),
             Err(Errno::AGAIN) | Err(Errno::INTR)
         )
-    });
+    })
+}
+
+/// An eventfd one thread rings to wake another out of [`readable_or_rung`].
+pub(crate) struct Bell(std::os::fd::OwnedFd);
+
+impl Bell {
+    pub(crate) fn new() -> std::io::Result<Bell> {
+        use rustix::event::{eventfd, EventfdFlags};
+        Ok(Bell(eventfd(
+            0,
+            EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK,
+        )?))
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.0)
+    }
+
+    /// Makes the bell readable until the next [`Bell::silence`].
+    pub(crate) fn ring(&self) {
+        // Only fails when the counter would overflow: it is readable then anyway.
+        let _ = rustix::io::write(&self.0, &1u64.to_ne_bytes());
+    }
+
+    pub(crate) fn silence(&self) {
+        let mut buf = [0u8; 8];
+        let _ = rustix::io::read(&self.0, &mut buf);
+    }
 }

@@ -25,6 +25,17 @@ pub(crate) struct Welcome {
     pub me: ProcessInfo,
     /// The pool's process.
     pub parent: ProcessInfo,
+    /// The pool's memory limits for its workers.
+    pub limits: WorkerLimits,
+}
+
+/// Memory limits a pool sets on its workers.
+#[derive(Serialize, Deserialize, Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WorkerLimits {
+    /// Exit (to be replaced) after a job that leaves resident memory above this.
+    pub max_rss: Option<u64>,
+    /// The address-space limit (`RLIMIT_AS`), set before the initializer runs.
+    pub address_space: Option<u64>,
 }
 
 /// Name, pid and daemon flag of a process, as `current_process` and `parent_process` report.

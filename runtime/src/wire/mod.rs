@@ -7,4 +7,4 @@ pub(crate) mod frame;
 pub(crate) mod handshake;
 
 /// Bumped whenever the frame layout or a message changes meaning.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
