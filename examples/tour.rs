@@ -30,6 +30,15 @@ fn abort_on(x: u32) -> u32 {
     x
 }
 
+/// Never returns for item 1.
+#[pool_task]
+fn stuck_on(x: u32) -> u32 {
+    while x == 1 {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+    x
+}
+
 #[pool_task]
 fn fail_on(x: u32) -> u32 {
     if x == 3 {
@@ -157,6 +166,19 @@ fn main() -> multiproc::Result<()> {
     }
     assert!(matches!(&items[2], Err(Error::WorkerLost { .. })));
     assert_eq!(items.iter().filter(|r| r.is_ok()).count(), 4);
+
+    // kill_after stops a task that runs too long (its worker is replaced); timeout would only
+    // stop waiting for it.
+    let opts = Opts::new().kill_after(Duration::from_millis(200));
+    let items: Vec<_> = pool.imap_with(stuck_on, 0..3u32, opts)?.collect();
+    for (i, item) in items.iter().enumerate() {
+        match item {
+            Ok(v) => println!("  imap(stuck_on, kill_after 200 ms)[{i}] = {v}"),
+            Err(e) => println!("  imap(stuck_on, kill_after 200 ms)[{i}] failed: {e}"),
+        }
+    }
+    assert!(matches!(&items[1], Err(Error::TaskTimedOut { .. })));
+    assert_eq!(items.iter().filter(|r| r.is_ok()).count(), 2);
 
     // An imap starts at once; next_timeout waits at most so long for one item.
     let mut it = pool.imap(square, 0..3u64)?;
