@@ -33,8 +33,10 @@ fn abort_on(x: u32) -> u32 {
 /// Never returns for item 1.
 #[pool_task]
 fn stuck_on(x: u32) -> u32 {
-    while x == 1 {
-        std::thread::sleep(Duration::from_secs(3600));
+    if x == 1 {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
     }
     x
 }
