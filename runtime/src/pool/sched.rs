@@ -68,7 +68,7 @@ pub(crate) type Initializer = (String, Vec<u8>, Vec<SharedFd>);
 
 pub(crate) use crate::exec::lifecycle::State;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(super) struct SlotSched {
     /// Which worker of this slot the counts below are about: a fresh number each time a
     /// worker is attached or lost, so a caller holding an older assignment cannot corrupt
@@ -90,6 +90,13 @@ pub(super) struct SlotSched {
     pub assigned: u64,
     /// No more jobs for this worker: it is due for replacement.
     pub retiring: bool,
+    /// The worker holds one job and an attempt to take it back found it started: not worth
+    /// trying again until the count changes.
+    pub lone_started: bool,
+    /// Jobs were taken back from this worker before it started any: it may be stopped.
+    /// Until it answers again it gets one job at a time, and only when no other worker has
+    /// room, so the jobs taken back from it do not flow straight back to it.
+    pub stalled: bool,
 }
 
 impl SlotSched {
@@ -117,6 +124,8 @@ impl SlotSched {
         // A job queued behind this one starts now.
         self.busy_since = (self.inflight > 1).then_some(now);
         self.inflight -= 1;
+        self.lone_started = false;
+        self.stalled = false;
         self.inflight_bytes = self.inflight_bytes.saturating_sub(bytes);
     }
 
@@ -124,7 +133,7 @@ impl SlotSched {
     fn has_room(&self, bytes: usize) -> bool {
         self.usable
             && !self.retiring
-            && self.inflight < self.allowed()
+            && self.inflight < if self.stalled { 1 } else { self.allowed() }
             && (self.inflight == 0 || self.inflight_bytes + bytes <= PIPELINE_BYTES)
     }
 
@@ -133,9 +142,12 @@ impl SlotSched {
     }
 
     /// From when jobs queued on this worker may be taken back (it holds some that may not
-    /// have started, and has been on its current job since then minus `STEAL_AFTER`).
+    /// have started, and has been on its current job since then minus `STEAL_AFTER`). A lone
+    /// job counts too until an attempt found it started: a worker stopped (or starved of
+    /// CPU) between jobs would otherwise hold the job written to it for as long as it stays
+    /// stopped, out of reach of `kill_after`, which only counts time a job runs.
     fn stealable_from(&self) -> Option<Instant> {
-        if !self.usable || self.inflight < 2 {
+        if !self.usable || self.inflight == 0 || (self.inflight == 1 && self.lone_started) {
             return None;
         }
         Some(self.busy_since? + STEAL_AFTER)
@@ -340,6 +352,7 @@ impl Shared {
                         slot.busy_since = Some(now);
                     }
                     slot.inflight += 1;
+                    slot.lone_started = false;
                     slot.inflight_bytes += bytes;
                     slot.assigned += 1;
                     if max.is_some_and(|m| slot.assigned >= m) {
@@ -473,7 +486,7 @@ impl Shared {
     /// worker stuck on its current job (no result for `STEAL_AFTER`) has not started, and
     /// puts them in front of the pending queue. True if it moved any.
     fn rebalance(&self) -> bool {
-        let victims: Vec<(usize, u64)> = {
+        let victims: Vec<(usize, u64, u64)> = {
             let s = lock(&self.sched);
             if !s.pending.is_empty()
                 || s.state == State::Terminated
@@ -482,21 +495,32 @@ impl Shared {
                 return false;
             }
             let now = Instant::now();
-            let mut v: Vec<(usize, usize, u64)> = s
+            let mut v: Vec<(usize, usize, u64, u64)> = s
                 .slots
                 .iter()
                 .enumerate()
                 .filter(|(_, x)| x.stealable_from().is_some_and(|t| t <= now))
-                .map(|(k, x)| (k, x.inflight, x.generation))
+                .map(|(k, x)| (k, x.inflight, x.generation, x.assigned))
                 .collect();
-            v.sort_by_key(|&(_, n, _)| std::cmp::Reverse(n));
-            v.into_iter().map(|(k, _, g)| (k, g)).collect()
+            v.sort_by_key(|&(_, n, _, _)| std::cmp::Reverse(n));
+            v.into_iter().map(|(k, _, g, a)| (k, g, a)).collect()
         };
-        for (j, generation) in victims {
-            let taken = self.withdraw(j, generation, 2);
+        for (j, generation, assigned) in victims {
+            let taken = self.withdraw(j, generation, 1);
             if !taken.is_empty() {
                 self.take_back(j, generation, taken);
+                let mut s = lock(&self.sched);
+                let slot = &mut s.slots[j];
+                if slot.generation == generation && slot.inflight == 0 {
+                    slot.stalled = true;
+                }
                 return true;
+            }
+            let mut s = lock(&self.sched);
+            let slot = &mut s.slots[j];
+            // (Unless it was given another job meanwhile.)
+            if slot.generation == generation && slot.inflight == 1 && slot.assigned == assigned {
+                slot.lone_started = true;
             }
         }
         false
@@ -704,6 +728,7 @@ impl Load {
 
     fn unbook(self, slot: &mut SlotSched) {
         slot.inflight -= self.jobs;
+        slot.lone_started = false;
         slot.inflight_bytes = slot.inflight_bytes.saturating_sub(self.bytes);
     }
 }
@@ -718,7 +743,7 @@ fn pick_slot(slots: &[SlotSched], now: Instant, bytes: usize) -> Option<usize> {
         .filter(|(_, s)| s.has_room(bytes))
         .min_by_key(|(_, s)| {
             let stuck = s.inflight > 0 && s.busy_since.is_some_and(|t| t + STEAL_AFTER <= now);
-            (stuck, s.inflight)
+            (stuck || s.stalled, s.inflight)
         })
         .map(|(k, _)| k)
 }
@@ -827,5 +852,24 @@ mod tests {
             ..slot(true, 1, false)
         };
         assert_eq!(pick_slot(&[stuck, slot(true, 1, false)], now, 10), Some(1));
+        // So does one whose jobs were taken back before it started any, and one at a time.
+        let stalled = SlotSched {
+            stalled: true,
+            ..slot(true, 0, false)
+        };
+        assert_eq!(
+            pick_slot(&[stalled.clone(), slot(true, 1, false)], now, 10),
+            Some(1)
+        );
+        let full = slot(true, PIPELINE_DEPTH, false);
+        assert_eq!(
+            pick_slot(&[stalled.clone(), full.clone()], now, 10),
+            Some(0)
+        );
+        let stalled_busy = SlotSched {
+            inflight: 1,
+            ..stalled
+        };
+        assert_eq!(pick_slot(&[stalled_busy, full], now, 10), None);
     }
 }

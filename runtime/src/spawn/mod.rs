@@ -21,7 +21,7 @@ use crate::role;
 /// that has other threads copies only the calling thread, so any lock another thread held at
 /// that moment (the allocator's, stdout's, a logger's) stays locked forever in the child, which
 /// then hangs at random. `ForkServer` gives fork's speed without that danger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum StartMethod {
     /// Re-execute the current program (`/proc/self/exe`) for each worker. Safe in

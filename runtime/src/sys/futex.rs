@@ -85,23 +85,30 @@ impl RobustMutex {
 
     /// Locks, waiting until `deadline` (forever if `None`). A lock whose holder died is taken
     /// over, made consistent, and reported as [`Locked::OwnerDied`].
+    ///
+    /// The wait is cut into slices of [`WAKE_SLICE`]: an unlock wakes *one* sleeper, and a
+    /// sleeper killed after that wake-up but before it took the lock takes the wake-up with
+    /// it, leaving the lock free and every other sleeper asleep for good. Waking each slice
+    /// and trying again bounds that loss to one slice.
     pub(crate) fn lock(&self, deadline: Option<Instant>) -> Result<Locked> {
         // SAFETY: the mutex was initialised by `init` in the segment's creator (constructor
         // contract: the memory is live).
-        let rc = unsafe {
-            match deadline {
-                None => libc::pthread_mutex_lock(self.raw()),
-                Some(d) => {
-                    let rc = libc::pthread_mutex_trylock(self.raw());
-                    if rc == libc::EBUSY {
-                        let ts = realtime_deadline(d);
-                        libc::pthread_mutex_timedlock(self.raw(), &ts)
-                    } else {
-                        rc
+        let mut rc = unsafe { libc::pthread_mutex_trylock(self.raw()) };
+        while rc == libc::EBUSY || rc == libc::ETIMEDOUT {
+            let slice_end = Instant::now() + WAKE_SLICE;
+            let until = match deadline {
+                Some(d) if d <= slice_end => {
+                    if rc == libc::ETIMEDOUT {
+                        break;
                     }
+                    d
                 }
-            }
-        };
+                _ => slice_end,
+            };
+            let ts = realtime_deadline(until);
+            // SAFETY: as above.
+            rc = unsafe { libc::pthread_mutex_timedlock(self.raw(), &ts) };
+        }
         match rc {
             0 => Ok(Locked::Clean),
             libc::EOWNERDEAD => {
@@ -148,6 +155,9 @@ impl RobustMutex {
         }
     }
 }
+
+/// The longest a waiter for a [`RobustMutex`] sleeps before it looks at the lock again.
+const WAKE_SLICE: Duration = Duration::from_millis(50);
 
 /// `deadline` as an absolute CLOCK_REALTIME time, as `pthread_mutex_timedlock` wants it.
 fn realtime_deadline(deadline: Instant) -> libc::timespec {
