@@ -9,13 +9,15 @@
 
 mod proto;
 pub(crate) mod server;
+mod stream;
 
 use std::io::{Read, Write};
 use std::marker::PhantomData;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
+use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -24,12 +26,15 @@ use serde_bytes::ByteBuf;
 use crate::error::{Error, Result};
 use crate::spawn::WorkerProcess;
 use crate::sys::wait::lock;
-use proto::{Bytes, DictOp, Kind, ListOp, Request, Response};
+use proto::{Bytes, Deadlined, DictOp, Kind, ListOp, Request, Response, Session};
+use stream::Stream;
 
 /// How long a manager has to start and report its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default limit on one request's round trip (connecting included).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time a peer has for the handshake, and for each request once it began.
+const DEFAULT_PEER_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Options for a new [`Manager`].
 #[derive(Debug, Clone)]
@@ -37,6 +42,7 @@ pub struct ManagerBuilder {
     tcp: Option<String>,
     authkey: Option<Vec<u8>>,
     timeout: Duration,
+    limits: server::Limits,
 }
 
 impl ManagerBuilder {
@@ -62,6 +68,31 @@ impl ManagerBuilder {
         self
     }
 
+    /// How long a peer may take over the handshake, and over each request once its first
+    /// byte has arrived (default 10 s). A peer past it is disconnected: a client that
+    /// connects and stalls, or sends part of a request and stalls, holds nothing for longer.
+    /// Waiting between requests has no limit.
+    pub fn peer_deadline(mut self, d: Duration) -> Self {
+        self.limits.deadline = d.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The longest request the server reads (default and most 1 GiB): a longer one fails
+    /// in the client with `TooLarge` before it is sent.
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.limits.max_message = bytes.min(proto::MAX_MESSAGE);
+        self
+    }
+
+    /// Request bytes the server holds at once, all connections together (default 2 GiB).
+    /// Memory is taken as bytes arrive, not as a request announces its length; a request
+    /// that cannot get its memory within the peer deadline is dropped with its connection.
+    /// At least 64 KiB.
+    pub fn max_buffered(mut self, bytes: usize) -> Self {
+        self.limits.max_buffered = bytes.max(64 * 1024);
+        self
+    }
+
     /// Starts the server process and connects to it.
     pub fn start(self) -> Result<Manager> {
         crate::role::check_can_start_workers()?;
@@ -76,14 +107,15 @@ impl ManagerBuilder {
         let started =
             (|| {
                 control.set_read_timeout(Some(START_TIMEOUT))?;
-                proto::send(
+                proto::send_plain(
                     &mut control,
                     &server::Setup {
                         tcp: self.tcp.clone(),
                         authkey: authkey.clone(),
+                        limits: self.limits,
                     },
                 )?;
-                let reply = proto::recv::<std::result::Result<String, String>>(&mut control)
+                let reply = proto::recv_plain::<std::result::Result<String, String>>(&mut control)
                     .map_err(|e| match e {
                         Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
                             Error::WorkerStart("the manager did not start in time".into())
@@ -158,6 +190,11 @@ impl Manager {
             tcp: None,
             authkey: None,
             timeout: DEFAULT_TIMEOUT,
+            limits: server::Limits {
+                deadline: DEFAULT_PEER_DEADLINE,
+                max_message: proto::MAX_MESSAGE,
+                max_buffered: 2 << 30,
+            },
         }
     }
 
@@ -168,7 +205,8 @@ impl Manager {
         let client = client_for(address, authkey, DEFAULT_TIMEOUT);
         let c = ManagerClient { client };
         // Connect now, so a bad address or key is reported here.
-        c.client.with_conn(|_| Ok(()))?;
+        let first = c.client.connect(Instant::now() + c.client.timeout)?;
+        c.client.give_back(first);
         Ok(c)
     }
 
@@ -189,7 +227,7 @@ impl Manager {
             drop(control);
             child.reap(Duration::from_secs(5));
         }
-        *lock(&self.client.client.conn) = None;
+        self.client.client.forget();
     }
 }
 
@@ -282,51 +320,30 @@ impl std::fmt::Debug for ManagerClient {
 
 // --- the client side ---------------------------------------------------------------------
 
-enum Stream {
-    Unix(UnixStream),
-    Tcp(TcpStream),
+/// One authenticated connection to a manager.
+struct Conn {
+    reader: Deadlined<Stream>,
+    writer: Stream,
+    session: Session,
+    /// The longest request the server reads (its welcome says).
+    max_message: usize,
 }
 
-impl Stream {
-    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        use std::os::fd::AsFd;
-        match self {
-            Stream::Unix(s) => s.as_fd(),
-            Stream::Tcp(s) => s.as_fd(),
-        }
-    }
-}
+/// Connections kept open for later calls, at most; calls running at once beyond this open
+/// connections of their own and close them after.
+const MAX_IDLE: usize = 16;
 
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.read(buf),
-            Stream::Tcp(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.write(buf),
-            Stream::Tcp(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// One process's connection to one manager, shared by all its proxies of that manager.
+/// One process's client of one manager, shared by all its proxies of that manager. Each call
+/// takes a connection of its own (an idle one, or a new one), so calls from many threads
+/// neither wait for each other nor share a deadline.
 struct Client {
     address: String,
     authkey: Vec<u8>,
     timeout: Duration,
-    conn: Mutex<Option<Stream>>,
+    idle: Mutex<Vec<Conn>>,
 }
 
-/// The process-wide client for a manager, so proxies share one connection.
+/// The process-wide client for a manager, so proxies share its connections.
 fn client_for(address: &str, authkey: &[u8], timeout: Duration) -> Arc<Client> {
     static CLIENTS: Mutex<Vec<Weak<Client>>> = Mutex::new(Vec::new());
     let mut clients = lock(&CLIENTS);
@@ -342,7 +359,7 @@ fn client_for(address: &str, authkey: &[u8], timeout: Duration) -> Arc<Client> {
         address: address.to_owned(),
         authkey: authkey.to_vec(),
         timeout,
-        conn: Mutex::new(None),
+        idle: Mutex::new(Vec::new()),
     });
     clients.push(Arc::downgrade(&c));
     c
@@ -352,16 +369,34 @@ fn lost(what: impl std::fmt::Display) -> Error {
     Error::ManagerLost(what.to_string())
 }
 
+/// What is left until `deadline`, or `Timeout` if nothing.
+fn left(deadline: Instant) -> Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(Error::Timeout)
+    } else {
+        Ok(left)
+    }
+}
+
+/// An error of a call as the caller sees it: a socket timeout is a `Timeout` (the manager
+/// may only be slow), another I/O failure means the manager is gone.
+fn call_error(e: Error, address: &str) -> Error {
+    match e {
+        Error::Io(io) if proto::is_timeout(&io) => Error::Timeout,
+        Error::Io(io) => lost(format!("manager {address}: {io}")),
+        e => e,
+    }
+}
+
 impl Client {
-    fn connect(&self) -> Result<Stream> {
-        let t = self.timeout;
-        let mut s = if let Some(name) = self.address.strip_prefix('@') {
+    /// Opens and authenticates a connection, all of it by `deadline`.
+    fn connect(&self, deadline: Instant) -> Result<Conn> {
+        let s = if let Some(name) = self.address.strip_prefix('@') {
             use std::os::linux::net::SocketAddrExt;
             let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
             let s = UnixStream::connect_addr(&addr)
                 .map_err(|e| lost(format!("cannot connect to manager {}: {e}", self.address)))?;
-            s.set_read_timeout(Some(t))?;
-            s.set_write_timeout(Some(t))?;
             Stream::Unix(s)
         } else {
             let addrs = self.address.to_socket_addrs().map_err(|e| {
@@ -370,7 +405,7 @@ impl Client {
             let mut last = None;
             let mut found = None;
             for a in addrs {
-                match TcpStream::connect_timeout(&a, t) {
+                match TcpStream::connect_timeout(&a, left(deadline)?) {
                     Ok(s) => {
                         found = Some(s);
                         break;
@@ -378,66 +413,112 @@ impl Client {
                     Err(e) => last = Some(e),
                 }
             }
-            let s = found.ok_or_else(|| {
-                lost(format!(
-                    "cannot connect to manager {}: {}",
-                    self.address,
-                    last.map_or("no address".into(), |e| e.to_string())
-                ))
-            })?;
+            let s = match (found, last) {
+                (Some(s), _) => s,
+                (None, Some(e)) if proto::is_timeout(&e) => return Err(Error::Timeout),
+                (None, last) => {
+                    return Err(lost(format!(
+                        "cannot connect to manager {}: {}",
+                        self.address,
+                        last.map_or("no address".into(), |e| e.to_string())
+                    )))
+                }
+            };
             s.set_nodelay(true)?;
-            s.set_read_timeout(Some(t))?;
-            s.set_write_timeout(Some(t))?;
             Stream::Tcp(s)
         };
-        proto::connect(&mut s, &self.authkey).map_err(|e| match e {
-            Error::Io(io) => lost(format!("handshake with manager {}: {io}", self.address)),
-            e => e,
-        })?;
-        Ok(s)
+        let writer = s.try_clone()?;
+        writer.set_write_timeout(Some(left(deadline)?))?;
+        let mut reader = Deadlined::new(s);
+        reader.set_deadline(Some(deadline));
+        let mut both = Both {
+            r: &mut reader,
+            w: &writer,
+        };
+        let mut session = proto::connect(&mut both, &self.authkey)
+            .map_err(|e| call_error(e, &self.address))?;
+        let welcome: proto::Welcome = proto::recv(&mut reader, &mut session, 1 << 16, |_| Ok(()))
+            .map_err(|e| call_error(e, &self.address))?
+            .ok_or_else(|| lost(format!("manager {} closed the connection", self.address)))?;
+        Ok(Conn {
+            reader,
+            writer,
+            session,
+            max_message: welcome.max_message as usize,
+        })
     }
 
-    /// Runs `f` on this process's connection, opening it if needed. A failure that leaves
-    /// the stream in an unknown state drops it (the next call reconnects).
-    fn with_conn<R>(&self, f: impl FnOnce(&mut Stream) -> Result<R>) -> Result<R> {
-        let mut g = lock(&self.conn);
-        let s = match &mut *g {
-            Some(s) => s,
-            none => none.insert(self.connect()?),
-        };
-        let r = f(s);
-        if let Err(e) = &r {
-            if !matches!(
-                e,
-                Error::Serialization { .. } | Error::InvalidArgument(_) | Error::TooLarge { .. }
-            ) {
-                *g = None;
-            }
+    /// A connection for one call: an idle one, or a new one.
+    fn take(&self, deadline: Instant) -> Result<Conn> {
+        if let Some(c) = lock(&self.idle).pop() {
+            return Ok(c);
         }
-        r
+        self.connect(deadline)
+    }
+
+    fn give_back(&self, c: Conn) {
+        let mut idle = lock(&self.idle);
+        if idle.len() < MAX_IDLE {
+            idle.push(c);
+        }
+    }
+
+    /// Closes the idle connections (the manager was shut down).
+    fn forget(&self) {
+        lock(&self.idle).clear();
     }
 
     fn call(&self, req: &Request) -> Result<Response> {
-        let r = self.with_conn(|s| {
-            proto::send(s, req)?;
-            crate::sys::wait::poll_briefly(s.fd());
-            // A closed connection is an error here, so that `with_conn` drops it.
-            proto::recv::<Response>(s)?.ok_or_else(|| lost("the manager closed the connection"))
-        });
+        let deadline = Instant::now() + self.timeout;
+        let mut c = self.take(deadline)?;
+        let r = (|| {
+            c.writer.set_write_timeout(Some(left(deadline)?))?;
+            proto::send(&mut c.writer, &mut c.session, req, c.max_message)?;
+            crate::sys::wait::poll_briefly(c.writer.as_fd());
+            c.reader.set_deadline(Some(deadline));
+            // A closed connection is an error here, so that it is not given back.
+            proto::recv::<Response>(&mut c.reader, &mut c.session, proto::MAX_MESSAGE, |_| {
+                Ok(())
+            })?
+            .ok_or_else(|| lost(format!("manager {} closed the connection", self.address)))
+        })();
         match r {
-            Ok(Response::Refused(why)) => Err(Error::InvalidArgument(why)),
-            Ok(resp) => Ok(resp),
-            Err(Error::Io(io))
-                if matches!(
-                    io.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                Err(Error::Timeout)
+            Ok(resp) => {
+                self.give_back(c);
+                match resp {
+                    Response::Refused(why) => Err(Error::InvalidArgument(why)),
+                    resp => Ok(resp),
+                }
             }
-            Err(Error::Io(io)) => Err(lost(io)),
-            Err(e) => Err(e),
+            // Refused before anything was written: the connection is as good as before.
+            Err(e @ (Error::Serialization { .. } | Error::TooLarge { .. })) => {
+                self.give_back(c);
+                Err(e)
+            }
+            Err(e) => Err(call_error(e, &self.address)),
         }
+    }
+}
+
+/// A connection's two halves as one stream, for the handshake.
+struct Both<'a> {
+    r: &'a mut Deadlined<Stream>,
+    w: &'a Stream,
+}
+
+impl Read for Both<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.r.read(buf)
+    }
+}
+
+impl Write for Both<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut w = self.w;
+        w.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -1,15 +1,24 @@
-//! The manager's wire protocol: length-prefixed bincode messages after a mutual
-//! HMAC-SHA256 challenge–response on the shared authentication key.
+//! The manager's wire protocol: a mutual HMAC-SHA256 challenge–response on the shared key,
+//! then length-prefixed bincode messages, each authenticated with a key of this session.
 //!
-//! Handshake (each nonce 32 random bytes):
-//! 1. server → client: `MAGIC`, server nonce.
-//! 2. client → server: HMAC(key, "client" ‖ server nonce), client nonce.
-//! 3. server → client: `OK__` and HMAC(key, "server" ‖ client nonce), or `FAIL` and closes.
+//! Handshake (each nonce 32 random bytes, `Ns` the server's, `Nc` the client's):
+//! 1. server → client: `MAGIC`, `Ns`.
+//! 2. client → server: HMAC(key, "client" ‖ `Ns`), `Nc`.
+//! 3. server → client: `OK__` and HMAC(key, "server" ‖ `Nc`), or `FAIL` and closes.
 //!
 //! The labels keep one side's answer from being replayed as the other's. Before the handshake
 //! completes no message longer than the handshake's own is read.
+//!
+//! Messages: `len` (u32 LE) ‖ body ‖ tag, the tag HMAC(direction key, seq ‖ `len` ‖ body),
+//! where the direction keys are HMAC(key, "client→server" ‖ `Ns` ‖ `Nc`) and likewise
+//! "server→client", and `seq` (u64 LE, never sent) counts the messages sent that way on
+//! this connection. A message injected, altered, replayed, reordered or cut fails its tag,
+//! and the connection ends; a tag from one connection or direction is worth nothing in
+//! another. The body is decoded only after its tag checked out. The server's first message
+//! is a [`Welcome`] with its limits.
 
 use std::io::{Read, Write};
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -18,11 +27,17 @@ use sha2::Sha256;
 
 use crate::error::{Error, Result};
 
-pub(crate) const MAGIC: &[u8; 8] = b"MPMGR001";
+pub(crate) const MAGIC: &[u8; 8] = b"MPMGR002";
 const NONCE: usize = 32;
 const MAC_LEN: usize = 32;
-/// Largest message either side accepts after the handshake.
+/// What the server sends first: `MAGIC` and its nonce.
+pub(crate) const HELLO_LEN: usize = MAGIC.len() + NONCE;
+/// The client's answer: its MAC of the server's nonce, and its own nonce.
+pub(crate) const ANSWER_LEN: usize = MAC_LEN + NONCE;
+/// Largest message either side accepts after the handshake (the server may set less).
 pub(crate) const MAX_MESSAGE: usize = 1 << 30;
+/// Bytes of a message body read (and, on the server, reserved) at a time.
+const CHUNK: usize = 64 * 1024;
 
 /// Which kind of shared object.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +93,13 @@ pub(crate) enum ListOp {
     Clear,
 }
 
+/// The server's first message on a connection: what it accepts.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+pub(crate) struct Welcome {
+    /// The longest request body it reads.
+    pub max_message: u64,
+}
+
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) enum Response {
     Id(u64),
@@ -91,12 +113,20 @@ pub(crate) enum Response {
     Refused(String),
 }
 
-fn mac(key: &[u8], label: &[u8], nonce: &[u8]) -> Result<Hmac<Sha256>> {
+type HmacSha256 = Hmac<Sha256>;
+
+fn keyed(key: &[u8]) -> Result<HmacSha256> {
     // HMAC accepts keys of any length; the error cannot happen.
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key)
-        .map_err(|_| Error::InvalidArgument("unusable authentication key".into()))?;
+    <HmacSha256 as Mac>::new_from_slice(key)
+        .map_err(|_| Error::InvalidArgument("unusable authentication key".into()))
+}
+
+fn mac(key: &[u8], label: &[u8], nonces: &[&[u8]]) -> Result<HmacSha256> {
+    let mut m = keyed(key)?;
     m.update(label);
-    m.update(nonce);
+    for n in nonces {
+        m.update(n);
+    }
     Ok(m)
 }
 
@@ -114,93 +144,290 @@ pub(crate) fn random_key() -> Result<Vec<u8>> {
     Ok(nonce()?.to_vec())
 }
 
-/// The server's side of the handshake. `Ok(false)`: the peer failed it (and was told).
-pub(crate) fn accept(s: &mut (impl Read + Write), key: &[u8]) -> Result<bool> {
-    let ours = nonce()?;
-    s.write_all(MAGIC)?;
-    s.write_all(&ours)?;
-    s.flush()?;
-    let mut answer = [0u8; MAC_LEN + NONCE];
-    s.read_exact(&mut answer)?;
-    let (their_mac, their_nonce) = answer.split_at(MAC_LEN);
-    if mac(key, b"client", &ours)?.verify_slice(their_mac).is_err() {
-        let _ = s.write_all(b"FAIL");
-        let _ = s.flush();
-        return Ok(false);
+/// The keys and counters of one authenticated connection, as one side sees it.
+pub(crate) struct Session {
+    send: HmacSha256,
+    recv: HmacSha256,
+    sent: u64,
+    received: u64,
+}
+
+const TO_SERVER: &[u8] = "client→server".as_bytes();
+const TO_CLIENT: &[u8] = "server→client".as_bytes();
+
+impl Session {
+    fn new(key: &[u8], server_nonce: &[u8], client_nonce: &[u8], server: bool) -> Result<Session> {
+        let direction = |label| -> Result<HmacSha256> {
+            let k = mac(key, label, &[server_nonce, client_nonce])?
+                .finalize()
+                .into_bytes();
+            keyed(&k)
+        };
+        let (to_server, to_client) = (direction(TO_SERVER)?, direction(TO_CLIENT)?);
+        let (send, recv) = if server {
+            (to_client, to_server)
+        } else {
+            (to_server, to_client)
+        };
+        Ok(Session {
+            send,
+            recv,
+            sent: 0,
+            received: 0,
+        })
     }
-    let reply = mac(key, b"server", their_nonce)?.finalize().into_bytes();
-    s.write_all(b"OK__")?;
-    s.write_all(&reply)?;
-    s.flush()?;
-    Ok(true)
+
+    fn tag(key: &HmacSha256, seq: u64, len: &[u8; 4], body: &[u8]) -> HmacSha256 {
+        let mut m = key.clone();
+        m.update(&seq.to_le_bytes());
+        m.update(len);
+        m.update(body);
+        m
+    }
+}
+
+/// The server's first step: the bytes to send, and its nonce to keep.
+pub(crate) fn hello() -> Result<([u8; HELLO_LEN], [u8; NONCE])> {
+    let ours = nonce()?;
+    let mut out = [0u8; HELLO_LEN];
+    out[..MAGIC.len()].copy_from_slice(MAGIC);
+    out[MAGIC.len()..].copy_from_slice(&ours);
+    Ok((out, ours))
+}
+
+/// The server's verdict on a client's answer to `ours`: the bytes to send, and the session
+/// if the client proved it holds the key. Constant-time comparison.
+pub(crate) fn verdict(
+    key: &[u8],
+    ours: &[u8; NONCE],
+    answer: &[u8; ANSWER_LEN],
+) -> Result<(Vec<u8>, Option<Session>)> {
+    let (their_mac, their_nonce) = answer.split_at(MAC_LEN);
+    if mac(key, b"client", &[ours])?
+        .verify_slice(their_mac)
+        .is_err()
+    {
+        return Ok((b"FAIL".to_vec(), None));
+    }
+    let mut out = b"OK__".to_vec();
+    out.extend_from_slice(&mac(key, b"server", &[their_nonce])?.finalize().into_bytes());
+    Ok((out, Some(Session::new(key, ours, their_nonce, true)?)))
 }
 
 /// The client's side of the handshake.
-pub(crate) fn connect(s: &mut (impl Read + Write), key: &[u8]) -> Result<()> {
-    let mut hello = [0u8; 8 + NONCE];
+pub(crate) fn connect(s: &mut (impl Read + Write), key: &[u8]) -> Result<Session> {
+    let mut hello = [0u8; HELLO_LEN];
     s.read_exact(&mut hello)?;
-    if &hello[..8] != MAGIC {
+    if &hello[..MAGIC.len()] != MAGIC {
         return Err(Error::Protocol(
             "the peer is not a multiproc manager (or another version)".into(),
         ));
     }
+    let server_nonce = &hello[MAGIC.len()..];
     let ours = nonce()?;
-    let answer = mac(key, b"client", &hello[8..])?.finalize().into_bytes();
-    s.write_all(&answer)?;
-    s.write_all(&ours)?;
+    let answer = mac(key, b"client", &[server_nonce])?.finalize().into_bytes();
+    let mut out = [0u8; ANSWER_LEN];
+    out[..MAC_LEN].copy_from_slice(&answer);
+    out[MAC_LEN..].copy_from_slice(&ours);
+    s.write_all(&out)?;
     s.flush()?;
     let mut status = [0u8; 4];
-    s.read_exact(&mut status)
-        .map_err(|_| Error::AuthenticationFailed)?;
+    match s.read_exact(&mut status) {
+        Ok(()) => {}
+        // The server closes after `FAIL`, and may close before it is read.
+        Err(e) if is_timeout(&e) => return Err(e.into()),
+        Err(_) => return Err(Error::AuthenticationFailed),
+    }
     if &status != b"OK__" {
         return Err(Error::AuthenticationFailed);
     }
     let mut their_mac = [0u8; MAC_LEN];
     s.read_exact(&mut their_mac)?;
-    mac(key, b"server", &ours)?
+    mac(key, b"server", &[&ours])?
         .verify_slice(&their_mac)
-        .map_err(|_| Error::AuthenticationFailed)
+        .map_err(|_| Error::AuthenticationFailed)?;
+    Session::new(key, server_nonce, &ours, false)
 }
 
-pub(crate) fn send<T: Serialize>(s: &mut impl Write, msg: &T) -> Result<()> {
-    // Length prefix first, filled in once the body is encoded behind it.
-    let mut framed = vec![0u8; 4];
-    bincode::serialize_into(&mut framed, msg)
-        .map_err(|e| Error::serialization("a manager message", e))?;
-    let len = framed.len() - 4;
-    if len > MAX_MESSAGE {
-        return Err(Error::TooLarge {
-            what: format!("a manager message of {len} bytes"),
-            limit: MAX_MESSAGE,
-        });
-    }
-    framed[..4].copy_from_slice(&(len as u32).to_le_bytes());
+/// Whether an I/O error is a socket timeout (or a deadline's).
+pub(crate) fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// Sends one authenticated message. A body over `max` is refused (`TooLarge`) before
+/// anything is written, so the connection stays usable.
+pub(crate) fn send<T: Serialize>(
+    s: &mut impl Write,
+    session: &mut Session,
+    msg: &T,
+    max: usize,
+) -> Result<()> {
+    let mut framed = frame(msg, max)?;
+    let len: [u8; 4] = framed[..4].try_into().expect("four bytes");
+    let tag = Session::tag(&session.send, session.sent, &len, &framed[4..]);
+    framed.extend_from_slice(&tag.finalize().into_bytes());
+    session.sent += 1;
     s.write_all(&framed)?;
     s.flush()?;
     Ok(())
 }
 
-/// Reads one message; `Ok(None)` at a clean end of stream.
-pub(crate) fn recv<T: serde::de::DeserializeOwned>(s: &mut impl Read) -> Result<Option<T>> {
+/// `msg` encoded behind its length prefix.
+fn frame<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>> {
+    let mut framed = vec![0u8; 4];
+    bincode::serialize_into(&mut framed, msg)
+        .map_err(|e| Error::serialization("a manager message", e))?;
+    let len = framed.len() - 4;
+    if len > max.min(MAX_MESSAGE) {
+        return Err(Error::TooLarge {
+            what: format!("a manager message of {len} bytes"),
+            limit: max.min(MAX_MESSAGE),
+        });
+    }
+    framed[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(framed)
+}
+
+/// Reads one authenticated message; `Ok(None)` at a clean end of stream (before its first
+/// byte). A body longer than `max` is refused as soon as its length is read; memory grows as
+/// bytes arrive, not as the length announces, and `reserve(n)` is asked before each `n` more
+/// bytes are taken in (it fails to stop the read). The body is decoded only once its tag
+/// checked out.
+pub(crate) fn recv<T: serde::de::DeserializeOwned>(
+    s: &mut impl Read,
+    session: &mut Session,
+    max: usize,
+    mut reserve: impl FnMut(usize) -> Result<()>,
+) -> Result<Option<T>> {
     let mut len = [0u8; 4];
     match s.read_exact(&mut len) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_MESSAGE {
+    let n = u32::from_le_bytes(len) as usize;
+    if n > max.min(MAX_MESSAGE) {
         return Err(Error::Protocol(format!(
-            "a manager message announced {len} bytes"
+            "a manager message announced {n} bytes, over the limit of {}",
+            max.min(MAX_MESSAGE)
         )));
     }
-    // Memory grows as bytes arrive, not as announced.
-    let mut body = Vec::with_capacity(len.min(64 * 1024));
-    s.take(len as u64).read_to_end(&mut body)?;
-    if body.len() < len {
-        return Err(Error::Protocol("a manager message was cut short".into()));
+    let mut body = Vec::new();
+    while body.len() < n {
+        let step = (n - body.len()).min(CHUNK);
+        reserve(step)?;
+        body.reserve_exact(step);
+        let got = s.by_ref().take(step as u64).read_to_end(&mut body)?;
+        if got < step {
+            return Err(Error::Protocol("a manager message was cut short".into()));
+        }
     }
+    let mut tag = [0u8; MAC_LEN];
+    s.read_exact(&mut tag)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                Error::Protocol("a manager message was cut short".into())
+            }
+            _ => e.into(),
+        })?;
+    Session::tag(&session.recv, session.received, &len, &body)
+        .verify_slice(&tag)
+        .map_err(|_| {
+            Error::Protocol(
+                "a manager message failed authentication (altered, injected or replayed)".into(),
+            )
+        })?;
+    session.received += 1;
     bincode::deserialize(&body)
         .map(Some)
         .map_err(|e| Error::Protocol(format!("bad manager message: {e}")))
+}
+
+/// Unauthenticated messages, for the owner's control channel to its server (a socket pair
+/// nobody else holds).
+pub(crate) fn send_plain<T: Serialize>(s: &mut impl Write, msg: &T) -> Result<()> {
+    s.write_all(&frame(msg, MAX_MESSAGE)?)?;
+    s.flush()?;
+    Ok(())
+}
+
+/// Reads one message sent with [`send_plain`]; `Ok(None)` at a clean end of stream.
+pub(crate) fn recv_plain<T: serde::de::DeserializeOwned>(s: &mut impl Read) -> Result<Option<T>> {
+    let mut len = [0u8; 4];
+    match s.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let n = u32::from_le_bytes(len) as usize;
+    if n > CHUNK {
+        return Err(Error::Protocol(format!("a control message announced {n} bytes")));
+    }
+    let mut body = vec![0u8; n];
+    s.read_exact(&mut body)?;
+    bincode::deserialize(&body)
+        .map(Some)
+        .map_err(|e| Error::Protocol(format!("bad control message: {e}")))
+}
+
+/// A stream whose reads end by a deadline: each read waits at most what is left of it (so
+/// a peer sending a byte now and then cannot stretch one message past it). No deadline:
+/// reads wait as long as it takes.
+pub(crate) struct Deadlined<S> {
+    pub s: S,
+    deadline: Option<Instant>,
+    /// The read timeout now set on the socket.
+    set: Option<Duration>,
+}
+
+/// What a [`Deadlined`] stream needs: a socket read timeout.
+pub(crate) trait ReadTimeout {
+    fn set_read_timeout(&self, t: Option<Duration>) -> std::io::Result<()>;
+}
+
+impl<S: Read + ReadTimeout> Deadlined<S> {
+    pub(crate) fn new(s: S) -> Deadlined<S> {
+        Deadlined {
+            s,
+            deadline: None,
+            // Unknown: the first read with a deadline sets one, one without clears it.
+            set: Some(Duration::MAX),
+        }
+    }
+
+    pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+}
+
+impl<S: Read + ReadTimeout> Read for Deadlined<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = match self.deadline {
+            None => None,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(std::io::ErrorKind::TimedOut.into());
+                }
+                Some(left)
+            }
+        };
+        if want.is_some() || self.set.is_some() {
+            self.s.set_read_timeout(want)?;
+            self.set = want;
+        }
+        self.s.read(buf)
+    }
+}
+
+impl<S: Write> Write for Deadlined<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.s.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.s.flush()
+    }
 }

@@ -1,23 +1,34 @@
-//! The manager's server process: holds the shared objects and answers requests, one thread
-//! per connection, until its owner's control channel closes.
+//! The manager's server process: holds the shared objects and answers requests until its
+//! owner's control channel closes.
+//!
+//! One thread, the doorman, accepts connections and takes every one through the handshake
+//! with non-blocking reads and writes under `poll`: a connection that has not authenticated
+//! costs a descriptor and a few dozen bytes, never a thread. At most [`MAX_PENDING`] may be
+//! in their handshake; a new one beyond that evicts the oldest, so peers holding connections
+//! open cannot keep a legitimate client out for longer than its own handshake takes. Each
+//! authenticated connection gets a thread of its own.
 
-use std::collections::HashMap;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufReader, BufRead, BufWriter, Read, Write};
 use std::net::TcpListener;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
+use rustix::event::{PollFd, PollFlags};
 use serde::{Deserialize, Serialize};
 
-use super::proto::{self, Bytes, DictOp, Kind, ListOp, Request, Response};
+use super::proto::{
+    self, Bytes, Deadlined, DictOp, Kind, ListOp, Request, Response, Session, Welcome,
+    ANSWER_LEN, HELLO_LEN,
+};
+use super::stream::Stream;
 use crate::error::{Error, Result};
 
-/// How long a peer has to complete the handshake, all of it.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections in their handshake at once, at most; a new one past this evicts the oldest.
+pub(crate) const MAX_PENDING: usize = 512;
 
 /// What the owner asks for, first thing on the control channel.
 #[derive(Serialize, Deserialize)]
@@ -25,6 +36,18 @@ pub(crate) struct Setup {
     /// `None`: an abstract Unix socket with a fresh name; else a TCP address to bind.
     pub tcp: Option<String>,
     pub authkey: Vec<u8>,
+    pub limits: Limits,
+}
+
+/// What the server allows its peers.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// For the whole handshake, and for each message once its first byte has arrived.
+    pub deadline: Duration,
+    /// The longest request body.
+    pub max_message: usize,
+    /// Request bytes held at once, all connections together (reserved as they arrive).
+    pub max_buffered: usize,
 }
 
 enum Obj {
@@ -42,11 +65,60 @@ struct Objects {
 struct Server {
     objects: Mutex<Objects>,
     authkey: Vec<u8>,
+    limits: Limits,
+    budget: Budget,
 }
 
 impl Server {
     fn objects(&self) -> MutexGuard<'_, Objects> {
         crate::sys::wait::lock(&self.objects)
+    }
+}
+
+/// Request memory, all connections together.
+struct Budget {
+    used: Mutex<usize>,
+    freed: Condvar,
+    limit: usize,
+}
+
+impl Budget {
+    /// Takes `n` bytes, waiting for others to give some back until `deadline`.
+    fn take(&self, n: usize, deadline: Instant) -> bool {
+        let mut used = crate::sys::wait::lock(&self.used);
+        loop {
+            if *used + n <= self.limit {
+                *used += n;
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            used = match self.freed.wait_timeout(used, left) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+
+    fn give_back(&self, n: usize) {
+        if n > 0 {
+            *crate::sys::wait::lock(&self.used) -= n;
+            self.freed.notify_all();
+        }
+    }
+}
+
+/// The bytes one request holds of the [`Budget`], given back on drop.
+struct Held<'a> {
+    budget: &'a Budget,
+    n: usize,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.budget.give_back(self.n);
     }
 }
 
@@ -56,34 +128,69 @@ pub(crate) fn manager_main(fd: OwnedFd) -> ! {
     let code = match run(&mut control) {
         Ok(()) => 0,
         Err(e) => {
-            let _ = proto::send(&mut control, &Err::<String, String>(e.to_string()));
+            let _ = proto::send_plain(&mut control, &Err::<String, String>(e.to_string()));
             1
         }
     };
     std::process::exit(code)
 }
 
+/// As many descriptors as the hard limit allows: each connection holds one.
+fn raise_descriptor_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l);
+    }
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    fn accept(&self) -> std::io::Result<Stream> {
+        Ok(match self {
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept()?;
+                let _ = s.set_nodelay(true);
+                Stream::Tcp(s)
+            }
+            Listener::Unix(l) => Stream::Unix(l.accept()?.0),
+        })
+    }
+
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Listener::Tcp(l) => l.as_fd(),
+            Listener::Unix(l) => l.as_fd(),
+        }
+    }
+}
+
 fn run(control: &mut UnixStream) -> Result<()> {
-    let Some(setup) = proto::recv::<Setup>(control)? else {
+    let Some(setup) = proto::recv_plain::<Setup>(control)? else {
         return Ok(());
     };
+    raise_descriptor_limit();
     let server = Arc::new(Server {
         objects: Mutex::new(Objects::default()),
         authkey: setup.authkey,
+        limits: setup.limits,
+        budget: Budget {
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+            limit: setup.limits.max_buffered,
+        },
     });
-    let address = match setup.tcp {
+    let (listener, address) = match setup.tcp {
         Some(addr) => {
             let l = TcpListener::bind(&addr)
                 .map_err(|e| Error::InvalidArgument(format!("cannot listen on {addr}: {e}")))?;
             let address = format!("{}", l.local_addr()?);
-            let s = server.clone();
-            spawn_thread(move || {
-                accept_loop(l.incoming(), |conn: std::net::TcpStream| {
-                    let _ = conn.set_nodelay(true);
-                    serve_conn(&s, conn)
-                })
-            })?;
-            address
+            (Listener::Tcp(l), address)
         }
         None => {
             use std::os::linux::net::SocketAddrExt;
@@ -93,15 +200,16 @@ fn run(control: &mut UnixStream) -> Result<()> {
                 hex(&proto::random_key()?[..8])
             );
             let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-            let l = UnixListener::bind_addr(&addr)?;
-            let s = server.clone();
-            spawn_thread(move || {
-                accept_loop(l.incoming(), |conn: UnixStream| serve_conn(&s, conn))
-            })?;
-            format!("@{name}")
+            (Listener::Unix(UnixListener::bind_addr(&addr)?), format!("@{name}"))
         }
     };
-    proto::send(control, &Ok::<String, String>(address))?;
+    match &listener {
+        Listener::Tcp(l) => l.set_nonblocking(true)?,
+        Listener::Unix(l) => l.set_nonblocking(true)?,
+    }
+    let s = server.clone();
+    spawn_thread(move || doorman(&s, &listener))?;
+    proto::send_plain(control, &Ok::<String, String>(address))?;
     // Serve until the owner closes the channel (drops the manager, or dies).
     let mut sink = [0u8; 64];
     while matches!(control.read(&mut sink), Ok(n) if n > 0) {}
@@ -115,131 +223,248 @@ fn spawn_thread(f: impl FnOnce() + Send + 'static) -> Result<()> {
     Ok(())
 }
 
-/// Accepts connections for as long as the process lives. A connection whose thread cannot
-/// be started is dropped; a failing `accept` (out of descriptors, say) is retried after a
-/// pause rather than in a busy loop.
-fn accept_loop<C>(
-    incoming: impl Iterator<Item = std::io::Result<C>>,
-    mut serve: impl FnMut(C) -> Result<()>,
-) {
-    for conn in incoming {
-        match conn {
-            Ok(c) => {
-                let _ = serve(c);
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// What the server needs of a connection, TCP or Unix.
-trait Sock: Read + Write + AsFd + Sized {
-    fn set_timeouts(&self, t: Option<Duration>) -> std::io::Result<()>;
-    fn duplicate(&self) -> std::io::Result<Self>;
+/// A connection in its handshake.
+struct Pending {
+    peer: Stream,
+    until: Instant,
+    ours: [u8; 32],
+    /// Bytes of the hello still to write.
+    hello: [u8; HELLO_LEN],
+    hello_sent: usize,
+    answer: [u8; ANSWER_LEN],
+    got: usize,
 }
 
-impl Sock for std::net::TcpStream {
-    fn set_timeouts(&self, t: Option<Duration>) -> std::io::Result<()> {
-        self.set_read_timeout(t)?;
-        self.set_write_timeout(t)
-    }
-    fn duplicate(&self) -> std::io::Result<Self> {
-        self.try_clone()
-    }
+/// What became of a pending connection after an event.
+enum Step {
+    Wait,
+    Drop,
+    Serve(Session),
 }
 
-impl Sock for UnixStream {
-    fn set_timeouts(&self, t: Option<Duration>) -> std::io::Result<()> {
-        self.set_read_timeout(t)?;
-        self.set_write_timeout(t)
-    }
-    fn duplicate(&self) -> std::io::Result<Self> {
-        self.try_clone()
-    }
-}
-
-/// Connections that have not completed the handshake yet.
-static UNAUTHENTICATED: AtomicUsize = AtomicUsize::new(0);
-/// Beyond this many, new connections are closed at once: a flood of peers that never
-/// authenticate cannot use up the server's threads and descriptors.
-const MAX_UNAUTHENTICATED: usize = 64;
-
-/// Starts serving one accepted connection on its own thread, unless too many are still
-/// in their handshake.
-fn serve_conn<S: Sock + Send + 'static>(server: &Arc<Server>, conn: S) -> Result<()> {
-    if UNAUTHENTICATED.fetch_add(1, Ordering::SeqCst) >= MAX_UNAUTHENTICATED {
-        UNAUTHENTICATED.fetch_sub(1, Ordering::SeqCst);
-        return Ok(()); // dropping `conn` closes it
-    }
-    let s = server.clone();
-    spawn_thread(move || serve(&s, conn)).inspect_err(|_| {
-        UNAUTHENTICATED.fetch_sub(1, Ordering::SeqCst);
-    })
-}
-
-/// The handshake's reads, each limited to what is left of one overall deadline (a peer
-/// sending a byte now and then cannot keep a connection past it).
-struct Deadlined<'a, S: Sock> {
-    s: &'a mut S,
-    deadline: Instant,
-}
-
-impl<S: Sock> Read for Deadlined<'_, S> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(std::io::ErrorKind::TimedOut.into());
-        }
-        self.s.set_timeouts(Some(left))?;
-        self.s.read(buf)
+/// Writes what a non-blocking socket takes; `Err` if it failed or is gone.
+fn write_some(peer: &mut Stream, bytes: &[u8]) -> std::io::Result<usize> {
+    match peer.write(bytes) {
+        Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+        Err(e) => Err(e),
     }
 }
 
-impl<S: Sock> Write for Deadlined<'_, S> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.s.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.s.flush()
-    }
-}
-
-/// One connection: handshake (unbuffered, nothing allocated for the peer), then requests
-/// until the client goes away or misbehaves.
-fn serve<S: Sock>(server: &Server, mut conn: S) {
-    let authenticated = {
-        let mut hs = Deadlined {
-            s: &mut conn,
-            deadline: Instant::now() + HANDSHAKE_TIMEOUT,
+impl Pending {
+    fn new(peer: Stream, deadline: Duration) -> Result<Pending> {
+        let (hello, ours) = proto::hello()?;
+        let mut p = Pending {
+            peer,
+            until: Instant::now() + deadline,
+            ours,
+            hello,
+            hello_sent: 0,
+            answer: [0; ANSWER_LEN],
+            got: 0,
         };
-        matches!(proto::accept(&mut hs, &server.authkey), Ok(true))
-    };
-    UNAUTHENTICATED.fetch_sub(1, Ordering::SeqCst);
-    if !authenticated || conn.set_timeouts(None).is_err() {
+        p.hello_sent = write_some(&mut p.peer, &p.hello)?;
+        Ok(p)
+    }
+
+    fn wants(&self) -> PollFlags {
+        if self.hello_sent < HELLO_LEN {
+            PollFlags::IN | PollFlags::OUT
+        } else {
+            PollFlags::IN
+        }
+    }
+
+    fn step(&mut self, key: &[u8]) -> Step {
+        if self.hello_sent < HELLO_LEN {
+            match write_some(&mut self.peer, &self.hello[self.hello_sent..]) {
+                Ok(n) => self.hello_sent += n,
+                Err(_) => return Step::Drop,
+            }
+            if self.hello_sent < HELLO_LEN {
+                return Step::Wait;
+            }
+        }
+        match self.peer.read(&mut self.answer[self.got..]) {
+            Ok(0) => return Step::Drop,
+            Ok(n) => self.got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Step::Wait,
+            Err(_) => return Step::Drop,
+        }
+        if self.got < ANSWER_LEN {
+            return Step::Wait;
+        }
+        let Ok((verdict, session)) = proto::verdict(key, &self.ours, &self.answer) else {
+            return Step::Drop;
+        };
+        // A fresh socket's buffer takes these few bytes whole; if not, the peer is not
+        // reading, and goes.
+        if !matches!(write_some(&mut self.peer, &verdict), Ok(n) if n == verdict.len()) {
+            return Step::Drop;
+        }
+        match session {
+            Some(s) => Step::Serve(s),
+            None => Step::Drop,
+        }
+    }
+}
+
+/// Accepts connections and takes them through the handshake, for as long as the process
+/// lives; hands each authenticated one to a thread of its own.
+fn doorman(server: &Arc<Server>, listener: &Listener) {
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    // After `accept` failed for want of descriptors with nobody to evict: when to retry.
+    let mut accept_paused: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        pending.retain(|p| p.until > now);
+        if accept_paused.is_some_and(|t| t <= now) {
+            accept_paused = None;
+        }
+        let wake = pending
+            .iter()
+            .map(|p| p.until)
+            .chain(accept_paused)
+            .min();
+        let mut ready: Vec<bool> = Vec::with_capacity(pending.len());
+        let listener_fd = listener.fd();
+        let listener_ready = {
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(pending.len() + 1);
+            let listening = accept_paused.is_none();
+            if listening {
+                fds.push(PollFd::new(&listener_fd, PollFlags::IN));
+            }
+            let first = fds.len();
+            for p in &pending {
+                fds.push(PollFd::new(&p.peer, p.wants()));
+            }
+            if crate::sys::wait::poll_until(&mut fds, wake).is_err() {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            ready.extend(fds[first..].iter().map(|f| !f.revents().is_empty()));
+            listening && !fds[0].revents().is_empty()
+        };
+        // Handshake steps first: the oldest connections are the closest to their deadline.
+        let mut k = 0;
+        pending.retain_mut(|p| {
+            let was_ready = ready.get(k).copied().unwrap_or(false);
+            k += 1;
+            if !was_ready {
+                return true;
+            }
+            match p.step(&server.authkey) {
+                Step::Wait => true,
+                Step::Drop => false,
+                Step::Serve(session) => {
+                    if let Ok(peer) = p.peer.try_clone() {
+                        start_serving(server, peer, session);
+                    }
+                    false
+                }
+            }
+        });
+        if listener_ready {
+            loop {
+                match listener.accept() {
+                    Ok(peer) => {
+                        if pending.len() >= MAX_PENDING {
+                            pending.pop_front();
+                        }
+                        if peer.set_nonblocking(true).is_err() {
+                            continue;
+                        }
+                        if let Ok(p) = Pending::new(peer, server.limits.deadline) {
+                            pending.push_back(p);
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                    Err(_) => {
+                        // Out of descriptors (or the like): make room by evicting the
+                        // oldest handshake, or pause accepting a moment.
+                        if pending.pop_front().is_none() {
+                            accept_paused = Some(Instant::now() + Duration::from_millis(50));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn start_serving(server: &Arc<Server>, peer: Stream, session: Session) {
+    if peer.set_nonblocking(false).is_err() {
         return;
     }
-    let Ok(reader) = conn.duplicate() else { return };
-    let mut reader = BufReader::new(reader);
-    let mut writer = BufWriter::new(conn);
-    // A malformed message ends the connection: the stream can no longer be trusted.
+    let s = server.clone();
+    let _ = spawn_thread(move || serve(&s, peer, session));
+}
+
+/// One authenticated connection: the welcome, then requests until the client goes away or
+/// misbehaves. Waiting for a request has no limit; a request, once its first byte is in,
+/// has the deadline to arrive whole, and the memory it takes is reserved as it comes.
+fn serve(server: &Server, peer: Stream, mut session: Session) {
+    let limits = server.limits;
+    let Ok(reader) = peer.try_clone() else { return };
+    // A client that does not read its replies holds a write no longer than the deadline.
+    if peer.set_write_timeout(Some(limits.deadline)).is_err() {
+        return;
+    }
+    let mut reader = BufReader::with_capacity(64 * 1024, Deadlined::new(reader));
+    let mut writer = BufWriter::new(peer);
+    let welcome = Welcome {
+        max_message: limits.max_message as u64,
+    };
+    if proto::send(&mut writer, &mut session, &welcome, proto::MAX_MESSAGE).is_err() {
+        return;
+    }
+    // A malformed or unauthentic message ends the connection: the stream can no longer be
+    // trusted.
     loop {
         if reader.buffer().is_empty() {
             // A client's next request often follows its last reply at once.
-            crate::sys::wait::poll_briefly(reader.get_ref().as_fd());
+            crate::sys::wait::poll_briefly(reader.get_ref().s.as_fd());
         }
-        let Ok(Some(req)) = proto::recv::<Request>(&mut reader) else {
-            return;
+        reader.get_mut().set_deadline(None);
+        match reader.fill_buf() {
+            Ok([]) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let deadline = Instant::now() + limits.deadline;
+        reader.get_mut().set_deadline(Some(deadline));
+        let mut held = Held {
+            budget: &server.budget,
+            n: 0,
         };
-        let resp = handle(server, req);
-        let sent = match proto::send(&mut writer, &resp) {
-            // Too big to send (nothing was written): say so instead.
-            Err(e @ Error::TooLarge { .. }) => {
-                proto::send(&mut writer, &Response::Refused(e.to_string()))
+        let req = proto::recv::<Request>(&mut reader, &mut session, limits.max_message, |n| {
+            if server.budget.take(n, deadline) {
+                held.n += n;
+                Ok(())
+            } else {
+                Err(Error::TooLarge {
+                    what: "requests waiting for the manager's memory".into(),
+                    limit: limits.max_buffered,
+                })
             }
+        });
+        let Ok(Some(req)) = req else { return };
+        let resp = handle(server, req);
+        drop(held);
+        let sent = match proto::send(&mut writer, &mut session, &resp, proto::MAX_MESSAGE) {
+            // Too big to send (nothing was written): say so instead.
+            Err(e @ Error::TooLarge { .. }) => proto::send(
+                &mut writer,
+                &mut session,
+                &Response::Refused(e.to_string()),
+                proto::MAX_MESSAGE,
+            ),
             other => other,
         };
         if sent.is_err() {
