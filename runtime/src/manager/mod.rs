@@ -14,8 +14,8 @@ mod stream;
 use std::io::{Read, Write};
 use std::marker::PhantomData;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::net::UnixStream;
 use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,8 @@ use stream::Stream;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default limit on one request's round trip (connecting included).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longer limits are this: a century is as good as forever, and an `Instant` holds it.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Default time a peer has for the handshake, and for each request once it began.
 const DEFAULT_PEER_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -64,7 +66,7 @@ impl ManagerBuilder {
     /// past it, the call fails with `Timeout` instead of waiting for a stuck server.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         // Socket timeouts cannot be zero.
-        self.timeout = timeout.max(Duration::from_millis(1));
+        self.timeout = timeout.clamp(Duration::from_millis(1), FOREVER);
         self
     }
 
@@ -73,7 +75,7 @@ impl ManagerBuilder {
     /// connects and stalls, or sends part of a request and stalls, holds nothing for longer.
     /// Waiting between requests has no limit.
     pub fn peer_deadline(mut self, d: Duration) -> Self {
-        self.limits.deadline = d.max(Duration::from_millis(1));
+        self.limits.deadline = d.clamp(Duration::from_millis(1), FOREVER);
         self
     }
 
@@ -104,33 +106,32 @@ impl ManagerBuilder {
             None => proto::random_key()?,
         };
         let (mut child, mut control) = crate::spawn::exec_child(crate::role::MANAGER_FD_ENV)?;
-        let started =
-            (|| {
-                control.set_read_timeout(Some(START_TIMEOUT))?;
-                proto::send_plain(
-                    &mut control,
-                    &server::Setup {
-                        tcp: self.tcp.clone(),
-                        authkey: authkey.clone(),
-                        limits: self.limits,
-                    },
-                )?;
-                let reply = proto::recv_plain::<std::result::Result<String, String>>(&mut control)
-                    .map_err(|e| match e {
-                        Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                            Error::WorkerStart("the manager did not start in time".into())
-                        }
-                        e => e,
-                    })?;
-                control.set_read_timeout(None)?;
-                match reply {
-                    Some(Ok(address)) => Ok(address),
-                    Some(Err(message)) => Err(Error::InvalidArgument(message)),
-                    None => Err(Error::WorkerStart(
-                        "the manager process exited while starting".into(),
-                    )),
-                }
-            })();
+        let started = (|| {
+            control.set_read_timeout(Some(START_TIMEOUT))?;
+            proto::send_plain(
+                &mut control,
+                &server::Setup {
+                    tcp: self.tcp.clone(),
+                    authkey: authkey.clone(),
+                    limits: self.limits,
+                },
+            )?;
+            let reply = proto::recv_plain::<std::result::Result<String, String>>(&mut control)
+                .map_err(|e| match e {
+                    Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                        Error::WorkerStart("the manager did not start in time".into())
+                    }
+                    e => e,
+                })?;
+            control.set_read_timeout(None)?;
+            match reply {
+                Some(Ok(address)) => Ok(address),
+                Some(Err(message)) => Err(Error::InvalidArgument(message)),
+                None => Err(Error::WorkerStart(
+                    "the manager process exited while starting".into(),
+                )),
+            }
+        })();
         let address = match started {
             Ok(a) => a,
             Err(e) => {
@@ -329,6 +330,9 @@ struct Conn {
     max_message: usize,
 }
 
+/// Why a handshake failed when the server closed the connection during it.
+const CUT_SHORT: &str = "the server closed the connection during the handshake";
+
 /// Connections kept open for later calls, at most; calls running at once beyond this open
 /// connections of their own and close them after.
 const MAX_IDLE: usize = 16;
@@ -435,8 +439,17 @@ impl Client {
             r: &mut reader,
             w: &writer,
         };
-        let mut session = proto::connect(&mut both, &self.authkey)
-            .map_err(|e| call_error(e, &self.address))?;
+        let mut session = proto::connect(&mut both, &self.authkey).map_err(|e| match e {
+            Error::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                lost(format!("manager {}: {CUT_SHORT}", self.address))
+            }
+            e => call_error(e, &self.address),
+        })?;
         let welcome: proto::Welcome = proto::recv(&mut reader, &mut session, 1 << 16, |_| Ok(()))
             .map_err(|e| call_error(e, &self.address))?
             .ok_or_else(|| lost(format!("manager {} closed the connection", self.address)))?;
@@ -448,12 +461,23 @@ impl Client {
         })
     }
 
-    /// A connection for one call: an idle one, or a new one.
+    /// A connection for one call: an idle one, or a new one. A handshake the server cut
+    /// short (it evicts the oldest when many peers are in their handshake, as under a flood
+    /// of connections) is tried again while the deadline allows.
     fn take(&self, deadline: Instant) -> Result<Conn> {
         if let Some(c) = lock(&self.idle).pop() {
             return Ok(c);
         }
-        self.connect(deadline)
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match self.connect(deadline) {
+                Err(Error::ManagerLost(why)) if why.contains(CUT_SHORT) => {
+                    std::thread::sleep(pause.min(left(deadline)?));
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
     }
 
     fn give_back(&self, c: Conn) {
@@ -471,17 +495,18 @@ impl Client {
     fn call(&self, req: &Request) -> Result<Response> {
         let deadline = Instant::now() + self.timeout;
         let mut c = self.take(deadline)?;
-        let r = (|| {
-            c.writer.set_write_timeout(Some(left(deadline)?))?;
-            proto::send(&mut c.writer, &mut c.session, req, c.max_message)?;
-            crate::sys::wait::poll_briefly(c.writer.as_fd());
-            c.reader.set_deadline(Some(deadline));
-            // A closed connection is an error here, so that it is not given back.
-            proto::recv::<Response>(&mut c.reader, &mut c.session, proto::MAX_MESSAGE, |_| {
-                Ok(())
-            })?
-            .ok_or_else(|| lost(format!("manager {} closed the connection", self.address)))
-        })();
+        let r =
+            (|| {
+                c.writer.set_write_timeout(Some(left(deadline)?))?;
+                proto::send(&mut c.writer, &mut c.session, req, c.max_message)?;
+                crate::sys::wait::poll_briefly(c.writer.as_fd());
+                c.reader.set_deadline(Some(deadline));
+                // A closed connection is an error here, so that it is not given back.
+                proto::recv::<Response>(&mut c.reader, &mut c.session, proto::MAX_MESSAGE, |_| {
+                    Ok(())
+                })?
+                .ok_or_else(|| lost(format!("manager {} closed the connection", self.address)))
+            })();
         match r {
             Ok(resp) => {
                 self.give_back(c);
@@ -594,7 +619,7 @@ fn token(client: &Client, id: u64) -> TokenRef<'_> {
 
 fn from_token(t: Token) -> (Arc<Client>, u64) {
     // A zero timeout cannot be set on a socket.
-    let timeout = t.timeout.max(Duration::from_millis(1));
+    let timeout = t.timeout.clamp(Duration::from_millis(1), FOREVER);
     (client_for(&t.address, &t.authkey, timeout), t.id)
 }
 

@@ -5,6 +5,8 @@
 
 pub(crate) mod fds;
 pub(crate) mod futex;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub(crate) mod mmap;
 pub(crate) mod wait;
 

@@ -65,7 +65,10 @@ impl Waiters {
 }
 
 /// Polls `fds` until one is ready or `deadline` passes (0 then); interrupted polls resume.
-pub(crate) fn poll_until(fds: &mut [PollFd<'_>], deadline: Option<Instant>) -> Result<usize, Errno> {
+pub(crate) fn poll_until(
+    fds: &mut [PollFd<'_>],
+    deadline: Option<Instant>,
+) -> Result<usize, Errno> {
     loop {
         let left = deadline.map(|d| {
             let left = d.saturating_duration_since(Instant::now());

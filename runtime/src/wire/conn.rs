@@ -19,6 +19,8 @@ use crate::wire::frame::{self, Frame, HEADER_LEN};
 /// idle.
 pub(crate) const BUFFER: usize = 64 * 1024;
 pub(crate) const IDLE_BUFFER: usize = 128 * 1024;
+/// Most reserved at once for the rest of a frame still arriving.
+const RESERVE_AHEAD: usize = 64 << 20;
 
 pub(crate) struct Conn {
     fd: OwnedFd,
@@ -89,7 +91,10 @@ impl Conn {
         header.copy_from_slice(&avail[..HEADER_LEN]);
         let (kind, flags, len) = frame::parse_header(&header)?;
         if avail.len() < HEADER_LEN + len {
-            self.inbuf.reserve(HEADER_LEN + len - avail.len());
+            // Room for the rest, but not on the word of a length alone: past 64 MiB the
+            // buffer grows as bytes arrive.
+            self.inbuf
+                .reserve((HEADER_LEN + len - avail.len()).min(RESERVE_AHEAD));
             return Ok(None);
         }
         let nfds = frame::fd_count(&header);

@@ -6,5 +6,8 @@ pub(crate) mod conn;
 pub(crate) mod frame;
 pub(crate) mod handshake;
 
+#[cfg(test)]
+mod fuzz;
+
 /// Bumped whenever the frame layout or a message changes meaning.
 pub(crate) const PROTOCOL_VERSION: u32 = 3;
