@@ -323,7 +323,8 @@ impl std::fmt::Debug for ManagerClient {
 
 /// One authenticated connection to a manager.
 struct Conn {
-    reader: Deadlined<Stream>,
+    /// Buffered: a reply comes in one read, length, body and tag together.
+    reader: std::io::BufReader<Deadlined<Stream>>,
     writer: Stream,
     session: Session,
     /// The longest request the server reads (its welcome says).
@@ -332,6 +333,9 @@ struct Conn {
 
 /// Why a handshake failed when the server closed the connection during it.
 const CUT_SHORT: &str = "the server closed the connection during the handshake";
+
+/// Requests up to this long go out under the write timeout set at connect (see `call`).
+const SMALL_WRITE: u64 = 32 * 1024;
 
 /// Connections kept open for later calls, at most; calls running at once beyond this open
 /// connections of their own and close them after.
@@ -433,8 +437,8 @@ impl Client {
         };
         let writer = s.try_clone()?;
         writer.set_write_timeout(Some(left(deadline)?))?;
-        let mut reader = Deadlined::new(s);
-        reader.set_deadline(Some(deadline));
+        let mut reader = std::io::BufReader::new(Deadlined::new(s));
+        reader.get_mut().set_deadline(Some(deadline));
         let mut both = Both {
             r: &mut reader,
             w: &writer,
@@ -497,10 +501,15 @@ impl Client {
         let mut c = self.take(deadline)?;
         let r =
             (|| {
-                c.writer.set_write_timeout(Some(left(deadline)?))?;
+                // A request the socket's buffer takes whole cannot block (the connection
+                // holds no unanswered request), and the timeout set at connect bounds it
+                // anyway; a larger one may block, and gets what is left of this call's.
+                if bincode::serialized_size(req).map_or(true, |n| n > SMALL_WRITE) {
+                    c.writer.set_write_timeout(Some(left(deadline)?))?;
+                }
                 proto::send(&mut c.writer, &mut c.session, req, c.max_message)?;
                 crate::sys::wait::poll_briefly(c.writer.as_fd());
-                c.reader.set_deadline(Some(deadline));
+                c.reader.get_mut().set_deadline(Some(deadline));
                 // A closed connection is an error here, so that it is not given back.
                 proto::recv::<Response>(&mut c.reader, &mut c.session, proto::MAX_MESSAGE, |_| {
                     Ok(())
@@ -527,7 +536,7 @@ impl Client {
 
 /// A connection's two halves as one stream, for the handshake.
 struct Both<'a> {
-    r: &'a mut Deadlined<Stream>,
+    r: &'a mut std::io::BufReader<Deadlined<Stream>>,
     w: &'a Stream,
 }
 
