@@ -62,6 +62,11 @@ pub enum Error {
     #[error("the pool was terminated before the task finished")]
     PoolTerminated,
 
+    /// The call was cancelled ([`AsyncResult::cancel`](crate::AsyncResult::cancel)) before it
+    /// started (Python's `CancelledError`).
+    #[error("the call was cancelled before it started")]
+    Cancelled,
+
     /// The pool can no longer start workers (a replacement worker's initializer failed).
     #[error("the pool is broken: {reason}")]
     PoolBroken {

@@ -103,7 +103,9 @@ mod wire;
 pub use child::init;
 pub use error::{Error, LockError, LockResult, Result, TryLockResult};
 pub use exec::task_pool::TaskPool;
-pub use exec::{AsyncResult, Imap, Opts};
+#[cfg(feature = "futures")]
+pub use exec::ImapStream;
+pub use exec::{concurrent, AsyncResult, Imap, Opts};
 pub use manager::{DictProxy, ListProxy, Manager, ManagerBuilder, ManagerClient};
 pub use multiproc_macros::{main, pool_task, test, Shareable};
 pub use pipe::{pipe, pipe_oneway, Connection, Receiver, Sender};

@@ -308,6 +308,7 @@ impl Process {
         frame::set_fd_count(&mut bytes, 0, fds.len())?;
         // If the child died at once, the write fails; its exit status tells why.
         let _ = send_frame_with_fds(&channel, &bytes, &fds);
+        tracing::debug!(target: "multiproc::process", pid = child.pid, name = %msg.me.name, "process started");
         st.phase = Phase::Running {
             child,
             _channel: channel,
@@ -440,6 +441,7 @@ impl Inner {
             _ => return ExitStatus::Code(255),
         };
         st.phase = Phase::Finished { status };
+        tracing::debug!(target: "multiproc::process", pid = ?st.pid, status = ?status, "process exited");
         drop(st);
         lock(&CHILDREN).retain(|c| !Arc::ptr_eq(c, self));
         status

@@ -333,6 +333,9 @@ impl Pool {
         let out = cell.clone();
         let callbacks = opts.callbacks;
         self.shared.submit(vec![Box::new(move |cancelled: bool| {
+            if !cancelled && !out.claim() {
+                return; // cancelled by its reader: already failed with `Cancelled`
+            }
             let r = if cancelled {
                 Err(Error::PoolTerminated)
             } else {
@@ -375,6 +378,9 @@ impl Pool {
                 let chunk: Vec<Args> = items.by_ref().take(chunksize).collect();
                 let (f, sink) = (f.clone(), sink.clone());
                 Box::new(move |cancelled: bool| {
+                    if !cancelled && !sink.cell.claim() {
+                        return;
+                    }
                     let results = if cancelled {
                         chunk
                             .into_iter()

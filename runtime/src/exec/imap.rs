@@ -6,6 +6,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Waker;
+#[cfg(feature = "futures")]
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -25,6 +28,8 @@ pub(crate) struct Inbox<R> {
     delivered: AtomicUsize,
     cancelled: AtomicBool,
     ordered: bool,
+    /// The waker of a task polling the iterator as a `Stream`.
+    waker: Mutex<Option<Waker>>,
 }
 
 impl<R> Inbox<R> {
@@ -38,6 +43,7 @@ impl<R> Inbox<R> {
             delivered: AtomicUsize::new(0),
             cancelled: AtomicBool::new(false),
             ordered,
+            waker: Mutex::new(None),
         })
     }
 
@@ -51,6 +57,20 @@ impl<R> Inbox<R> {
         self.delivered.fetch_add(1, Ordering::SeqCst);
         drop(chunks);
         self.waiters.notify_all();
+        if let Some(w) = lock(&self.waker).take() {
+            w.wake();
+        }
+    }
+
+    /// The next chunk if it is in: part `next` (ordered) or whichever came first.
+    #[cfg(feature = "futures")]
+    fn try_take(&self, next: usize) -> Option<Vec<Result<R>>> {
+        let mut chunks = lock(&self.chunks);
+        if self.ordered {
+            chunks.by_part.remove(&next)
+        } else {
+            chunks.arrived.pop_front()
+        }
     }
 
     /// Delivers `items` copies of `e` for a chunk that could not run.
@@ -183,6 +203,60 @@ impl<'p, R> Imap<'p, R> {
         let (used, done) = (self.feed)(self.submitted, self.window - in_flight);
         self.submitted += used;
         self.input_done = done;
+    }
+}
+
+#[cfg(feature = "futures")]
+impl<R> Imap<'_, R> {
+    /// The next item for a task: `Pending` (with `cx`'s waker registered) until it is in.
+    fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<R>>> {
+        loop {
+            if let Some(item) = self.current.pop_front() {
+                return Poll::Ready(Some(item));
+            }
+            self.top_up();
+            if self.submitted == self.yielded && self.input_done {
+                return Poll::Ready(None);
+            }
+            // Register first, then look: a chunk landing in between is not missed.
+            *lock(&self.inbox.waker) = Some(cx.waker().clone());
+            match self.inbox.try_take(self.yielded) {
+                Some(items) => {
+                    self.yielded += 1;
+                    self.current.extend(items);
+                }
+                None => return Poll::Pending,
+            }
+        }
+    }
+}
+
+#[cfg(feature = "futures")]
+impl<'p, R> Imap<'p, R> {
+    /// This `imap` as a `Stream` (`futures-core`'s; the `futures` feature), for async code:
+    /// awaiting the next item never blocks the executor's thread. The call's
+    /// `Opts::timeout` does not apply (use the runtime's timeouts). Dropping it cancels the
+    /// chunks not yet started, as dropping the iterator does.
+    pub fn into_stream(self) -> ImapStream<'p, R> {
+        ImapStream(self)
+    }
+}
+
+/// An [`Imap`] as a `Stream`: see [`Imap::into_stream`].
+#[cfg(feature = "futures")]
+#[derive(Debug)]
+pub struct ImapStream<'p, R>(Imap<'p, R>);
+
+// Nothing in it is pinned (its items sit in a queue, moved out whole).
+#[cfg(feature = "futures")]
+impl<R> Unpin for ImapStream<'_, R> {}
+
+#[cfg(feature = "futures")]
+impl<R> futures_core::Stream for ImapStream<'_, R> {
+    type Item = Result<R>;
+
+    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<R>>> {
+        self.get_mut().0.poll_item(cx)
     }
 }
 

@@ -3,6 +3,7 @@
 //! life cycle every pool shares, and the `TaskPool` trait. It knows nothing of processes or
 //! threads: each backend (`pool`, `dummy`) supplies the few primitives it builds on.
 
+pub mod concurrent;
 pub(crate) mod family;
 pub(crate) mod imap;
 pub(crate) mod lifecycle;
@@ -11,5 +12,7 @@ pub(crate) mod result;
 pub(crate) mod task_pool;
 
 pub use imap::Imap;
+#[cfg(feature = "futures")]
+pub use imap::ImapStream;
 pub use options::Opts;
 pub use result::AsyncResult;

@@ -3,8 +3,9 @@
 
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use crate::sys::wait::{deadline_after, lock, poll_briefly_for, Waiters};
 use std::time::{Duration, Instant};
@@ -25,7 +26,16 @@ pub(crate) struct Cell<T> {
     /// Set once the slot is no longer `Pending`, for waiters that poll before sleeping (a
     /// short task's result usually lands within moments).
     done: AtomicBool,
+    /// The waker of the task awaiting this result (an `AsyncResult` has one reader).
+    waker: Mutex<Option<Waker>>,
+    /// `QUEUED` until a backend starts the call (sends a job of it to a worker, or a thread
+    /// picks it up), `STARTED` then, or `CANCELLED` by the reader first.
+    progress: AtomicU8,
 }
+
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const CANCELLED: u8 = 2;
 
 impl<T> Cell<T> {
     pub(crate) fn new() -> Arc<Cell<T>> {
@@ -33,6 +43,8 @@ impl<T> Cell<T> {
             slot: Mutex::new(Slot::Pending),
             waiters: Waiters::default(),
             done: AtomicBool::new(false),
+            waker: Mutex::new(None),
+            progress: AtomicU8::new(QUEUED),
         })
     }
 
@@ -46,6 +58,53 @@ impl<T> Cell<T> {
         *self.lock() = Slot::Done(value);
         self.done.store(true, Ordering::Release);
         self.waiters.notify_all();
+        if let Some(w) = lock(&self.waker).take() {
+            w.wake();
+        }
+    }
+
+    /// A backend is about to start (a part of) the call: false if it was cancelled, and
+    /// then nothing of it may run.
+    pub(crate) fn claim(&self) -> bool {
+        match self
+            .progress
+            .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(now) => now == STARTED,
+        }
+    }
+
+    /// Cancels the call if nothing of it has started: it then fails with `Cancelled` (no
+    /// callback runs), and true is returned.
+    fn cancel(&self) -> bool {
+        let cancelled = self
+            .progress
+            .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if cancelled {
+            self.set(Err(Error::Cancelled), &Callbacks::default());
+        }
+        cancelled
+    }
+
+    /// Whether the result is in (or was taken).
+    pub(crate) fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Registers `waker` to be woken when the result lands; true if it already has (then
+    /// nothing is registered). Registering before checking means a result landing in
+    /// between is never missed.
+    pub(crate) fn register(&self, waker: &Waker) -> bool {
+        {
+            let mut w = lock(&self.waker);
+            match &*w {
+                Some(old) if old.will_wake(waker) => {}
+                _ => *w = Some(waker.clone()),
+            }
+        }
+        self.is_done()
     }
 
     /// Waits until done or `deadline`; true if done (or taken).
@@ -144,6 +203,61 @@ impl<T> AsyncResult<T> {
             Slot::Done(r) => Ok(r.is_ok()),
             Slot::Taken => Err(Error::ResultTaken),
         }
+    }
+}
+
+/// Awaiting an `AsyncResult` gives what [`get`](AsyncResult::get) gives, without blocking the
+/// executor's thread: the result's arrival wakes the task (no thread per await, no runtime
+/// dependency: tokio, smol, async-std or a hand-written executor all work). Dropping the
+/// future before it completes cancels nothing; the call runs to its end and its result is
+/// dropped.
+///
+/// ```no_run
+/// # use multiproc::prelude::*;
+/// # #[pool_task] fn add(a: i64, b: i64) -> i64 { a + b }
+/// # async fn demo(pool: &Pool) -> multiproc::Result<()> {
+/// let sum = pool.apply_async(add, (1, 2))?.await?;
+/// assert_eq!(sum, 3);
+/// # Ok(()) }
+/// ```
+impl<T> std::future::Future for AsyncResult<T> {
+    type Output = Result<T>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        if self.cell.register(cx.waker()) {
+            Poll::Ready(self.cell.take())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+// An `AsyncResult` holds an `Arc` and nothing pinned.
+impl<T> Unpin for AsyncResult<T> {}
+
+impl<T> AsyncResult<T> {
+    /// Cancels the call if none of it has started yet (Python's `Future.cancel`): true if it
+    /// was, and then it will not run, and `get` gives `Err(Error::Cancelled)`; false if it
+    /// is running or done (a job already sent to a worker counts as running). Callbacks do
+    /// not run for a cancelled call.
+    pub fn cancel(&self) -> bool {
+        self.cell.cancel()
+    }
+
+    /// Whether the call was cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.cell.progress.load(Ordering::Acquire) == CANCELLED
+    }
+
+    /// Whether the call has completed: [`ready`](AsyncResult::ready) under the name
+    /// `concurrent.futures` uses.
+    pub fn done(&self) -> bool {
+        self.cell.is_done()
+    }
+
+    /// Registers `waker` for the result's arrival; true if it has arrived already.
+    pub(crate) fn register(&self, waker: &Waker) -> bool {
+        self.cell.register(waker)
     }
 }
 

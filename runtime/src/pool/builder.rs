@@ -209,9 +209,11 @@ impl PoolBuilder {
             }
         }
         if let Some(e) = first_error {
+            tracing::warn!(target: "multiproc::pool", error = %e, "pool failed to start");
             pool.terminate();
             return Err(e);
         }
+        tracing::info!(target: "multiproc::pool", processes, method = ?self.method, "pool started");
         Ok(pool)
     }
 }

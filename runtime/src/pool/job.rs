@@ -48,6 +48,11 @@ pub(crate) trait Sink: Send + Sync {
     fn is_cancelled(&self) -> bool {
         false
     }
+    /// A job of the call is about to be sent to a worker: false if the call was cancelled
+    /// (the job is dropped instead). From then on the call can no longer be cancelled.
+    fn claim(&self) -> bool {
+        !self.is_cancelled()
+    }
 }
 
 /// One unit of work: a chunk of calls of one task, ready to write.
@@ -244,12 +249,20 @@ impl Sink for SplitSink {
     fn is_cancelled(&self) -> bool {
         self.inner.is_cancelled()
     }
+    fn claim(&self) -> bool {
+        self.inner.claim()
+    }
 }
 
 /// Decodes a finished job into one result per item.
 pub(crate) fn decode_items<R: serde::de::DeserializeOwned>(done: JobDone) -> Vec<Result<R>> {
     let mut out = Vec::with_capacity(done.items);
     decode_into(done.task, done.outcome, done.items, &mut out);
+    if tracing::enabled!(target: "multiproc::task", tracing::Level::DEBUG) {
+        for e in out.iter().filter_map(|r| r.as_ref().err()) {
+            tracing::debug!(target: "multiproc::task", task = done.task, error = %e, "task failed");
+        }
+    }
     out
 }
 

@@ -49,6 +49,9 @@ pub(super) const PIPELINE_BYTES: usize = 64 * 1024;
 /// with short jobs report far more often (a held result waits at most `MAX_HOLD`, 0.5 ms),
 /// so streams of fast jobs are never reshuffled for nothing.
 pub(super) const STEAL_AFTER: Duration = Duration::from_millis(2);
+/// The longest a worker that keeps not starting its jobs is passed over (see
+/// `SlotSched::stalls`).
+const MAX_EXCLUSION: Duration = Duration::from_secs(1);
 
 /// Everything a pool needs to start a worker.
 pub(crate) struct Config {
@@ -93,10 +96,14 @@ pub(super) struct SlotSched {
     /// The worker holds one job and an attempt to take it back found it started: not worth
     /// trying again until the count changes.
     pub lone_started: bool,
-    /// Jobs were taken back from this worker before it started any: it may be stopped.
-    /// Until it answers again it gets one job at a time, and only when no other worker has
-    /// room, so the jobs taken back from it do not flow straight back to it.
-    pub stalled: bool,
+    /// How many times in a row jobs were taken back from this worker before it started
+    /// any, with no answer from it since: it may be stopped, or only slow to wake. Once, it
+    /// loses ties (the job taken back goes to the worker that took it); from the second time
+    /// on it also gets no job until `excluded_until`, a pause doubling each time from
+    /// `STEAL_AFTER` to `MAX_EXCLUSION`, so a stopped worker is handed (and its socket
+    /// filled with) a few jobs, not one per job the others finish.
+    pub stalls: u32,
+    pub excluded_until: Option<Instant>,
 }
 
 impl SlotSched {
@@ -125,15 +132,17 @@ impl SlotSched {
         self.busy_since = (self.inflight > 1).then_some(now);
         self.inflight -= 1;
         self.lone_started = false;
-        self.stalled = false;
+        self.stalls = 0;
+        self.excluded_until = None;
         self.inflight_bytes = self.inflight_bytes.saturating_sub(bytes);
     }
 
     /// Whether this worker may be given a job whose frame is `bytes` long now.
-    fn has_room(&self, bytes: usize) -> bool {
+    fn has_room(&self, now: Instant, bytes: usize) -> bool {
         self.usable
             && !self.retiring
-            && self.inflight < if self.stalled { 1 } else { self.allowed() }
+            && self.excluded_until.is_none_or(|t| t <= now)
+            && self.inflight < if self.stalls > 0 { 1 } else { self.allowed() }
             && (self.inflight == 0 || self.inflight_bytes + bytes <= PIPELINE_BYTES)
     }
 
@@ -343,7 +352,7 @@ impl Shared {
                     let Some(job) = s.pending.pop_front() else {
                         break;
                     };
-                    if job.sink.is_cancelled() {
+                    if !job.sink.claim() {
                         dropped += 1;
                         continue;
                     }
@@ -512,7 +521,11 @@ impl Shared {
                 let mut s = lock(&self.sched);
                 let slot = &mut s.slots[j];
                 if slot.generation == generation && slot.inflight == 0 {
-                    slot.stalled = true;
+                    slot.stalls += 1;
+                    if slot.stalls >= 2 {
+                        let pause = STEAL_AFTER.saturating_mul(1 << (slot.stalls - 2).min(16));
+                        slot.excluded_until = Some(Instant::now() + pause.min(MAX_EXCLUSION));
+                    }
                 }
                 return true;
             }
@@ -642,6 +655,7 @@ impl Shared {
 
     /// Stops everything now: pending and running jobs fail with `PoolTerminated`.
     pub(crate) fn terminate(&self) {
+        tracing::info!(target: "multiproc::pool", "pool terminated");
         {
             let mut s = lock(&self.sched);
             s.state = State::Terminated;
@@ -660,6 +674,7 @@ impl Shared {
 
     /// Waits until every submitted job has completed, then asks workers to exit.
     pub(crate) fn drain_and_stop(&self) {
+        tracing::debug!(target: "multiproc::pool", "pool closing: waiting for submitted work");
         let mut s = lock(&self.sched);
         while s.outstanding > 0 && s.state != State::Terminated {
             s = self.idle.wait(s, None).unwrap_or_else(|g| g);
@@ -701,6 +716,7 @@ impl Shared {
     }
 
     pub(super) fn mark_broken(&self, reason: String) {
+        tracing::error!(target: "multiproc::pool", %reason, "pool broken");
         {
             let mut s = lock(&self.sched);
             if s.broken.is_none() {
@@ -740,10 +756,10 @@ fn pick_slot(slots: &[SlotSched], now: Instant, bytes: usize) -> Option<usize> {
     slots
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.has_room(bytes))
+        .filter(|(_, s)| s.has_room(now, bytes))
         .min_by_key(|(_, s)| {
             let stuck = s.inflight > 0 && s.busy_since.is_some_and(|t| t + STEAL_AFTER <= now);
-            (stuck || s.stalled, s.inflight)
+            (stuck, s.inflight, s.stalls > 0)
         })
         .map(|(k, _)| k)
 }
@@ -852,24 +868,32 @@ mod tests {
             ..slot(true, 1, false)
         };
         assert_eq!(pick_slot(&[stuck, slot(true, 1, false)], now, 10), Some(1));
-        // So does one whose jobs were taken back before it started any, and one at a time.
+        // One whose jobs were taken back before it started any loses ties, and holds one
+        // job at a time; after a second time, it is passed over for a while.
         let stalled = SlotSched {
-            stalled: true,
+            stalls: 1,
             ..slot(true, 0, false)
         };
         assert_eq!(
-            pick_slot(&[stalled.clone(), slot(true, 1, false)], now, 10),
+            pick_slot(&[stalled.clone(), slot(true, 0, false)], now, 10),
             Some(1)
         );
-        let full = slot(true, PIPELINE_DEPTH, false);
         assert_eq!(
-            pick_slot(&[stalled.clone(), full.clone()], now, 10),
+            pick_slot(&[stalled.clone(), slot(true, 1, false)], now, 10),
             Some(0)
         );
         let stalled_busy = SlotSched {
             inflight: 1,
-            ..stalled
+            ..stalled.clone()
         };
-        assert_eq!(pick_slot(&[stalled_busy, full], now, 10), None);
+        let full = slot(true, PIPELINE_DEPTH, false);
+        assert_eq!(pick_slot(&[stalled_busy, full.clone()], now, 10), None);
+        let excluded = SlotSched {
+            stalls: 2,
+            excluded_until: Some(now + STEAL_AFTER),
+            ..slot(true, 0, false)
+        };
+        assert_eq!(pick_slot(&[excluded.clone(), full], now, 10), None);
+        assert_eq!(pick_slot(&[excluded], now + STEAL_AFTER, 10), Some(0));
     }
 }

@@ -25,12 +25,18 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ApplySink<R> {
             .unwrap_or_else(|| Err(Error::Protocol("no outcome for a single call".into())));
         self.cell.set(value, &self.callbacks);
     }
+    fn claim(&self) -> bool {
+        self.cell.claim()
+    }
 }
 
 impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
     fn complete(&self, done: JobDone) {
         let part = done.part;
         self.complete_part(part, decode_items::<R>(done));
+    }
+    fn claim(&self) -> bool {
+        self.cell.claim()
     }
 }
 

@@ -180,6 +180,7 @@ pub(crate) fn slot_main(shared: Arc<Shared>, k: usize, first: std::sync::mpsc::S
                     return;
                 }
                 failures += 1;
+                tracing::warn!(target: "multiproc::pool", slot = k, failures, error = %e, "a worker failed to start");
                 // An initializer that fails will fail again; anything else (a start killed,
                 // a process limit reached) may pass, and other workers may serve meanwhile.
                 let alone = !lock(&shared.sched).slots.iter().any(|s| s.usable);
@@ -237,6 +238,7 @@ pub(crate) fn slot_main(shared: Arc<Shared>, k: usize, first: std::sync::mpsc::S
             };
             s.stopping
         };
+        tracing::debug!(target: "multiproc::pool", slot = k, pid = proc.pid, "worker started");
         // Only now is the worker visible to callers and `pids()`: report readiness.
         if let Some(tx) = first.take() {
             let _ = tx.send(Ok(()));
@@ -409,6 +411,23 @@ impl Shared {
             2
         };
         let exit = proc.reap(Duration::from_secs(grace));
+        match (&end, retiring) {
+            (End::Gone, true) => tracing::debug!(
+                target: "multiproc::pool", slot = k, pid = proc.pid, "worker retired"
+            ),
+            (End::Gone, false) => tracing::warn!(
+                target: "multiproc::pool", slot = k, pid = proc.pid, signal = ?exit.signal,
+                exit_code = ?exit.code, "worker died"
+            ),
+            (End::Broken(e), _) => tracing::warn!(
+                target: "multiproc::pool", slot = k, pid = proc.pid, error = %e,
+                "worker channel broke; worker killed"
+            ),
+            (End::TimedOut(_, e), _) => tracing::warn!(
+                target: "multiproc::pool", slot = k, pid = proc.pid, error = %e,
+                "task ran past kill_after; worker killed"
+            ),
+        }
         // A writer blocked on the dead worker has failed by now: the lock is free.
         *lock(&self.writers[k]) = Writer::default();
         if terminated {
@@ -438,7 +457,13 @@ impl Shared {
                 Some(r) if r.seq == job.seq => {
                     let fate = match err.take() {
                         Some(e) => Fate::Fail(e),
-                        None if job.lost < job.policy.retries.unwrap_or(0) => Fate::Retry,
+                        None if job.lost < job.policy.retries.unwrap_or(0) => {
+                            tracing::warn!(
+                                target: "multiproc::pool", task = job.task, pid = proc.pid,
+                                attempt = job.lost + 1, "task lost with its worker; retrying"
+                            );
+                            Fate::Retry
+                        }
                         None => Fate::Fail(Error::WorkerLost {
                             task: job.task.to_owned(),
                             pid: proc.pid,

@@ -63,7 +63,7 @@ macro_rules! lock_type {
                 })
             }
 
-            /// Waits for the lock. [`LockError::OwnerDied`] (with the guard: the lock is
+            /// Waits for the lock. [`LockError::OwnerDied`](crate::LockError::OwnerDied) (with the guard: the lock is
             /// held) if its previous holder died holding it.
             pub fn acquire(&self) -> LockResult<LockGuard<'_>> {
                 let m = &self.st().0;
