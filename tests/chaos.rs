@@ -702,12 +702,14 @@ fn settled(before: &(Vec<String>, usize, Vec<u32>, Vec<String>)) -> bool {
 
 #[multiproc::test]
 fn churn_leaks_no_descriptor_thread_child_or_segment() {
+    // One worker process per task.
+    const TASKS: u32 = 2000;
     let _serial = serial();
     let mut rng = Rng::new("churn");
     // Warm up whatever is started once per process.
     drop(Pool::new(1).unwrap());
     let before = holdings();
-    for i in 0..150 {
+    for i in 0..300 {
         let method = if i % 3 == 0 {
             StartMethod::Spawn
         } else {
@@ -738,13 +740,13 @@ fn churn_leaks_no_descriptor_thread_child_or_segment() {
         .build()
         .unwrap();
     let pids: HashSet<u32> = pool
-        .imap_unordered(nap, (0..1000u32).map(|i| (i, 0)))
+        .imap_unordered(nap, (0..TASKS).map(|i| (i, 0)))
         .unwrap()
         .map(|r| r.unwrap().1)
         .collect();
     assert_eq!(
         pids.len(),
-        1000,
+        TASKS as usize,
         "a worker ran two tasks under maxtasksperchild(1)"
     );
     drop(pool);

@@ -66,7 +66,20 @@
 //! dead holder left half-updated (see [`LockError`] for an example). Through `?` that
 //! becomes [`Error::OwnerDied`] and the lock is released.
 //!
-//! See `ARCHITECTURE.md` in the repository for the process model and the wire protocol.
+//! ## Async code, `concurrent.futures`, progress, logs
+//!
+//! An [`AsyncResult`] is a `Future` (await it on any executor; the result's arrival wakes the
+//! task). [`concurrent`] has `wait` and `as_completed`; [`AsyncResult::cancel`] stops a call
+//! not started yet. Optional features: `futures` (`Stream` forms of `imap` and
+//! `as_completed`, from `futures-core`) and `progress` (`Opts::progress`, indicatif bars).
+//! The library emits `tracing` events (targets `multiproc::pool`, `multiproc::process`,
+//! `multiproc::task`), printed only if the program installs a subscriber.
+//!
+//! Coming from Python? [`coming_from_python`] maps every `multiprocessing` and
+//! `concurrent.futures` call to ours.
+//!
+//! See `ARCHITECTURE.md` in the repository for the process model and the wire protocol, and
+//! `RELIABILITY.md` for every fault the tests inflict and what happens.
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
@@ -82,6 +95,9 @@ extern crate self as multiproc;
 
 mod child;
 pub mod dummy;
+
+#[doc = include_str!("coming_from_python.md")]
+pub mod coming_from_python {}
 mod error;
 mod exec;
 mod manager;
@@ -106,6 +122,9 @@ pub use exec::task_pool::TaskPool;
 #[cfg(feature = "futures")]
 pub use exec::ImapStream;
 pub use exec::{concurrent, AsyncResult, Imap, Opts};
+/// The progress-bar crate `Opts::progress_with` takes bars of (the `progress` feature).
+#[cfg(feature = "progress")]
+pub use indicatif;
 pub use manager::{DictProxy, ListProxy, Manager, ManagerBuilder, ManagerClient};
 pub use multiproc_macros::{main, pool_task, test, Shareable};
 pub use pipe::{pipe, pipe_oneway, Connection, Receiver, Sender};

@@ -95,7 +95,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
-use crate::exec::imap::{Feeder, Imap, Inbox};
+use crate::exec::imap::{exact_len, Feeder, Imap, Inbox};
 use crate::exec::lifecycle::{default_chunksize, finish_on_drop, State, Threads};
 use crate::exec::options::{self, Opts};
 use crate::exec::result::{AsyncResult, Cell, MapSink};
@@ -365,7 +365,11 @@ impl Pool {
             .chunksize
             .unwrap_or_else(|| default_chunksize(items.len(), self.processes));
         let parts = items.len().div_ceil(chunksize);
-        let sink = Arc::new(MapSink::<F::Output>::new(parts, opts.callbacks));
+        let sink = Arc::new(MapSink::<F::Output>::new(
+            parts,
+            opts.callbacks,
+            opts.progress.start(Some(items.len())),
+        ));
         let cell = sink.cell.clone();
         if parts == 0 {
             sink.complete_empty();
@@ -416,10 +420,10 @@ impl Pool {
             return Err(Error::PoolClosed);
         }
         let chunksize = opts.chunksize.unwrap_or(1);
-        let inbox = Inbox::new(ordered);
+        let mut input = iter.into_iter();
+        let inbox = Inbox::new(ordered, opts.progress.start(exact_len(&input)));
         let f = Arc::new(f);
         let shared = self.shared.clone();
-        let mut input = iter.into_iter();
         let feed_inbox = inbox.clone();
         let feed: Feeder<'p> = Box::new(move |first_part, max| {
             let mut jobs: Vec<Job> = Vec::new();

@@ -11,6 +11,7 @@ use std::task::Waker;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use super::progress::Counter;
 use crate::error::{Error, Result};
 use crate::sys::wait::{deadline_after, lock, poll_briefly_for, Waiters, POLL_BRIEFLY};
 
@@ -30,10 +31,11 @@ pub(crate) struct Inbox<R> {
     ordered: bool,
     /// The waker of a task polling the iterator as a `Stream`.
     waker: Mutex<Option<Waker>>,
+    progress: Option<Counter>,
 }
 
 impl<R> Inbox<R> {
-    pub(crate) fn new(ordered: bool) -> Arc<Inbox<R>> {
+    pub(crate) fn new(ordered: bool, progress: Option<Counter>) -> Arc<Inbox<R>> {
         Arc::new(Inbox {
             chunks: Mutex::new(Chunks {
                 by_part: HashMap::new(),
@@ -44,10 +46,14 @@ impl<R> Inbox<R> {
             cancelled: AtomicBool::new(false),
             ordered,
             waker: Mutex::new(None),
+            progress,
         })
     }
 
     pub(crate) fn deliver(&self, part: usize, items: Vec<Result<R>>) {
+        if let Some(p) = &self.progress {
+            p.add(items.len());
+        }
         let mut chunks = lock(&self.chunks);
         if self.ordered {
             chunks.by_part.insert(part, items);
@@ -116,6 +122,14 @@ impl<R> Inbox<R> {
                 .wait(chunks, deadline)
                 .map_err(|_| Error::Timeout)?;
         }
+    }
+}
+
+/// How many items an iterator will give, if it says exactly (for a progress bar's total).
+pub(crate) fn exact_len(it: &impl Iterator) -> Option<usize> {
+    match it.size_hint() {
+        (lo, Some(hi)) if lo == hi => Some(lo),
+        _ => None,
     }
 }
 

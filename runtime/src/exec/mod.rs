@@ -8,6 +8,7 @@ pub(crate) mod family;
 pub(crate) mod imap;
 pub(crate) mod lifecycle;
 pub(crate) mod options;
+pub(crate) mod progress;
 pub(crate) mod result;
 pub(crate) mod task_pool;
 

@@ -5,6 +5,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use super::progress::Progress;
 use crate::error::{Error, Result};
 
 type Callback<T> = Box<dyn Fn(&T) + Send + Sync>;
@@ -116,6 +117,7 @@ pub struct Opts<T, K = Call> {
     pub(crate) timeout: Option<Duration>,
     pub(crate) callbacks: Callbacks<T>,
     pub(crate) policy: Policy,
+    pub(crate) progress: Progress,
     _kind: PhantomData<fn() -> K>,
 }
 
@@ -191,6 +193,7 @@ impl<T, K> Default for Opts<T, K> {
             timeout: None,
             callbacks: Callbacks::default(),
             policy: Policy::default(),
+            progress: Progress::default(),
             _kind: PhantomData,
         }
     }
@@ -205,6 +208,7 @@ impl<T, K> fmt::Debug for Opts<T, K> {
             .field("error_callback", &self.callbacks.on_err.is_some())
             .field("kill_after", &self.policy.kill_after)
             .field("retries", &self.policy.retries)
+            .field("progress", &self.progress.is_on())
             .finish()
     }
 }
@@ -254,6 +258,7 @@ impl<T, K> Opts<T, K> {
         Opts {
             chunksize: self.chunksize,
             policy: self.policy,
+            progress: self.progress.clone(),
             ..Opts::default()
         }
     }
@@ -264,6 +269,26 @@ impl<T, K: TakesChunksize> Opts<T, K> {
     /// `ceil(len / (4 × processes))`, imap calls to 1.
     pub fn chunksize(mut self, n: usize) -> Self {
         self.chunksize = Some(n);
+        self
+    }
+}
+
+impl<T, K: TakesChunksize> Opts<T, K> {
+    /// Shows a progress bar on stderr while the call runs: items completed across all
+    /// workers, out of the total when it is known, with rate and ETA (the `progress`
+    /// feature; hidden when stderr is not a terminal).
+    #[cfg(feature = "progress")]
+    pub fn progress(mut self) -> Self {
+        self.progress = Progress::default_bar();
+        self
+    }
+
+    /// Counts the call's completed items on `bar` (an indicatif `ProgressBar`, styled and
+    /// placed as you like: in a `MultiProgress`, hidden, ...). Its length is set to the
+    /// call's item count if it has none. The bar is finished when the call completes.
+    #[cfg(feature = "progress")]
+    pub fn progress_with(mut self, bar: indicatif::ProgressBar) -> Self {
+        self.progress = Progress::with(bar);
         self
     }
 }

@@ -11,6 +11,7 @@ use crate::sys::wait::{deadline_after, lock, poll_briefly_for, Waiters};
 use std::time::{Duration, Instant};
 
 use super::options::Callbacks;
+use super::progress::Counter;
 use crate::error::{Error, Result};
 
 enum Slot<T> {
@@ -279,11 +280,16 @@ pub(crate) struct MapSink<R> {
     state: Mutex<MapState<R>>,
     pub cell: Arc<Cell<Vec<R>>>,
     callbacks: Callbacks<Vec<R>>,
+    progress: Option<Counter>,
     _r: PhantomData<fn() -> R>,
 }
 
 impl<R> MapSink<R> {
-    pub(crate) fn new(parts: usize, callbacks: Callbacks<Vec<R>>) -> MapSink<R> {
+    pub(crate) fn new(
+        parts: usize,
+        callbacks: Callbacks<Vec<R>>,
+        progress: Option<Counter>,
+    ) -> MapSink<R> {
         MapSink {
             state: Mutex::new(MapState {
                 parts: (0..parts).map(|_| None).collect(),
@@ -291,6 +297,7 @@ impl<R> MapSink<R> {
             }),
             cell: Cell::new(),
             callbacks,
+            progress,
             _r: PhantomData,
         }
     }
@@ -304,6 +311,9 @@ impl<R> MapSink<R> {
 impl<R> MapSink<R> {
     /// Records one chunk's results; the last chunk publishes the whole list.
     pub(crate) fn complete_part(&self, part: usize, items: Vec<Result<R>>) {
+        if let Some(p) = &self.progress {
+            p.add(items.len());
+        }
         let all = {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             if part >= st.parts.len() || st.parts[part].is_some() {

@@ -23,7 +23,7 @@ use sched::{Job, Shared, State};
 use sinks::ApplySink;
 
 use crate::error::{Error, Result};
-use crate::exec::imap::{self, Imap};
+use crate::exec::imap::{self, exact_len, Imap};
 use crate::exec::lifecycle::{default_chunksize, finish_on_drop, Threads};
 use crate::exec::options::{self, Opts};
 use crate::exec::result::{AsyncResult, Cell, MapSink};
@@ -179,7 +179,11 @@ impl Pool {
             .chunksize
             .unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
         let parts = items.len().div_ceil(chunksize);
-        let sink = Arc::new(MapSink::<F::Output>::new(parts, opts.callbacks));
+        let sink = Arc::new(MapSink::<F::Output>::new(
+            parts,
+            opts.callbacks,
+            opts.progress.start(Some(items.len())),
+        ));
         let cell = sink.cell.clone();
         if parts == 0 {
             sink.complete_empty();
@@ -217,7 +221,7 @@ impl Pool {
         let entry = registry::lookup_fn::<F>()?;
         self.refuse_if_stopped()?;
         let input = iter.into_iter().map(|a| (a,));
-        let inbox = imap::Inbox::new(ordered);
+        let inbox = imap::Inbox::new(ordered, opts.progress.start(exact_len(&input)));
         let chunksize = opts.chunksize.unwrap_or(1);
         let feed = feed::process_feeder(
             &self.shared,
