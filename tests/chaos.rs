@@ -660,9 +660,18 @@ fn a_parent_killed_mid_setup_leaves_no_process_and_no_segment() {
 
 // --- churn -----------------------------------------------------------------------------------
 
+/// The library's threads in this process (it names every one `multiproc-...`; the test
+/// harness's own threads, such as the next test's waiting on `serial()`, do not count).
 fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
+        .map(|d| {
+            d.flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.starts_with("multiproc"))
+                })
+                .count()
+        })
         .unwrap_or(0)
 }
 

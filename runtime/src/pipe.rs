@@ -276,7 +276,7 @@ macro_rules! send_api {
         impl<T: Serialize> $ty<T> {
             /// Sends one message: `item`, encoded with serde.
             pub fn send(&self, item: &T) -> Result<()> {
-                let bytes = bincode::serialize(item)
+                let bytes = crate::wire::serial::encode(item)
                     .map_err(|e| Error::serialization("a pipe message", e))?;
                 self.end.send(&bytes)
             }
@@ -349,7 +349,7 @@ macro_rules! recv_api {
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    bincode::deserialize(bytes).map_err(|e| Error::serialization("a pipe message", e))
+    crate::wire::serial::decode(bytes).map_err(|e| Error::serialization("a pipe message", e))
 }
 
 end_type!(

@@ -176,7 +176,7 @@ impl Process {
         Args: Serialize,
     {
         let entry = registry::lookup_fn::<F>()?;
-        let (args, fds) = fds::collect(|| bincode::serialize(std::slice::from_ref(&args)));
+        let (args, fds) = fds::collect(|| crate::wire::serial::encode(std::slice::from_ref(&args)));
         let args = args.map_err(|e| Error::serialization("a process argument", e))?;
         let id = role::next_child_number();
         Ok(Process {
@@ -302,8 +302,8 @@ impl Process {
         st.pid = Some(child.pid);
         let mut msg = msg;
         msg.me.pid = child.pid;
-        let body =
-            bincode::serialize(&msg).map_err(|e| Error::serialization("a START frame", e))?;
+        let body = crate::wire::serial::encode(&msg)
+            .map_err(|e| Error::serialization("a START frame", e))?;
         let mut bytes = frame::encode(Kind::Start, &body)?;
         frame::set_fd_count(&mut bytes, 0, fds.len())?;
         // If the child died at once, the write fails; its exit status tells why.
@@ -509,7 +509,7 @@ fn child_run(fd: OwnedFd) -> Result<i32> {
         Some(f) => return Err(Error::Protocol(format!("expected START, got {:?}", f.kind))),
         None => return Ok(0), // the parent went away before sending the task
     };
-    let msg: StartMsg = bincode::deserialize(&f.body)
+    let msg: StartMsg = crate::wire::serial::decode(&f.body)
         .map_err(|e| Error::Protocol(format!("bad START frame: {e}")))?;
     let mut me = msg.me;
     me.pid = std::process::id();

@@ -3,7 +3,7 @@
 //! authenticated with a shared key (Python's `multiprocessing.Manager`).
 //!
 //! Every operation is one request to the server and is atomic there. Keys, values and items
-//! travel encoded (bincode), so the server needs no types; proxies are typed. Proxies can be
+//! travel encoded (`wire::serial`), so the server needs no types; proxies are typed. Proxies can be
 //! sent anywhere a value can go: `Process` and pool task arguments, queue items, pipes. In
 //! another process a proxy connects (once per process and manager) when first used.
 
@@ -504,7 +504,7 @@ impl Client {
                 // A request the socket's buffer takes whole cannot block (the connection
                 // holds no unanswered request), and the timeout set at connect bounds it
                 // anyway; a larger one may block, and gets what is left of this call's.
-                if bincode::serialized_size(req).map_or(true, |n| n > SMALL_WRITE) {
+                if crate::wire::serial::encoded_len(req).map_or(true, |n| n > SMALL_WRITE) {
                     c.writer.set_write_timeout(Some(left(deadline)?))?;
                 }
                 proto::send(&mut c.writer, &mut c.session, req, c.max_message)?;
@@ -561,13 +561,13 @@ fn unexpected(r: Response) -> Error {
 }
 
 fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Bytes> {
-    bincode::serialize(v)
+    crate::wire::serial::encode(v)
         .map(ByteBuf::from)
         .map_err(|e| Error::serialization("a manager value", e))
 }
 
 fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
-    bincode::deserialize(b).map_err(|e| Error::serialization("a manager value", e))
+    crate::wire::serial::decode(b).map_err(|e| Error::serialization("a manager value", e))
 }
 
 fn dec_opt<T: DeserializeOwned>(r: Response) -> Result<Option<T>> {

@@ -1,5 +1,5 @@
 //! The manager's wire protocol: a mutual HMAC-SHA256 challenge–response on the shared key,
-//! then length-prefixed bincode messages, each authenticated with a key of this session.
+//! then length-prefixed messages (`wire::serial`), each authenticated with a key of this session.
 //!
 //! Handshake (each nonce 32 random bytes, `Ns` the server's, `Nc` the client's):
 //! 1. server → client: `MAGIC`, `Ns`.
@@ -278,7 +278,7 @@ pub(crate) fn send<T: Serialize>(
 /// `msg` encoded behind its length prefix.
 fn frame<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>> {
     let mut framed = vec![0u8; 4];
-    bincode::serialize_into(&mut framed, msg)
+    crate::wire::serial::encode_into(&mut framed, msg)
         .map_err(|e| Error::serialization("a manager message", e))?;
     let len = framed.len() - 4;
     if len > max.min(MAX_MESSAGE) {
@@ -340,7 +340,7 @@ pub(crate) fn recv<T: serde::de::DeserializeOwned>(
             )
         })?;
     session.received += 1;
-    bincode::deserialize(&body)
+    crate::wire::serial::decode(&body)
         .map(Some)
         .map_err(|e| Error::Protocol(format!("bad manager message: {e}")))
 }
@@ -369,7 +369,7 @@ pub(crate) fn recv_plain<T: serde::de::DeserializeOwned>(s: &mut impl Read) -> R
     }
     let mut body = vec![0u8; n];
     s.read_exact(&mut body)?;
-    bincode::deserialize(&body)
+    crate::wire::serial::decode(&body)
         .map(Some)
         .map_err(|e| Error::Protocol(format!("bad control message: {e}")))
 }

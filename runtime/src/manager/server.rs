@@ -637,12 +637,12 @@ mod tests {
             },
         ]
         .iter()
-        .map(|r| bincode::serialize(r).unwrap())
+        .map(|r| crate::wire::serial::encode(r).unwrap())
         .collect();
         let mut answered = 0;
         for _ in 0..Inputs::iterations() {
             let input = gen.input(&seeds);
-            if let Ok(req) = bincode::deserialize::<Request>(&input) {
+            if let Ok(req) = crate::wire::serial::decode::<Request>(&input) {
                 let _ = handle(&server, req);
                 answered += 1;
             }

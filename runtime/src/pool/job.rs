@@ -309,7 +309,7 @@ mod tests {
     /// Completes `j` as a worker would: each item's result is its argument.
     fn run_it(j: Job) {
         let run = codec::parse_run(&j.run.bytes[8..]).unwrap();
-        let args: Vec<(u32,)> = bincode::deserialize(run.args).unwrap();
+        let args: Vec<(u32,)> = crate::wire::serial::decode(run.args).unwrap();
         let values: Vec<u32> = args.into_iter().map(|a| a.0).collect();
         j.sink.complete(JobDone {
             task: "t",

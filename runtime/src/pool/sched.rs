@@ -450,6 +450,13 @@ impl Shared {
             frames
         };
         let Err(failure) = send_frames(stream, &frames) else {
+            // A worker that was idle starts now, not when its (maybe long) frame began to
+            // go out: the time it has before its job may be taken back counts from here.
+            let mut s = lock(&self.sched);
+            let slot = &mut s.slots[k];
+            if slot.generation == generation && slot.inflight == frames.len() {
+                slot.busy_since = Some(Instant::now());
+            }
             return Ok(true);
         };
         use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
@@ -470,7 +477,7 @@ impl Shared {
         // back everything the worker has not started, fail the job that cannot be sent, and
         // run the rest again.
         let failed_id = frames[failure.index].2;
-        let mut taken = self.withdraw(k, generation, 1);
+        let mut taken = self.take_unstarted(k, generation, 1);
         let Some(pos) = taken.iter().position(|j| j.id == failed_id) else {
             // Not taken back (the worker went away meanwhile): its slot thread settles it.
             self.take_back(k, generation, taken);
@@ -497,13 +504,14 @@ impl Shared {
     fn rebalance(&self) -> bool {
         let victims: Vec<(usize, u64, u64)> = {
             let s = lock(&self.sched);
+            let now = Instant::now();
+            // Jobs taken back go to an idle worker that may take them (not one passed over).
             if !s.pending.is_empty()
                 || s.state == State::Terminated
-                || !s.slots.iter().any(SlotSched::is_idle)
+                || !s.slots.iter().any(|x| x.is_idle() && x.has_room(now, 0))
             {
                 return false;
             }
-            let now = Instant::now();
             let mut v: Vec<(usize, usize, u64, u64)> = s
                 .slots
                 .iter()
@@ -527,6 +535,10 @@ impl Shared {
                         slot.excluded_until = Some(Instant::now() + pause.min(MAX_EXCLUSION));
                     }
                 }
+                drop(s);
+                // Its thread may be asleep on the worker with no deadline (it had a job):
+                // wake it, so that it looks for work again once the worker may take some.
+                self.bells[j].ring();
                 return true;
             }
             let mut s = lock(&self.sched);
@@ -586,10 +598,20 @@ impl Shared {
         if !s.slots[k].is_idle() || s.state == State::Terminated {
             return None;
         }
+        let now = Instant::now();
         if !s.pending.is_empty() {
             // Someone is about to hand work out (or the pending jobs were all cancelled):
-            // look again in a moment rather than sleep on a stale view.
-            return Some(Instant::now());
+            // look again in a moment rather than sleep on a stale view. If every worker is
+            // busy, a result will; if some are passed over, look when the first may serve.
+            return if s.slots.iter().any(|x| x.has_room(now, 0)) {
+                Some(now)
+            } else {
+                s.slots.iter().filter_map(|x| x.excluded_until).min()
+            };
+        }
+        if !s.slots[k].has_room(now, 0) {
+            // Passed over itself: it may take jobs back once it may run them.
+            return s.slots[k].excluded_until;
         }
         s.slots.iter().filter_map(SlotSched::stealable_from).min()
     }
@@ -597,6 +619,16 @@ impl Shared {
     /// Takes back the jobs slot `j`'s worker (of `generation`) has not started, if it has
     /// at least `min` unanswered.
     fn withdraw(&self, j: usize, generation: u64, min: usize) -> Vec<Job> {
+        // A write in progress: its jobs cannot have started, and are not late either (a big
+        // frame takes its time to arrive). The clock starts when the write is done.
+        let Ok(_writing) = self.writers[j].try_lock() else {
+            return Vec::new();
+        };
+        self.take_unstarted(j, generation, min)
+    }
+
+    /// [`withdraw`](Shared::withdraw), whether or not a write to the worker is in progress.
+    fn take_unstarted(&self, j: usize, generation: u64, min: usize) -> Vec<Job> {
         let mut io = lock(&self.slots[j]);
         if io.generation != generation || io.stream.is_none() || io.inflight.len() < min {
             return Vec::new();

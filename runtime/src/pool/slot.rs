@@ -126,7 +126,7 @@ fn handshake(stream: &UnixStream, config: &Config, lane: &Lane, greeted: &mut bo
     };
     // A zero timeout would mean "none" to the socket: wait at least a moment.
     stream.set_read_timeout(Some(config.start_timeout.max(Duration::from_millis(1))))?;
-    let hello: Hello = bincode::deserialize(&read(Kind::Hello, false)?)
+    let hello: Hello = crate::wire::serial::decode(&read(Kind::Hello, false)?)
         .map_err(|e| Error::Protocol(format!("bad HELLO: {e}")))?;
     check_hello(&hello, crate::registry::build_id())?;
     *greeted = true;
@@ -146,12 +146,14 @@ fn handshake(stream: &UnixStream, config: &Config, lane: &Lane, greeted: &mut bo
         parent: role::current_process(),
         limits: config.limits,
     };
-    let body = bincode::serialize(&welcome).map_err(|e| Error::serialization("welcome", e))?;
+    let body =
+        crate::wire::serial::encode(&welcome).map_err(|e| Error::serialization("welcome", e))?;
     let mut welcome = frame::encode(Kind::Welcome, &body)?;
     frame::set_fd_count(&mut welcome, 0, fds.len())?;
     send_frame_with_fds(stream, &welcome, &fds)?;
-    let ready: std::result::Result<(), String> = bincode::deserialize(&read(Kind::Ready, true)?)
-        .map_err(|e| Error::Protocol(format!("bad READY: {e}")))?;
+    let ready: std::result::Result<(), String> =
+        crate::wire::serial::decode(&read(Kind::Ready, true)?)
+            .map_err(|e| Error::Protocol(format!("bad READY: {e}")))?;
     stream.set_read_timeout(None)?;
     ready.map_err(|message| Error::InitializerFailed { message })
 }
@@ -297,7 +299,7 @@ impl Shared {
             };
             let outcome = match f.kind {
                 Kind::Result => Outcome::Body(rest.to_vec()),
-                Kind::JobFailed => match bincode::deserialize::<ChunkFailure>(rest) {
+                Kind::JobFailed => match crate::wire::serial::decode::<ChunkFailure>(rest) {
                     Ok(failure) => Outcome::Failed(failure.into_error(job.task)),
                     Err(e) => Outcome::Failed(Error::Protocol(format!("bad JOB_FAILED: {e}"))),
                 },

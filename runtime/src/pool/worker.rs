@@ -47,11 +47,11 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
         build_id: registry::build_id(),
         pid: std::process::id(),
     };
-    let body = bincode::serialize(&hello).map_err(|e| Error::serialization("hello", e))?;
+    let body = crate::wire::serial::encode(&hello).map_err(|e| Error::serialization("hello", e))?;
     conn.send_all(&frame::encode(Kind::Hello, &body)?)?;
     let (welcome, mut init_fds) = match conn.recv_frame()? {
         Some(f) if f.kind == Kind::Welcome => (
-            bincode::deserialize::<Welcome>(&f.body)
+            crate::wire::serial::decode::<Welcome>(&f.body)
                 .map_err(|e| Error::Protocol(format!("bad WELCOME: {e}")))?,
             f.fds,
         ),
@@ -80,7 +80,7 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
         Some((name, args)) => crate::shm::fds::provide(init_fds, || run_initializer(&name, &args)),
     };
     let failed = ready.is_err();
-    let body = bincode::serialize(&ready).map_err(|e| Error::serialization("ready", e))?;
+    let body = crate::wire::serial::encode(&ready).map_err(|e| Error::serialization("ready", e))?;
     conn.send_all(&frame::encode(Kind::Ready, &body)?)?;
     if failed {
         // The parent will not send work; wait for it to close the channel.
@@ -167,7 +167,7 @@ fn run_job(run: &codec::Run<'_>, out: &mut Vec<u8>) -> Result<()> {
         out.truncate(mark);
         let start = frame::begin(out, Kind::JobFailed);
         out.extend_from_slice(&run.job_id.to_le_bytes());
-        bincode::serialize_into(&mut *out, &failure)
+        crate::wire::serial::encode_into(out, &failure)
             .map_err(|e| Error::serialization("a chunk failure", e))?;
         frame::finish(out, start)?;
     }

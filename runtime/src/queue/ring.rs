@@ -671,11 +671,11 @@ impl RawQueue {
         joinable: bool,
     ) -> Result<()> {
         let fail = |e| Error::serialization("a queue item", e);
-        let len = bincode::serialized_size(item).map_err(fail)?;
+        let len = crate::wire::serial::encoded_len(item).map_err(fail)?;
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         self.put_with(
             len,
-            |buf| bincode::serialize_into(buf, item).map_err(fail),
+            |buf| crate::wire::serial::encode_to_slice(buf, item).map_err(fail),
             wait,
             joinable,
         )
@@ -683,7 +683,7 @@ impl RawQueue {
 
     pub(super) fn get_item<T: DeserializeOwned>(&self, wait: Wait) -> Result<T> {
         self.get_with(wait, |bytes| {
-            bincode::deserialize(bytes).map_err(|e| Error::serialization("a queue item", e))
+            crate::wire::serial::decode(bytes).map_err(|e| Error::serialization("a queue item", e))
         })
     }
 }

@@ -58,8 +58,10 @@ impl ForkServer {
             let f = frame::read_frame(&mut &parent_end)?;
             parent_end.set_read_timeout(None)?;
             match f {
-                Some(f) if f.kind == FrameKind::Hello => bincode::deserialize::<Hello>(&f.body)
-                    .map_err(|e| Error::Protocol(format!("bad fork server greeting: {e}"))),
+                Some(f) if f.kind == FrameKind::Hello => {
+                    crate::wire::serial::decode::<Hello>(&f.body)
+                        .map_err(|e| Error::Protocol(format!("bad fork server greeting: {e}")))
+                }
                 Some(f) => Err(Error::Protocol(format!("fork server sent {:?}", f.kind))),
                 None => Err(Error::WorkerStart(
                     "the fork server exited before greeting; does main start with \
@@ -163,7 +165,7 @@ pub(crate) fn serve(ctl: OwnedFd, worker_main: fn(OwnedFd) -> !) -> ! {
         build_id: crate::registry::build_id(),
         pid: std::process::id(),
     };
-    let greeting = bincode::serialize(&hello)
+    let greeting = crate::wire::serial::encode(&hello)
         .map_err(|e| Error::serialization("hello", e))
         .and_then(|b| frame::encode(FrameKind::Hello, &b));
     match greeting {

@@ -175,7 +175,7 @@ impl Barrier {
         let entry = registry::lookup_name(name).ok_or_else(|| Error::UnregisteredTask {
             name: name.to_owned(),
         })?;
-        let args = bincode::serialize(&vec![()])
+        let args = crate::wire::serial::encode(&vec![()])
             .map_err(|e| Error::serialization("barrier action arguments", e))?;
         let mut out = Vec::new();
         (entry.run_chunk)(&args, &mut out)

@@ -17,7 +17,7 @@ where
     F: TaskFn<Args>,
     F::Output: Serialize,
 {
-    let args: Vec<Args> = bincode::deserialize(input).map_err(|e| e.to_string())?;
+    let args: Vec<Args> = crate::wire::serial::decode(input).map_err(|e| e.to_string())?;
     // Only the job the worker runs reports its items: a task nested inside another (a
     // barrier's action) must not move the mark the parent reads if the worker dies.
     let outermost = !super::panic::running_task();

@@ -1,8 +1,8 @@
 //! Encoding of argument chunks and of per-item outcomes.
 //!
-//! A RUN body is `[job_id u64][epoch u32][seq u32][name_len u16][name][bincode Vec<Args>]`. A RESULT body is
+//! A RUN body is `[job_id u64][epoch u32][seq u32][name_len u16][name][encoded Vec<Args>]`. A RESULT body is
 //! `[job_id u64]` followed by one outcome per item: a tag byte, a u32 LE payload length,
-//! then the bincode payload. Each item is encoded and length-prefixed on its own, so one
+//! then the encoded payload (`wire::serial`). Each item is encoded and length-prefixed on its own, so one
 //! result that fails to serialize, fails to deserialize, or panics affects that item only.
 
 use serde::de::DeserializeOwned;
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::shm::fds::SharedFd;
 use crate::wire::frame::{self, Kind};
+use crate::wire::serial;
 
 const TAG_OK: u8 = 0;
 const TAG_PANICKED: u8 = 1;
@@ -38,13 +39,17 @@ pub(crate) fn push_panic(out: &mut Vec<u8>, info: &PanicInfo) {
     let _ = push_item(out, TAG_PANICKED, info);
 }
 
-fn push_item<T: Serialize + ?Sized>(out: &mut Vec<u8>, tag: u8, value: &T) -> bincode::Result<()> {
+fn push_item<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    tag: u8,
+    value: &T,
+) -> Result<(), serial::CodecError> {
     out.push(tag);
     let len_at = out.len();
     out.extend_from_slice(&[0; 4]);
-    bincode::serialize_into(&mut *out, value)?;
+    serial::encode_into(out, value)?;
     let len = out.len() - len_at - 4;
-    let len = u32::try_from(len).map_err(|_| Box::new(bincode::ErrorKind::SizeLimit))?;
+    let len = u32::try_from(len).map_err(|_| serial::size_limit())?;
     out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
     Ok(())
 }
@@ -70,7 +75,7 @@ pub(crate) struct RunFrame {
     pub item_ends: Vec<u32>,
 }
 
-/// Appends bincode's encoding of `args` as a `Vec` (a u64 count, then each item), noting
+/// Appends the encoding of `args` as a `Vec` (its length, then each item), noting
 /// where each item ends if `ends` is given. Item by item gives the same bytes as encoding
 /// the slice at once.
 fn encode_items<A: Serialize>(
@@ -78,10 +83,10 @@ fn encode_items<A: Serialize>(
     args: &[A],
     mut ends: Option<&mut Vec<u32>>,
 ) -> Result<Vec<SharedFd>, Error> {
-    buf.extend_from_slice(&(args.len() as u64).to_le_bytes());
-    let (r, fds) = crate::shm::fds::collect(|| -> bincode::Result<()> {
+    serial::push_seq_len(buf, args.len());
+    let (r, fds) = crate::shm::fds::collect(|| -> Result<(), serial::CodecError> {
         for a in args {
-            bincode::serialize_into(&mut *buf, a)?;
+            serial::encode_into(buf, a)?;
             if let Some(ends) = ends.as_deref_mut() {
                 ends.push(u32::try_from(buf.len()).unwrap_or(u32::MAX));
             }
@@ -113,7 +118,7 @@ pub(crate) fn run_frame<A: Serialize>(
     buf.extend_from_slice(&[0; 8]); // epoch, seq
     buf.extend_from_slice(&(task.len() as u16).to_le_bytes());
     buf.extend_from_slice(task.as_bytes());
-    let items_at = buf.len() as u32 + 8;
+    let items_at = (buf.len() + serial::SEQ_LEN_BYTES) as u32;
     let mut ends = Vec::new();
     let fds = encode_items(&mut buf, args, (args.len() > 1).then_some(&mut ends))?;
     frame::finish(&mut buf, start)?;
@@ -153,11 +158,11 @@ impl RunFrame {
             end_of(range.start - 1)
         };
         let to = end_of(range.end - 1);
-        let head = self.items_at as usize - 8;
+        let head = self.items_at as usize - serial::SEQ_LEN_BYTES;
         let mut bytes = Vec::with_capacity(head + 8 + to - from);
         bytes.extend_from_slice(&self.bytes[..head]);
         bytes[RUN_JOB_ID..RUN_JOB_ID + 8].copy_from_slice(&job_id.to_le_bytes());
-        bytes.extend_from_slice(&(range.len() as u64).to_le_bytes());
+        serial::push_seq_len(&mut bytes, range.len());
         let items_at = bytes.len() as u32;
         let shift = from as i64 - items_at as i64;
         bytes.extend_from_slice(&self.bytes[from..to]);
@@ -200,7 +205,7 @@ pub(crate) struct Run<'a> {
     pub epoch: u32,
     pub seq: u32,
     pub name: &'a str,
-    /// bincode `Vec<Args>`.
+    /// encoded `Vec<Args>`.
     pub args: &'a [u8],
 }
 
@@ -248,9 +253,9 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
             .ok_or_else(|| Error::Protocol("RESULT frame outcome truncated".into()))?;
         body = &body[5 + len..];
         let item = match tag {
-            TAG_OK => bincode::deserialize::<R>(payload)
+            TAG_OK => serial::decode::<R>(payload)
                 .map_err(|e| Error::serialization(format!("the result of `{task}`"), e)),
-            TAG_PANICKED => match bincode::deserialize::<PanicInfo>(payload) {
+            TAG_PANICKED => match serial::decode::<PanicInfo>(payload) {
                 Ok(p) => Err(Error::TaskPanicked {
                     task: task.to_owned(),
                     message: p.message,
@@ -258,7 +263,7 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
                 }),
                 Err(e) => Err(Error::Protocol(format!("bad panic outcome: {e}"))),
             },
-            TAG_ENCODE_FAILED => match bincode::deserialize::<String>(payload) {
+            TAG_ENCODE_FAILED => match serial::decode::<String>(payload) {
                 Ok(message) => Err(Error::ResultEncoding {
                     task: task.to_owned(),
                     message,
@@ -362,12 +367,12 @@ mod tests {
             (run.job_id, run.epoch, run.seq, run.name),
             (42, 7, 9, "m::square")
         );
-        let v: Vec<(u64,)> = bincode::deserialize(run.args).unwrap();
+        let v: Vec<(u64,)> = crate::wire::serial::decode(run.args).unwrap();
         assert_eq!(v, vec![(3,), (4,)]);
-        // Item by item is bincode's encoding of the whole slice.
+        // Item by item is the encoding of the whole slice.
         assert_eq!(
             run.args,
-            &bincode::serialize(&[(3u64,), (4u64,)][..]).unwrap()[..]
+            &crate::wire::serial::encode(&[(3u64,), (4u64,)][..]).unwrap()[..]
         );
     }
 
@@ -379,13 +384,13 @@ mod tests {
             let s = f.slice(a..b, 99).unwrap();
             let run = parse_run(&s.bytes[8..]).unwrap();
             assert_eq!((run.job_id, run.name), (99, "m::t"));
-            let v: Vec<(String, u32)> = bincode::deserialize(run.args).unwrap();
+            let v: Vec<(String, u32)> = crate::wire::serial::decode(run.args).unwrap();
             assert_eq!(v, items[a..b], "{a}..{b}");
             // A slice slices again.
             if b - a > 1 {
                 let t = s.slice(1..b - a, 100).unwrap();
                 let run = parse_run(&t.bytes[8..]).unwrap();
-                let v: Vec<(String, u32)> = bincode::deserialize(run.args).unwrap();
+                let v: Vec<(String, u32)> = crate::wire::serial::decode(run.args).unwrap();
                 assert_eq!(v, items[a + 1..b]);
             }
         }

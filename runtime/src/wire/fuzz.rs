@@ -105,7 +105,7 @@ fn run_bodies() {
     .collect();
     let run = codec::parse_run(&seeds[0]).unwrap();
     assert_eq!((run.job_id, run.name), (1, "t"));
-    let args: Vec<(u32, String)> = bincode::deserialize(run.args).unwrap();
+    let args: Vec<(u32, String)> = crate::wire::serial::decode(run.args).unwrap();
     assert_eq!(args, vec![(1, "a".to_string())]);
     for _ in 0..Inputs::iterations() {
         let input = gen.input(&seeds);
@@ -113,7 +113,7 @@ fn run_bodies() {
         if let Ok(run) = codec::parse_run(&input) {
             assert!(run.name.len() + run.args.len() < input.len());
             // What a worker then does with the argument bytes.
-            let _ = bincode::deserialize::<Vec<(u32, String)>>(run.args);
+            let _ = crate::wire::serial::decode::<Vec<(u32, String)>>(run.args);
         }
     }
 }
@@ -177,21 +177,21 @@ fn chunk_failures_and_handshakes() {
         },
     };
     let seeds = vec![
-        bincode::serialize(&hello).unwrap(),
-        bincode::serialize(&welcome).unwrap(),
-        bincode::serialize(&ChunkFailure::Unregistered("t".into())).unwrap(),
-        bincode::serialize(&ChunkFailure::BadArgs("bad".into())).unwrap(),
+        crate::wire::serial::encode(&hello).unwrap(),
+        crate::wire::serial::encode(&welcome).unwrap(),
+        crate::wire::serial::encode(&ChunkFailure::Unregistered("t".into())).unwrap(),
+        crate::wire::serial::encode(&ChunkFailure::BadArgs("bad".into())).unwrap(),
     ];
-    let h: Hello = bincode::deserialize(&seeds[0]).unwrap();
+    let h: Hello = crate::wire::serial::decode(&seeds[0]).unwrap();
     assert!(handshake::check_hello(&h, 99).is_ok());
     assert!(handshake::check_hello(&h, 98).is_err());
     for _ in 0..Inputs::iterations() {
         let input = gen.input(&seeds);
-        if let Ok(h) = bincode::deserialize::<Hello>(&input) {
+        if let Ok(h) = crate::wire::serial::decode::<Hello>(&input) {
             let _ = handshake::check_hello(&h, 99);
         }
-        let _ = bincode::deserialize::<Welcome>(&input);
-        if let Ok(f) = bincode::deserialize::<ChunkFailure>(&input) {
+        let _ = crate::wire::serial::decode::<Welcome>(&input);
+        if let Ok(f) = crate::wire::serial::decode::<ChunkFailure>(&input) {
             let _ = f.into_error("t").to_string();
         }
     }

@@ -1,10 +1,11 @@
 //! The wire protocol between a parent and its workers: length-prefixed frames over a Unix
-//! stream socket, bodies encoded with bincode. See ARCHITECTURE.md for the frame layout.
+//! stream socket, bodies encoded by `serial` (bincode today). See ARCHITECTURE.md for the frame layout.
 
 pub(crate) mod codec;
 pub(crate) mod conn;
 pub(crate) mod frame;
 pub(crate) mod handshake;
+pub(crate) mod serial;
 
 #[cfg(test)]
 mod fuzz;
