@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -104,6 +104,10 @@ pub(super) struct SlotSched {
     /// filled with) a few jobs, not one per job the others finish.
     pub stalls: u32,
     pub excluded_until: Option<Instant>,
+    /// The newest job (highest id) given to this worker since it was last idle: a job
+    /// taken back and handed out again goes to a worker holding nothing newer if it can,
+    /// so it never waits behind a job submitted after it (a long one, maybe).
+    pub newest: u64,
 }
 
 impl SlotSched {
@@ -131,6 +135,9 @@ impl SlotSched {
         // A job queued behind this one starts now.
         self.busy_since = (self.inflight > 1).then_some(now);
         self.inflight -= 1;
+        if self.inflight == 0 {
+            self.newest = 0;
+        }
         self.lone_started = false;
         self.stalls = 0;
         self.excluded_until = None;
@@ -230,6 +237,9 @@ pub(crate) struct Shared {
     /// One per slot: rung to wake its thread out of a wait on its worker with no deadline
     /// (when jobs with a shorter `kill_after` come).
     pub(super) bells: Vec<Bell>,
+    /// A thread is in `pump`; `repump`: someone asked for another round meanwhile.
+    pumping: AtomicBool,
+    repump: AtomicBool,
     pub(super) server: Option<Arc<ForkServer>>,
 }
 
@@ -273,6 +283,8 @@ impl Shared {
             bells: (0..n)
                 .map(|_| Bell::new())
                 .collect::<std::io::Result<_>>()?,
+            pumping: AtomicBool::new(false),
+            repump: AtomicBool::new(false),
             server,
         }))
     }
@@ -327,10 +339,28 @@ impl Shared {
     /// Moves pending jobs to workers with room and writes them (outside the scheduler
     /// lock); then, if a worker is left idle with nothing pending, takes back jobs another
     /// worker has not started and hands them out again.
+    ///
+    /// One thread pumps at a time: jobs are given sequence numbers as they are written, so
+    /// two pumps writing to one worker at once could put a job behind one handed out after
+    /// it (a job taken back, behind a long job submitted later). A thread that finds a pump
+    /// running asks it to go round once more and returns, never waiting: a slot thread must
+    /// stay free to read its worker's results, or a pump blocked writing to that worker
+    /// would wait for ever.
     pub(super) fn pump(&self) {
+        self.repump.store(true, Ordering::SeqCst);
+        if self.pumping.swap(true, Ordering::SeqCst) {
+            return; // the running pump sees `repump` before it stops
+        }
         loop {
-            self.assign();
-            if !self.rebalance() {
+            self.repump.store(false, Ordering::SeqCst);
+            loop {
+                self.assign();
+                if !self.rebalance() {
+                    break;
+                }
+            }
+            self.pumping.store(false, Ordering::SeqCst);
+            if !self.repump.load(Ordering::SeqCst) || self.pumping.swap(true, Ordering::SeqCst) {
                 return;
             }
         }
@@ -345,8 +375,8 @@ impl Shared {
                 let mut s = lock(&self.sched);
                 let max = self.config.maxtasksperchild;
                 let now = Instant::now();
-                while let Some(bytes) = s.pending.front().map(|j| j.run.bytes.len()) {
-                    let Some(k) = pick_slot(&s.slots, now, bytes) else {
+                while let Some((bytes, id)) = s.pending.front().map(|j| (j.run.bytes.len(), j.id)) {
+                    let Some(k) = pick_slot_for(&s.slots, now, bytes, id) else {
                         break;
                     };
                     let Some(job) = s.pending.pop_front() else {
@@ -362,6 +392,7 @@ impl Shared {
                     }
                     slot.inflight += 1;
                     slot.lone_started = false;
+                    slot.newest = slot.newest.max(id);
                     slot.inflight_bytes += bytes;
                     slot.assigned += 1;
                     if max.is_some_and(|m| slot.assigned >= m) {
@@ -776,6 +807,9 @@ impl Load {
 
     fn unbook(self, slot: &mut SlotSched) {
         slot.inflight -= self.jobs;
+        if slot.inflight == 0 {
+            slot.newest = 0;
+        }
         slot.lone_started = false;
         slot.inflight_bytes = slot.inflight_bytes.saturating_sub(self.bytes);
     }
@@ -784,14 +818,22 @@ impl Load {
 /// The worker to give the next job (of a `bytes`-long frame): the least loaded with room,
 /// preferring workers that are not stuck (no result for `STEAL_AFTER` while holding jobs), so
 /// jobs just taken back from one do not flow straight back to it.
+#[cfg(test)]
 fn pick_slot(slots: &[SlotSched], now: Instant, bytes: usize) -> Option<usize> {
+    pick_slot_for(slots, now, bytes, u64::MAX)
+}
+
+/// [`pick_slot`] for job `id`: a worker holding a newer job comes last, so that a job taken
+/// back and handed out again does not queue behind work submitted after it.
+fn pick_slot_for(slots: &[SlotSched], now: Instant, bytes: usize, id: u64) -> Option<usize> {
     slots
         .iter()
         .enumerate()
         .filter(|(_, s)| s.has_room(now, bytes))
         .min_by_key(|(_, s)| {
             let stuck = s.inflight > 0 && s.busy_since.is_some_and(|t| t + STEAL_AFTER <= now);
-            (stuck, s.inflight, s.stalls > 0)
+            let behind_newer = s.inflight > 0 && s.newest > id;
+            (behind_newer, stuck, s.inflight, s.stalls > 0)
         })
         .map(|(k, _)| k)
 }
@@ -927,5 +969,20 @@ mod tests {
         };
         assert_eq!(pick_slot(&[excluded.clone(), full], now, 10), None);
         assert_eq!(pick_slot(&[excluded], now + STEAL_AFTER, 10), Some(0));
+        // A job taken back goes to a worker holding nothing newer, even a busier one.
+        let newer = SlotSched {
+            newest: 9,
+            ..slot(true, 1, false)
+        };
+        let older = SlotSched {
+            newest: 3,
+            depth: FAST_PIPELINE_DEPTH,
+            ..slot(true, 2, false)
+        };
+        assert_eq!(pick_slot_for(&[newer.clone(), older], now, 10, 5), Some(1));
+        assert_eq!(
+            pick_slot_for(&[newer, slot(true, 1, false)], now, 10, 5),
+            Some(1)
+        );
     }
 }
