@@ -207,10 +207,13 @@ fn maps_under_random_kills_answer_every_item_within_the_retry_policy() {
             check_item(i, r, starts[at], dones[at], RETRIES);
             if poison.contains(&(k as u32)) {
                 assert!(r.is_err(), "poison item {i} answered");
-                assert_eq!(
+                // Each of its runs takes a worker down; a random kill landing after it was
+                // claimed but before its first line ran uses up an attempt too.
+                assert!(
+                    (1..=RETRIES + 1).contains(&starts[at]),
+                    "poison item {i} ran {} times, its policy allows {}",
                     starts[at],
-                    RETRIES + 1,
-                    "poison item {i} ran past its policy"
+                    RETRIES + 1
                 );
             }
         }
