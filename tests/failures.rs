@@ -85,6 +85,16 @@ fn take_unserializable(_u: Unserializable) -> u8 {
 }
 
 #[pool_task]
+fn halve_wide(x: u128) -> u128 {
+    x / 2
+}
+
+#[pool_task]
+fn wide_of(x: u64) -> i128 {
+    -i128::from(x)
+}
+
+#[pool_task]
 fn take_one_way(_o: OneWay) -> u8 {
     1
 }
@@ -213,6 +223,27 @@ fn a_result_that_does_not_serialize_is_an_error_and_the_worker_serves_on() {
         Err(Error::ResultEncoding { task, message }) => {
             assert!(task.ends_with("::make_unserializable"));
             assert!(message.contains("refuses"), "{message}");
+        }
+        other => panic!("expected ResultEncoding, got {other:?}"),
+    }
+    assert_eq!(pool.pids(), before);
+    assert_eq!(pool.apply(add, (1, 1)).unwrap(), 2);
+}
+
+#[multiproc::test]
+fn wide_integers_are_refused_with_advice_and_the_pool_serves_on() {
+    // The codec (bincode 1's layout, via serde-wincode) has no 128-bit integers: the call
+    // fails before it is sent, or its result fails in the worker, saying what to send instead.
+    let pool = Pool::new(1).unwrap();
+    let before = pool.pids();
+    let e = pool.apply(halve_wide, (10,)).unwrap_err();
+    assert!(
+        matches!(&e, Error::Serialization { message, .. } if message.contains("u128") && message.contains("[u64; 2]")),
+        "{e:?}"
+    );
+    match pool.apply(wide_of, (3,)) {
+        Err(Error::ResultEncoding { message, .. }) => {
+            assert!(message.contains("i128"), "{message}")
         }
         other => panic!("expected ResultEncoding, got {other:?}"),
     }

@@ -17,6 +17,20 @@ use multiproc::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+/// The library's wire codec, called directly: bincode 1's layout, no preallocation cap.
+type Cfg = wincode::config::Configuration<true, { usize::MAX }>;
+
+fn ser<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    v.serialize(serde_wincode::Serializer::<_, Cfg>::new(&mut out))
+        .unwrap();
+    out
+}
+
+fn de<T: serde::de::DeserializeOwned>(b: &[u8]) -> T {
+    T::deserialize(serde_wincode::Deserializer::<_, Cfg>::new(b)).unwrap()
+}
+
 const LONG: Duration = Duration::from_secs(120);
 const KEY: &[u8] = b"a key for the attack tests, long and random enough";
 
@@ -54,7 +68,7 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
-/// The library's request and response types, mirrored (bincode encodes by variant index).
+/// The library's request and response types, mirrored (the codec encodes by variant index).
 #[derive(Serialize, Deserialize, Debug, Clone)]
 enum Request {
     Open { kind: Kind, name: Option<String> },
@@ -102,7 +116,7 @@ impl Raw {
         s.set_read_timeout(Some(LONG)).unwrap();
         let mut hello = [0u8; 40];
         s.read_exact(&mut hello).unwrap();
-        assert_eq!(&hello[..8], b"MPMGR002");
+        assert_eq!(&hello[..8], b"MPMGR003");
         let ns = hello[8..].to_vec();
         let nc = [7u8; 32];
         let mut answer = hmac(key, &[b"client", &ns]);
@@ -122,7 +136,7 @@ impl Raw {
             received: 0,
         };
         let welcome = raw.recv_body().expect("a welcome");
-        let max: u64 = bincode::deserialize(&welcome).unwrap();
+        let max: u64 = de(&welcome);
         assert!(max > 0);
         raw
     }
@@ -139,7 +153,7 @@ impl Raw {
     }
 
     fn send(&mut self, req: &Request) -> Vec<u8> {
-        let bytes = self.frame(&bincode::serialize(req).unwrap());
+        let bytes = self.frame(&ser(req));
         self.s.write_all(&bytes).unwrap();
         bytes
     }
@@ -164,7 +178,7 @@ impl Raw {
     fn call(&mut self, req: &Request) -> Response {
         self.send(req);
         let body = self.recv_body().expect("a reply");
-        bincode::deserialize(&body).unwrap()
+        de(&body)
     }
 
     /// Whether the server closed this connection (reads end) within `LONG`.
@@ -327,7 +341,7 @@ fn messages_injected_altered_or_replayed_after_the_handshake_are_rejected() {
     };
     let push = |id, v: u32| Request::List {
         id,
-        op: ListOp::Push(bytes(&bincode::serialize(&v).unwrap())),
+        op: ListOp::Push(bytes(&ser(&v))),
     };
     // A genuine exchange works.
     let mut raw = Raw::connect(m.address(), KEY);
@@ -347,7 +361,7 @@ fn messages_injected_altered_or_replayed_after_the_handshake_are_rejected() {
 
     // An altered one (one bit of its body).
     let mut raw = Raw::connect(m.address(), KEY);
-    let mut bad = raw.frame(&bincode::serialize(&push(id, 3)).unwrap());
+    let mut bad = raw.frame(&ser(&push(id, 3)));
     bad[6] ^= 1;
     raw.s.write_all(&bad).unwrap();
     assert!(raw.closed_by_server(), "an altered message was taken");
@@ -355,7 +369,7 @@ fn messages_injected_altered_or_replayed_after_the_handshake_are_rejected() {
     // One made for another connection (injected by someone who saw that one's traffic).
     let mut other = Raw::connect(m.address(), KEY);
     let mut raw = Raw::connect(m.address(), KEY);
-    let foreign = other.frame(&bincode::serialize(&push(id, 4)).unwrap());
+    let foreign = other.frame(&ser(&push(id, 4)));
     raw.s.write_all(&foreign).unwrap();
     assert!(
         raw.closed_by_server(),
@@ -364,7 +378,7 @@ fn messages_injected_altered_or_replayed_after_the_handshake_are_rejected() {
 
     // One with no valid tag at all, as an injector without the key would write.
     let mut raw = Raw::connect(m.address(), KEY);
-    let body = bincode::serialize(&push(id, 5)).unwrap();
+    let body = ser(&push(id, 5));
     let mut forged = (body.len() as u32).to_le_bytes().to_vec();
     forged.extend_from_slice(&body);
     forged.extend_from_slice(&[0u8; 32]);

@@ -3,7 +3,7 @@
 //! round by round so a noisy machine affects all contenders alike. Prints a table of medians
 //! with the ratio peer / multiproc, and writes the same as JSON.
 //!
-//! `cargo run --release -p multiproc-bench [-- --rounds N] [--ipc-only | --scaling]`
+//! `cargo run --release -p multiproc-bench [-- --rounds N] [--ipc-only | --scaling | --codecs]`
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -13,6 +13,7 @@ use multiproc::prelude::*;
 use rayon::prelude::*;
 use serde::Serialize;
 
+mod codecs;
 mod common;
 use common::*;
 
@@ -512,6 +513,8 @@ fn main() -> multiproc::Result<()> {
     let ipc_only = args.iter().any(|a| a == "--ipc-only");
     // `--scaling`: just map at chunksize 1 from 1 worker up to the machine's CPUs.
     let scaling = args.iter().any(|a| a == "--scaling");
+    // `--codecs`: just the wire codec against bincode 1.3, postcard and rmp-serde.
+    let codecs = args.iter().any(|a| a == "--codecs");
     let mut bench = Bench {
         pool: Pool::new(2)?,
         samples: BTreeMap::new(),
@@ -520,6 +523,10 @@ fn main() -> multiproc::Result<()> {
         eprintln!("round {}/{rounds}", r + 1);
         if scaling {
             scaling_round(&mut bench)?;
+            continue;
+        }
+        if codecs {
+            codecs::round(&mut bench);
             continue;
         }
         if !ipc_only {

@@ -52,8 +52,8 @@ fn index() -> &'static Index {
         }
         let mut names: Vec<&str> = by_name.keys().copied().collect();
         names.sort_unstable();
-        // FNV-1a over the protocol version, crate version and task names: two processes with
-        // the same id run the same build's task table.
+        // FNV-1a over the protocol version, the codec, the crate version and the task names:
+        // two processes with the same id run the same build's task table and wire format.
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         let mut feed = |bytes: &[u8]| {
             for b in bytes {
@@ -63,6 +63,7 @@ fn index() -> &'static Index {
             h ^= 0xff;
         };
         feed(&crate::wire::PROTOCOL_VERSION.to_le_bytes());
+        feed(crate::wire::serial::CODEC_ID.as_bytes());
         feed(env!("CARGO_PKG_VERSION").as_bytes());
         for n in names {
             feed(n.as_bytes());
@@ -142,6 +143,34 @@ impl_task_fn!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11);
 impl_task_fn!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12);
 
 /// A type that can be a task argument: it crosses the process boundary by serde.
+///
+/// Anything serde derives works (structs, tuples, enums, `Option`, collections, `String`),
+/// encoded in bincode 1's compact binary layout. Three things do not cross: `u128`/`i128`
+/// (the codec refuses them with an error saying so: send `[u64; 2]` or `[u8; 16]`), serde
+/// attributes that need a self-describing format (`#[serde(untagged)]`, `#[serde(tag =
+/// "...")]`, `#[serde(flatten)]`; decoding them fails with an error), and borrowed data
+/// (`&str`: use `String`). Mark byte buffers `#[serde(with = "serde_bytes")]` (or use
+/// `serde_bytes::ByteBuf`) to copy them whole rather than byte by byte. A `Serialize` impl
+/// that fails with `Error::custom("...")` fails the call with that message.
+///
+/// ```no_run
+/// use multiproc::prelude::*;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Job { id: u64, #[serde(with = "serde_bytes")] payload: Vec<u8> }
+///
+/// #[pool_task]
+/// fn size(job: Job) -> (u64, usize) { (job.id, job.payload.len()) }
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let pool = Pool::new(2)?;
+///     let job = Job { id: 7, payload: vec![0; 1 << 20] };
+///     assert_eq!(pool.apply(size, (job,))?, (7, 1 << 20));
+///     Ok(())
+/// }
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be sent to a worker process",
     label = "task arguments must implement serde's `Serialize` and `Deserialize`",

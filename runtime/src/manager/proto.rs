@@ -27,7 +27,9 @@ use sha2::Sha256;
 
 use crate::error::{Error, Result};
 
-pub(crate) const MAGIC: &[u8; 8] = b"MPMGR002";
+/// Names the protocol and the codec: bumped whenever either changes (a test pins the pair),
+/// so a client of another build stops at the greeting instead of misreading messages.
+pub(crate) const MAGIC: &[u8; 8] = b"MPMGR003";
 const NONCE: usize = 32;
 const MAC_LEN: usize = 32;
 /// What the server sends first: `MAGIC` and its nonce.
@@ -455,6 +457,19 @@ mod tests {
     use crate::sys::fuzz::Inputs;
 
     const KEY: &[u8] = b"fuzzing key";
+
+    #[test]
+    fn the_greeting_names_this_codec() {
+        // Changing the codec (or the messages) without bumping MAGIC would let two builds
+        // talk past each other: bump both, then this pair.
+        assert_eq!(
+            (MAGIC, crate::wire::serial::CODEC_ID),
+            (
+                b"MPMGR003",
+                "serde-wincode 0.1 (bincode-1 layout, fixint, u64 lengths)"
+            )
+        );
+    }
 
     /// A client and a server session of one handshake, run over a socket pair.
     fn sessions() -> (Session, Session) {

@@ -1,5 +1,5 @@
 //! The wire protocol between a parent and its workers: length-prefixed frames over a Unix
-//! stream socket, bodies encoded by `serial` (bincode today). See ARCHITECTURE.md for the frame layout.
+//! stream socket, bodies encoded by `serial` (serde-wincode: bincode 1's layout). See ARCHITECTURE.md for the frame layout.
 
 pub(crate) mod codec;
 pub(crate) mod conn;
