@@ -29,6 +29,20 @@ fn fork_server_main(fd: OwnedFd) -> ! {
 /// In the program's own process this only records that the program is ready. In a process
 /// that a pool started as a worker, it never returns: it serves tasks and exits. Code before
 /// the call runs in every worker too, which is why it must come first.
+///
+/// ```no_run
+/// use multiproc::prelude::*;
+///
+/// #[pool_task]
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// fn main() -> multiproc::Result<()> {
+///     multiproc::init(); // what #[multiproc::main] inserts
+///     let pool = Pool::new(2)?;
+///     assert_eq!(pool.map(square, 1..4u64)?, [1, 4, 9]);
+///     Ok(())
+/// }
+/// ```
 pub fn init() {
     for (env, role_main) in ROLES {
         if let Some(fd) = role::take_channel(env) {

@@ -2,13 +2,37 @@
 
 use std::sync::Arc;
 
-/// Result alias used throughout the crate.
+/// Result alias used throughout the crate. Example: [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong when running tasks in other processes.
 ///
 /// Errors are `Clone` because one failure (a lost worker, say) can be the outcome of many
 /// items at once.
+///
+/// ```no_run
+/// use multiproc::prelude::*;
+///
+/// #[pool_task]
+/// fn check(x: u32) -> u32 {
+///     assert!(x != 3, "3 is bad");
+///     x
+/// }
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let pool = Pool::new(2)?;
+///     for r in pool.imap(check, 0..5u32)? {
+///         match r {
+///             Ok(x) => println!("{x}"),
+///             Err(Error::TaskPanicked { task, message, .. }) => println!("{task}: {message}"),
+///             Err(Error::WorkerLost { pid, .. }) => println!("worker {pid} died; the pool replaced it"),
+///             Err(other) => return Err(other),
+///         }
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -308,10 +332,28 @@ impl Error {
 ///
 /// `?` turns a `LockError` into [`Error`] (dropping, and so releasing, a guard it carried),
 /// so code that does not repair anything reads as before.
+///
+/// ```
+/// use multiproc::prelude::*;
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let total = Value::new(0u64)?;
+///     match total.lock() {
+///         Ok(mut v) => *v += 1,
+///         // The last holder died holding it: a counter is never half-written, so go on.
+///         Err(LockError::OwnerDied(mut v)) => *v += 1,
+///         Err(e) => return Err(e.into()),
+///     }
+///     assert_eq!(total.get()?, 1);
+///     Ok(())
+/// }
+/// ```
 pub type LockResult<G> = std::result::Result<G, LockError<G>>;
 
 /// What `try_acquire` and the `*_timeout` acquires return: `Ok(None)` if the lock was not
 /// free (now, or within the timeout), as Python's `acquire(timeout=...)` returns `False`.
+/// Example: [`Lock`](crate::Lock).
 pub type TryLockResult<G> = std::result::Result<Option<G>, LockError<G>>;
 
 /// Why [`LockResult`] holds no plain guard.

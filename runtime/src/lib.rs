@@ -126,7 +126,55 @@ pub use exec::{concurrent, AsyncResult, Imap, Opts};
 #[cfg(feature = "progress")]
 pub use indicatif;
 pub use manager::{DictProxy, ListProxy, Manager, ManagerBuilder, ManagerClient};
-pub use multiproc_macros::{main, pool_task, test, Shareable};
+/// ```
+/// use multiproc::prelude::*;
+///
+/// #[pool_task]
+/// fn double(x: u32) -> u32 { x * 2 }
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     // Runs only in the parent: a worker started from this program serves tasks and exits
+///     // inside the attribute's code, before this line.
+///     assert!(!multiproc::is_worker());
+///     Ok(())
+/// }
+/// ```
+///
+pub use multiproc_macros::main;
+pub use multiproc_macros::pool_task;
+/// ```
+/// use multiproc::prelude::*;
+///
+/// #[pool_task]
+/// fn double(x: u32) -> u32 { x * 2 }
+///
+/// #[multiproc::test]
+/// fn doubles_in_a_worker() {
+///     let pool = Pool::new(2).unwrap();
+///     assert_eq!(pool.map(double, 0..4u32).unwrap(), [0, 2, 4, 6]);
+/// }
+/// # fn main() {}
+/// ```
+///
+pub use multiproc_macros::test;
+/// ```
+/// use multiproc::prelude::*;
+///
+/// #[derive(Clone, Copy, Debug, PartialEq, Shareable)]
+/// #[repr(C)]
+/// struct Point { x: f64, y: f64, hits: u32 }
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let p = Value::new(Point { x: 0.0, y: 0.0, hits: 0 })?;
+///     p.lock()?.hits += 1;
+///     assert_eq!(p.get()?.hits, 1);
+///     Ok(())
+/// }
+/// ```
+///
+pub use multiproc_macros::Shareable;
 pub use pipe::{pipe, pipe_oneway, Connection, Receiver, Sender};
 pub use pool::{Pool, PoolBuilder};
 pub use process::{active_children, ExitStatus, Process};
@@ -144,6 +192,12 @@ pub use synchronize::{
 pub use wire::handshake::ProcessInfo;
 
 /// Number of CPUs this process may run on (Python's `os.process_cpu_count()`); at least 1.
+///
+/// ```
+/// let n = multiproc::cpu_count();
+/// assert!(n >= 1);
+/// // e.g. `Pool::new(multiproc::cpu_count())`, which is also what `Pool::builder()` defaults to
+/// ```
 pub fn cpu_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -402,6 +402,18 @@ pub fn pipe<T>() -> Result<(Connection<T>, Connection<T>)> {
 
 /// A one-way pipe (Python's `Pipe(duplex=False)`): returns `(receiver, sender)`, in Python's
 /// order. Sending on the receiver or receiving on the sender does not compile.
+///
+/// ```
+/// use multiproc::prelude::*;
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let (rx, tx) = multiproc::pipe_oneway::<String>()?;
+///     tx.send(&"hello".to_string())?;
+///     assert_eq!(rx.recv()?, "hello");
+///     Ok(())
+/// }
+/// ```
 pub fn pipe_oneway<T>() -> Result<(Receiver<T>, Sender<T>)> {
     let (a, b) = End::pair()?;
     let _ = rustix::net::shutdown(&*a.fd, rustix::net::Shutdown::Write);

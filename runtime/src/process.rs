@@ -29,6 +29,23 @@ use crate::wire::frame::{self, Kind};
 use crate::wire::handshake::ProcessInfo;
 
 /// How a process ended.
+///
+/// ```no_run
+/// use multiproc::prelude::*;
+///
+/// #[pool_task]
+/// fn exit_with(code: i32) {
+///     std::process::exit(code);
+/// }
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let p = Process::spawn(exit_with, (3,))?;
+///     assert_eq!(p.join()?, ExitStatus::Code(3));
+///     assert_eq!(p.exitcode(), Some(3));
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExitStatus {
     /// It exited with this code: 0 when the task returned, 1 when it panicked, or the code
@@ -77,6 +94,26 @@ static CHILDREN: Mutex<Vec<Arc<Inner>>> = Mutex::new(Vec::new());
 
 /// The children this process started that are still running. Children that have ended are
 /// reaped on the way (as in Python).
+///
+/// ```no_run
+/// use multiproc::prelude::*;
+/// use std::time::Duration;
+///
+/// #[pool_task]
+/// fn nap(ms: u64) {
+///     std::thread::sleep(Duration::from_millis(ms));
+/// }
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let p = Process::spawn(nap, (60_000,))?;
+///     assert!(multiproc::active_children().iter().any(|c| c.pid() == p.pid()));
+///     p.terminate()?;
+///     p.join()?;
+///     assert!(multiproc::active_children().is_empty());
+///     Ok(())
+/// }
+/// ```
 pub fn active_children() -> Vec<Process> {
     let all: Vec<Arc<Inner>> = lock(&CHILDREN).clone();
     all.into_iter()

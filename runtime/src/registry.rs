@@ -106,6 +106,28 @@ pub(crate) fn build_id() -> u64 {
 /// Implemented for every `Fn(A, B, ...) -> R` of up to 12 arguments. Only functions carrying
 /// `#[pool_task]` can be sent to a process pool (checked when the call is made); the thread
 /// pool, [`dummy::Pool`](crate::dummy::Pool), takes closures too.
+///
+/// ```no_run
+/// use multiproc::prelude::*;
+///
+/// #[pool_task]
+/// fn add(a: i64, b: i64) -> i64 { a + b }
+///
+/// /// Any pool (processes or threads) and any two-argument task.
+/// fn sum_pairs<P: TaskPool, F: TaskFn<(i64, i64), Output = i64>>(
+///     pool: &P,
+///     f: F,
+/// ) -> multiproc::Result<Vec<i64>> {
+///     pool.starmap(f, vec![(1, 2), (3, 4)])
+/// }
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     assert_eq!(sum_pairs(&Pool::new(2)?, add)?, [3, 7]);
+///     assert_eq!(sum_pairs(&multiproc::dummy::Pool::new(2)?, |a: i64, b: i64| a * b)?, [2, 12]);
+///     Ok(())
+/// }
+/// ```
 pub trait TaskFn<Args>: Send + Sync + 'static {
     /// What the function returns.
     type Output;
@@ -179,7 +201,7 @@ impl_task_fn!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12);
 pub trait TaskArg {}
 impl<T: Serialize + DeserializeOwned> TaskArg for T {}
 
-/// A type that can be a task's return value.
+/// A type that can be a task's return value: the same as a [`TaskArg`] (see its example).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be returned from a worker process",
     label = "task return values must implement serde's `Serialize` and `Deserialize`",

@@ -53,6 +53,7 @@ pub(crate) fn mark_in_worker() {
 }
 
 /// Whether this process is a pool worker (or fork server).
+/// Example: [`main`](crate::main).
 pub fn is_worker() -> bool {
     IN_WORKER.load(Ordering::SeqCst)
 }
@@ -182,6 +183,27 @@ pub(crate) fn set_identity(me: ProcessInfo, parent: ProcessInfo) {
 
 /// This process: `MainProcess` in the program, the name it was given in a child
 /// (`Process-N` by default, `SpawnPoolWorker-N` / `ForkServerPoolWorker-N` in a pool worker).
+///
+/// ```no_run
+/// use multiproc::prelude::*;
+///
+/// #[pool_task]
+/// fn who() -> (String, Option<String>) {
+///     let parent = multiproc::parent_process().map(|p| p.name);
+///     (multiproc::current_process().name, parent)
+/// }
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     assert_eq!(multiproc::current_process().name, "MainProcess");
+///     assert!(multiproc::parent_process().is_none());
+///     let pool = Pool::new(1)?;
+///     let (me, parent) = pool.apply(who, ())?;
+///     assert!(me.starts_with("SpawnPoolWorker-"));
+///     assert_eq!(parent.as_deref(), Some("MainProcess"));
+///     Ok(())
+/// }
+/// ```
 pub fn current_process() -> ProcessInfo {
     match ME.get() {
         Some((me, _)) => me.clone(),
@@ -194,6 +216,7 @@ pub fn current_process() -> ProcessInfo {
 }
 
 /// The process that started this one, or `None` in the program's main process.
+/// Example: [`current_process`].
 pub fn parent_process() -> Option<ProcessInfo> {
     ME.get().and_then(|(_, parent)| parent.clone())
 }

@@ -25,7 +25,8 @@ use crate::sys::futex::RobustMutex;
 /// The type must hold no pointers or references and no padding-sensitive invariants, and
 /// every byte-wise mix of two valid values must be a valid value (so that a process killed
 /// in the middle of a write cannot leave undefined behaviour behind). Implement it with
-/// `#[derive(Shareable)]`, which checks this for `#[repr(C)]` structs.
+/// `#[derive(Shareable)]`, which checks this for `#[repr(C)]` structs: see
+/// [its example](macro@crate::Shareable).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot live in shared memory",
     label = "not Shareable",
@@ -268,16 +269,63 @@ handle!(
 handle!(
     /// A fixed-length array of `T` in shared memory with a lock of its own (Python's
     /// `Array`).
+    ///
+    /// ```
+    /// use multiproc::prelude::*;
+    ///
+    /// #[pool_task]
+    /// fn square_all(a: Array<f64>) {
+    ///     for x in a.lock().unwrap().iter_mut() {
+    ///         *x *= *x;
+    ///     }
+    /// }
+    ///
+    /// #[multiproc::main]
+    /// fn main() -> multiproc::Result<()> {
+    ///     let a = Array::from_slice(&[1.0, 2.0, 3.0])?;
+    ///     assert!(Process::spawn(square_all, (a.clone(),))?.join()?.success());
+    ///     assert_eq!(a.to_vec()?, [1.0, 4.0, 9.0]);
+    ///     Ok(())
+    /// }
+    /// ```
     Array
 );
 handle!(
     /// One `T` in shared memory without a lock (Python's `RawValue`): reads and writes of
     /// types larger than a machine word may interleave with other processes' writes. The
     /// integer types have atomic operations for lock-free counters.
+    ///
+    /// ```
+    /// use multiproc::prelude::*;
+    ///
+    /// #[multiproc::main]
+    /// fn main() -> multiproc::Result<()> {
+    ///     let hits = RawValue::new(0u64)?;
+    ///     hits.fetch_add(2); // atomic: safe from many processes without a lock
+    ///     assert_eq!(hits.load(), 2);
+    ///     let ratio = RawValue::new(0.5f64)?;
+    ///     ratio.set(0.25);
+    ///     assert_eq!(ratio.get(), 0.25);
+    ///     Ok(())
+    /// }
+    /// ```
     RawValue
 );
 handle!(
     /// A fixed-length array of `T` in shared memory without a lock (Python's `RawArray`).
+    ///
+    /// ```
+    /// use multiproc::prelude::*;
+    ///
+    /// #[multiproc::main]
+    /// fn main() -> multiproc::Result<()> {
+    ///     let a = RawArray::new(4, 0u32)?;
+    ///     a.set(2, 7)?;
+    ///     assert_eq!(a.to_vec(), [0, 0, 7, 0]);
+    ///     assert!(a.get(4).is_err()); // out of range is an error, not a panic
+    ///     Ok(())
+    /// }
+    /// ```
     RawArray
 );
 
@@ -315,7 +363,7 @@ impl<T: Shareable + std::fmt::Debug> std::fmt::Debug for ValueGuard<'_, T> {
     }
 }
 
-/// The lock of an [`Array`], held: dereferences to the elements.
+/// The lock of an [`Array`], held: dereferences to the elements. Example: [`Array`].
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ArrayGuard<'a, T: Shareable> {
     cells: &'a Cells<T>,

@@ -163,6 +163,7 @@ impl Shared {
 type Initializer = Arc<dyn Fn() -> std::result::Result<(), String> + Send + Sync>;
 
 /// Configures a thread [`Pool`]: threads and initializer.
+/// The calls are the process version's: see [its example](crate::PoolBuilder).
 #[must_use = "call build() to start the pool"]
 #[derive(Default)]
 pub struct PoolBuilder {

@@ -84,15 +84,18 @@ fn send_msg<T>(tx: &mpsc::Sender<Msg<T>>, m: Msg<T>) -> Result<()> {
 }
 
 /// One end of a two-way thread pipe.
+/// The calls are the process version's: see [its example](crate::pipe).
 pub struct Connection<T> {
     tx: mpsc::Sender<Msg<T>>,
     rx: RecvEnd<T>,
 }
 /// The sending end of a one-way thread pipe.
+/// The calls are the process version's: see [its example](crate::pipe_oneway).
 pub struct Sender<T> {
     tx: mpsc::Sender<Msg<T>>,
 }
 /// The receiving end of a one-way thread pipe.
+/// The calls are the process version's: see [its example](crate::pipe_oneway).
 pub struct Receiver<T> {
     rx: RecvEnd<T>,
 }
@@ -167,6 +170,7 @@ fn recv_end<T>(rx: mpsc::Receiver<Msg<T>>) -> RecvEnd<T> {
 }
 
 /// A two-way pipe between threads.
+/// The calls are the process version's: see [its example](crate::pipe).
 pub fn pipe<T: Send>() -> Result<(Connection<T>, Connection<T>)> {
     let (tx_a, rx_b) = mpsc::channel();
     let (tx_b, rx_a) = mpsc::channel();
@@ -183,6 +187,7 @@ pub fn pipe<T: Send>() -> Result<(Connection<T>, Connection<T>)> {
 }
 
 /// A one-way pipe between threads: `(receiver, sender)`.
+/// The calls are the process version's: see [its example](crate::pipe_oneway).
 pub fn pipe_oneway<T: Send>() -> Result<(Receiver<T>, Sender<T>)> {
     let (tx, rx) = mpsc::channel();
     Ok((Receiver { rx: recv_end(rx) }, Sender { tx }))

@@ -22,11 +22,13 @@ pub struct Queue<T> {
 }
 
 /// A thread [`Queue`] with `task_done` and `join`.
+/// The calls are the process version's: see [its example](crate::Queue).
 pub struct JoinableQueue<T> {
     q: Queue<T>,
 }
 
 /// The plain thread queue: `put`, `get`, `empty`, `close`.
+/// The calls are the process version's: see [its example](crate::SimpleQueue).
 pub struct SimpleQueue<T> {
     q: Queue<T>,
 }

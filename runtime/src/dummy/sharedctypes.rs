@@ -45,6 +45,7 @@ impl<T: Send> Value<T> {
 }
 
 /// A fixed-length array shared by threads, with its lock.
+/// The calls are the process version's: see [its example](crate::Array).
 pub struct Array<T> {
     m: Arc<Mutex<Vec<T>>>,
 }
@@ -100,6 +101,7 @@ impl<T: Send + Clone> Array<T> {
 }
 
 /// A thread [`Array`]'s lock, held.
+/// The calls are the process version's: see [its example](crate::Array).
 pub struct ArrayGuard<'a, T>(MutexGuard<'a, Vec<T>>);
 
 impl<T> Deref for ArrayGuard<'_, T> {

@@ -26,9 +26,11 @@ pub struct Lock {
 }
 
 /// A re-entrant lock between threads.
+/// The calls are the process version's: see [its example](crate::RLock).
 pub struct RLock(Lock);
 
 /// A held thread [`Lock`] or [`RLock`]; releases on drop.
+/// The calls are the process version's: see [its example](crate::Lock).
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     m: &'a Monitor<LockState>,
@@ -133,12 +135,14 @@ impl RLock {
 }
 
 /// A counting semaphore between threads; `bounded` refuses releases above the initial value.
+/// The calls are the process version's: see [its example](crate::Semaphore).
 pub struct Semaphore {
     m: Arc<Monitor<u32>>,
     max: Option<u32>,
 }
 
 /// A [`Semaphore`] that refuses to be released above its initial value.
+/// The calls are the process version's: see [its example](crate::Semaphore).
 pub struct BoundedSemaphore(Semaphore);
 
 impl Clone for Semaphore {
@@ -156,6 +160,7 @@ impl Clone for BoundedSemaphore {
 }
 
 /// Gives a unit back when dropped.
+/// The calls are the process version's: see [its example](crate::Semaphore).
 #[must_use = "the unit is released as soon as the guard is dropped"]
 pub struct SemaphoreGuard<'a>(&'a Semaphore);
 
@@ -259,6 +264,7 @@ impl BoundedSemaphore {
 }
 
 /// A flag threads can wait for.
+/// The calls are the process version's: see [its example](crate::Event).
 #[derive(Clone)]
 pub struct Event {
     m: Arc<Monitor<bool>>,
@@ -310,12 +316,14 @@ struct CondState {
 /// A condition variable with its own lock, between threads (waits and notifies are methods
 /// of the guard, as on the process version), with Python's semantics: a notify wakes at most
 /// `n` of the threads waiting at that moment, and is never kept for later waiters.
+/// The calls are the process version's: see [its example](crate::Condition).
 #[derive(Clone)]
 pub struct Condition {
     m: Arc<Monitor<CondState>>,
 }
 
 /// A thread [`Condition`]'s lock, held.
+/// The calls are the process version's: see [its example](crate::Condition).
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ConditionGuard<'a> {
     m: &'a Monitor<CondState>,
@@ -434,6 +442,7 @@ struct BarrierState {
 }
 
 /// A barrier for a fixed number of threads, with timeouts, `abort` and `reset`.
+/// The calls are the process version's: see [its example](crate::Barrier).
 #[derive(Clone)]
 pub struct Barrier {
     m: Arc<Monitor<BarrierState>>,

@@ -37,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::sys::wait::deadline_after;
 
 /// When [`wait`] returns (Python's `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED`).
+/// Used in [the module's example](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReturnWhen {
     /// As soon as any result is in.
@@ -92,6 +93,29 @@ fn park(u: &Unpark, deadline: Option<Instant>) -> bool {
 /// Waits until `return_when` holds or `timeout` passes (`None`: no limit), then splits the
 /// results into those done and those not (Python's `wait`). Nothing is taken: each result is
 /// still there to `get`.
+///
+/// ```no_run
+/// use multiproc::concurrent::{wait, ReturnWhen};
+/// use multiproc::prelude::*;
+/// use std::time::Duration;
+///
+/// #[pool_task]
+/// fn check(x: u32) -> u32 {
+///     assert!(x != 3, "3 is bad");
+///     x
+/// }
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let pool = Pool::new(2)?;
+///     let rs = (0..6).map(|x| pool.apply_async(check, (x,))).collect::<multiproc::Result<Vec<_>>>()?;
+///     // Back as soon as one fails (or all succeed), at most 10 s from now.
+///     let (done, pending) = wait(rs, ReturnWhen::FirstException, Some(Duration::from_secs(10)));
+///     let failed = done.iter().filter(|r| matches!(r.successful(), Ok(false))).count();
+///     println!("{} done ({failed} failed), {} still running", done.len(), pending.len());
+///     Ok(())
+/// }
+/// ```
 pub fn wait<T>(
     results: impl IntoIterator<Item = AsyncResult<T>>,
     return_when: ReturnWhen,
@@ -124,13 +148,14 @@ pub fn wait<T>(
 /// the next one; with the `futures` feature, [`into_stream`](AsCompleted::into_stream) gives
 /// a `Stream` of them. For Python's overall
 /// `timeout`, use [`next_timeout`](AsCompleted::next_timeout) with what is left of it.
+/// Example: [the module's](self).
 pub fn as_completed<T>(results: impl IntoIterator<Item = AsyncResult<T>>) -> AsCompleted<T> {
     AsCompleted {
         pending: results.into_iter().collect(),
     }
 }
 
-/// See [`as_completed`].
+/// See [`as_completed`] and [the module's example](self).
 #[derive(Debug)]
 pub struct AsCompleted<T> {
     pending: Vec<AsyncResult<T>>,
@@ -180,7 +205,7 @@ impl<T> Iterator for AsCompleted<T> {
 }
 
 /// [`AsCompleted`] as a `Stream` (the `futures` feature): see
-/// [`AsCompleted::into_stream`].
+/// [`AsCompleted::into_stream`]. Example: [the module's](self) (the same results, iterated).
 #[cfg(feature = "futures")]
 #[derive(Debug)]
 pub struct AsCompletedStream<T>(AsCompleted<T>);

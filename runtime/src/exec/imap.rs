@@ -146,6 +146,32 @@ pub(crate) type Feeder<'p> = Box<dyn FnMut(usize, usize) -> (usize, bool) + 'p>;
 /// fixed window of chunks is in flight or buffered, whatever the input's length. Dropping
 /// the iterator early cancels the chunks not yet started. [`next_timeout`](Imap::next_timeout)
 /// waits at most a given time for one item.
+///
+/// ```no_run
+/// use multiproc::prelude::*;
+///
+/// #[pool_task]
+/// fn check(x: u32) -> u32 {
+///     assert!(x != 3, "3 is bad");
+///     x * 10
+/// }
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let pool = Pool::new(2)?;
+///     let out: Vec<multiproc::Result<u32>> = pool.imap(check, 0..5u32)?.collect();
+///     assert_eq!(out.len(), 5);
+///     assert!(matches!(out[3], Err(Error::TaskPanicked { .. })));
+///     assert_eq!(*out[4].as_ref().unwrap(), 40);
+///     // In completion order, chunks of 2:
+///     let mut any: Vec<u32> = pool
+///         .imap_unordered_with(check, [1, 2, 4], Opts::new().chunksize(2))?
+///         .collect::<multiproc::Result<_>>()?;
+///     any.sort();
+///     assert_eq!(any, [10, 20, 40]);
+///     Ok(())
+/// }
+/// ```
 pub struct Imap<'p, R> {
     inbox: Arc<Inbox<R>>,
     feed: Feeder<'p>,
@@ -251,12 +277,34 @@ impl<'p, R> Imap<'p, R> {
     /// awaiting the next item never blocks the executor's thread. The call's
     /// `Opts::timeout` does not apply (use the runtime's timeouts). Dropping it cancels the
     /// chunks not yet started, as dropping the iterator does.
+    ///
+    /// ```no_run
+    /// use multiproc::prelude::*;
+    ///
+    /// #[pool_task]
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// // Under any executor; `futures::StreamExt::next` reads the same.
+    /// async fn total(pool: &Pool) -> multiproc::Result<u64> {
+    ///     let mut stream = std::pin::pin!(pool.imap(square, 0..100u64)?.into_stream());
+    ///     let mut sum = 0;
+    ///     while let Some(x) = std::future::poll_fn(|cx| {
+    ///         futures_core::Stream::poll_next(stream.as_mut(), cx)
+    ///     })
+    ///     .await
+    ///     {
+    ///         sum += x?;
+    ///     }
+    ///     Ok(sum)
+    /// }
+    /// # fn main() {}
+    /// ```
     pub fn into_stream(self) -> ImapStream<'p, R> {
         ImapStream(self)
     }
 }
 
-/// An [`Imap`] as a `Stream`: see [`Imap::into_stream`].
+/// An [`Imap`] as a `Stream`: see [`Imap::into_stream`], which has an example.
 #[cfg(feature = "futures")]
 #[derive(Debug)]
 pub struct ImapStream<'p, R>(Imap<'p, R>);

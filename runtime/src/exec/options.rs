@@ -123,21 +123,23 @@ pub struct Opts<T, K = Call> {
 
 /// The kinds of call (the `K` of [`Opts`]).
 mod kinds {
-    /// Options for a blocking single call (`apply_with`): `timeout`.
+    /// Options for a blocking single call (`apply_with`): `timeout`. Example: [`Opts`](crate::Opts).
     #[derive(Debug, Clone, Copy)]
     pub struct Call;
-    /// Options for an asynchronous single call (`apply_async_with`): callbacks.
+    /// Options for an asynchronous single call (`apply_async_with`): callbacks. Example:
+    /// [`Opts`](crate::Opts).
     #[derive(Debug, Clone, Copy)]
     pub struct Async;
     /// Options for a blocking map (`map_with`, `starmap_with`): `chunksize`, `timeout`.
+    /// Example: [`Opts`](crate::Opts).
     #[derive(Debug, Clone, Copy)]
     pub struct Map;
     /// Options for an asynchronous map (`map_async_with`, `starmap_async_with`):
-    /// `chunksize`, callbacks.
+    /// `chunksize`, callbacks. Example: [`Opts`](crate::Opts).
     #[derive(Debug, Clone, Copy)]
     pub struct MapAsync;
     /// Options for a lazy map (`imap_with`, `imap_unordered_with`): `chunksize`, `timeout`
-    /// (per item).
+    /// (per item). Example: [`Opts`](crate::Opts).
     #[derive(Debug, Clone, Copy)]
     pub struct Iter;
 }
@@ -153,7 +155,7 @@ mod sealed {
     impl Sealed for super::Iter {}
 }
 
-/// Kinds of call that take a `chunksize`.
+/// Kinds of call that take a `chunksize`. Example: [`Opts`].
 #[diagnostic::on_unimplemented(
     message = "this pool call takes no `chunksize`",
     label = "options given here",
@@ -164,7 +166,7 @@ impl TakesChunksize for Map {}
 impl TakesChunksize for MapAsync {}
 impl TakesChunksize for Iter {}
 
-/// Kinds of call that take a `timeout`.
+/// Kinds of call that take a `timeout`. Example: [`Opts`].
 #[diagnostic::on_unimplemented(
     message = "this pool call takes no `timeout`",
     label = "options given here",
@@ -176,7 +178,7 @@ impl TakesTimeout for Call {}
 impl TakesTimeout for Map {}
 impl TakesTimeout for Iter {}
 
-/// Kinds of call that take callbacks.
+/// Kinds of call that take callbacks. Example: [`Opts`].
 #[diagnostic::on_unimplemented(
     message = "this pool call takes no callbacks",
     label = "options given here",

@@ -26,6 +26,21 @@ use crate::error::{Error, Result};
 use ring::{RawQueue, Wait, DEFAULT_BUFFER};
 
 /// Options for a new queue.
+///
+/// ```
+/// use multiproc::prelude::*;
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     // At most 2 items waiting, in a 1 MiB ring.
+///     let q: Queue<u32> = Queue::builder().maxsize(2).buffer_bytes(1 << 20).build()?;
+///     q.put(&1)?;
+///     q.put(&2)?;
+///     assert!(matches!(q.put_nowait(&3), Err(Error::Full)));
+///     assert_eq!(q.get()?, 1);
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct QueueBuilder {
     maxsize: usize,
@@ -116,6 +131,24 @@ pub struct JoinableQueue<T> {
 }
 
 /// The plain queue of Python's `SimpleQueue`: `put`, `get`, `empty` and `close`, no limit.
+///
+/// ```
+/// use multiproc::prelude::*;
+///
+/// #[pool_task]
+/// fn shout(q: SimpleQueue<String>, word: String) {
+///     q.put(&word.to_uppercase()).unwrap();
+/// }
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let q = SimpleQueue::new()?;
+///     assert!(Process::spawn(shout, (q.clone(), "hi".to_string()))?.join()?.success());
+///     assert_eq!(q.get()?, "HI");
+///     assert!(q.empty());
+///     Ok(())
+/// }
+/// ```
 pub struct SimpleQueue<T> {
     raw: RawQueue,
     _t: PhantomData<fn(T) -> T>,

@@ -21,6 +21,23 @@ use crate::role;
 /// that has other threads copies only the calling thread, so any lock another thread held at
 /// that moment (the allocator's, stdout's, a logger's) stays locked forever in the child, which
 /// then hangs at random. `ForkServer` gives fork's speed without that danger.
+///
+/// ```no_run
+/// use multiproc::prelude::*;
+///
+/// #[pool_task]
+/// fn pid() -> u32 { std::process::id() }
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let pool = Pool::builder()
+///         .processes(2)
+///         .start_method(StartMethod::ForkServer)
+///         .build()?;
+///     assert_ne!(pool.apply(pid, ())?, std::process::id());
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum StartMethod {

@@ -25,6 +25,30 @@ pub(crate) struct State {
 /// `wait` returns each party's arrival index (0 for the first, `parties - 1` for the
 /// last). If any party times out, or the barrier is aborted, every waiter, present and
 /// future, gets [`Error::BrokenBarrier`] until `reset`.
+///
+/// ```
+/// use multiproc::prelude::*;
+/// use std::time::Duration;
+///
+/// #[pool_task]
+/// fn meet(b: Barrier) -> u32 {
+///     b.wait_timeout(Duration::from_secs(60)).expect("everyone came")
+/// }
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let b = Barrier::new(3)?;
+///     let ps: Vec<Process> = (0..2)
+///         .map(|_| Process::spawn(meet, (b.clone(),)))
+///         .collect::<multiproc::Result<_>>()?;
+///     let mine = b.wait_timeout(Duration::from_secs(60))?; // the third party
+///     assert!(mine < 3);
+///     for p in ps {
+///         assert!(p.join()?.success());
+///     }
+///     Ok(())
+/// }
+/// ```
 pub struct Barrier {
     shm: Shm<State>,
 }

@@ -28,6 +28,32 @@ impl State {
 /// Python's semantics: `notify(n)` wakes at most `n` of the processes (or threads)
 /// waiting *at that moment*, oldest first; a notify with nobody waiting is lost, and a
 /// process that starts waiting later, the notifier included, never consumes it.
+///
+/// ```
+/// use multiproc::prelude::*;
+/// use std::time::Duration;
+///
+/// #[pool_task]
+/// fn produce(cond: Condition, ready: Value<bool>) {
+///     let g = cond.acquire().unwrap();
+///     ready.set(true).unwrap();
+///     g.notify_all();
+/// }
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let cond = Condition::new()?;
+///     let ready = Value::new(false)?;
+///     let mut g = cond.acquire()?;
+///     let p = Process::spawn(produce, (cond.clone(), ready.clone()))?;
+///     // The predicate is checked under the lock, so a notify before the wait is not missed.
+///     let ok = g.wait_for(|| ready.get().unwrap_or(false), Some(Duration::from_secs(60)))?;
+///     assert!(ok);
+///     drop(g);
+///     assert!(p.join()?.success());
+///     Ok(())
+/// }
+/// ```
 pub struct Condition {
     shm: Shm<State>,
 }
@@ -41,7 +67,7 @@ impl std::fmt::Debug for Condition {
 shm_state!(State, SegmentKind::Condition, "Condition");
 shm_handle!(Condition, State);
 
-/// The condition's lock, held; waits and notifies go through it.
+/// The condition's lock, held; waits and notifies go through it. Example: [`Condition`].
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ConditionGuard<'a> {
     cond: &'a Condition,

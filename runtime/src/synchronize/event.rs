@@ -9,6 +9,26 @@ pub(crate) struct State {
 }
 
 /// A flag processes can wait for (Python's `Event`).
+///
+/// ```
+/// use multiproc::prelude::*;
+/// use std::time::Duration;
+///
+/// #[pool_task]
+/// fn start_when_told(go: Event) -> bool {
+///     go.wait_timeout(Duration::from_secs(60)).unwrap_or(false)
+/// }
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let go = Event::new()?;
+///     let p = Process::spawn(start_when_told, (go.clone(),))?;
+///     go.set();
+///     assert!(p.join()?.success());
+///     assert!(go.is_set());
+///     Ok(())
+/// }
+/// ```
 pub struct Event {
     shm: Shm<State>,
 }

@@ -10,7 +10,7 @@ use crate::shm::segment::SegmentKind;
 use crate::sys::futex::RobustMutex;
 
 /// Held while alive; releases on drop. Not `Send`: a lock is released by the thread that
-/// took it.
+/// took it. Example: [`Lock`].
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     m: &'a RobustMutex,
@@ -117,6 +117,21 @@ lock_type!(
 lock_type!(
     /// A re-entrant lock (Python's `RLock`): the thread holding it may acquire it again;
     /// it is free once every guard is dropped.
+    ///
+    /// ```
+    /// use multiproc::prelude::*;
+    ///
+    /// #[multiproc::main]
+    /// fn main() -> multiproc::Result<()> {
+    ///     let lock = RLock::new()?;
+    ///     let outer = lock.acquire()?;
+    ///     let inner = lock.acquire()?; // the same thread: no deadlock
+    ///     drop(inner);
+    ///     drop(outer);
+    ///     assert!(lock.try_acquire()?.is_some());
+    ///     Ok(())
+    /// }
+    /// ```
     RLock,
     RLockState,
     SegmentKind::RLock,

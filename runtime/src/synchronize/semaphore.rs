@@ -12,17 +12,38 @@ pub(crate) struct State {
 
 /// A counter processes take from and give back to (Python's `Semaphore`). A semaphore
 /// has no owner: units taken by a process that dies are not given back.
+///
+/// ```
+/// use multiproc::prelude::*;
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     // At most two holders at once (pass clones to processes to share it).
+///     let slots = Semaphore::new(2)?;
+///     let a = slots.guard()?;
+///     slots.acquire()?;
+///     assert!(!slots.try_acquire());
+///     drop(a); // gives its unit back
+///     assert!(slots.try_acquire());
+///     slots.release()?;
+///     slots.release()?;
+///     assert_eq!(slots.value(), 2);
+///     let bounded = BoundedSemaphore::new(1)?;
+///     assert!(bounded.release().is_err()); // above its initial value
+///     Ok(())
+/// }
+/// ```
 pub struct Semaphore {
     shm: Shm<State>,
 }
 
 /// A [`Semaphore`] that refuses to be released above its initial value (Python's
-/// `BoundedSemaphore`).
+/// `BoundedSemaphore`). Example: [`Semaphore`].
 pub struct BoundedSemaphore {
     shm: Shm<State>,
 }
 
-/// Gives its unit back to the semaphore when dropped.
+/// Gives its unit back to the semaphore when dropped. Example: [`Semaphore`].
 #[must_use = "the unit is released as soon as the guard is dropped"]
 pub struct SemaphoreGuard<'a> {
     st: &'a State,

@@ -39,6 +39,7 @@ pub(crate) struct WorkerLimits {
 }
 
 /// Name, pid and daemon flag of a process, as `current_process` and `parent_process` report.
+/// Example: [`current_process`](crate::current_process).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessInfo {
     /// The process's name (`MainProcess` for the program itself, `Process-N` by default,
