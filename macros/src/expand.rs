@@ -112,6 +112,8 @@ fn registration(
                 name: ::core::concat!(::core::module_path!(), "::", #name_str),
                 type_id: || #private::type_id_of(&#name),
                 run_chunk: |input, out| #private::run_chunk::<#args_tuple, _>(input, out, #name),
+                signature: || #private::signature_of::<#args_tuple, _>(&#name),
+                call_here: |slot| #private::call_here::<#args_tuple, _>(slot, #name),
             };
         };
     }

@@ -37,7 +37,8 @@ use proc_macro::TokenStream;
 ///   before `main`), holding the stable name `module_path!()::fn_name`, the function's `TypeId`
 ///   (how a pool finds the entry when handed the function value) and a monomorphised
 ///   dispatcher that decodes a chunk of argument tuples, calls the function on each under
-///   `catch_unwind`, and encodes the outcomes.
+///   `catch_unwind`, and encodes the outcomes; and, for task handles (`multiproc::Task`),
+///   the argument tuple's and output's types and a direct in-process call.
 ///
 /// # Options
 ///

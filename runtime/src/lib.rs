@@ -189,6 +189,7 @@ pub use synchronize::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockGuard, RLock, Semaphore,
     SemaphoreGuard,
 };
+pub use task::{AnyTask, Task, TaskCall};
 pub use wire::handshake::ProcessInfo;
 
 /// Number of CPUs this process may run on (Python's `os.process_cpu_count()`); at least 1.
@@ -216,7 +217,7 @@ pub mod prelude {
         pool_task, Array, AsyncResult, Barrier, BoundedSemaphore, Condition, Connection, DictProxy,
         Error, Event, ExitStatus, JoinableQueue, ListProxy, Lock, LockError, Manager, Opts, Pool,
         Process, Queue, RLock, RawArray, RawValue, Receiver, Semaphore, Sender, Shareable,
-        SharedMemory, SimpleQueue, StartMethod, TaskFn, TaskPool, Value,
+        SharedMemory, SimpleQueue, StartMethod, Task, TaskCall, TaskFn, TaskPool, Value,
     };
 }
 
@@ -224,7 +225,10 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::child::enter_test;
-    pub use crate::registry::{assert_task_arg, assert_task_output, type_id_of, TaskEntry, TASKS};
+    pub use crate::registry::{
+        assert_task_arg, assert_task_output, call_here, signature_of, type_id_of, Signature,
+        TaskEntry, TASKS,
+    };
     pub use crate::sharedctypes::assert_shareable;
     pub use crate::task::run_chunk;
     pub use linkme;

@@ -207,12 +207,12 @@ impl std::fmt::Debug for Process {
 impl Process {
     /// Prepares `f(args)` to run in a child process; [`start`](Process::start) starts it.
     /// The arguments are encoded now, so an argument that cannot be sent fails here.
-    pub fn new<F, Args>(_f: F, args: Args) -> Result<Process>
+    pub fn new<F, Args>(f: F, args: Args) -> Result<Process>
     where
         F: TaskFn<Args>,
         Args: Serialize,
     {
-        let entry = registry::lookup_fn::<F>()?;
+        let entry = f.__entry()?;
         let (args, fds) = fds::collect(|| crate::wire::serial::encode(std::slice::from_ref(&args)));
         let args = args.map_err(|e| Error::serialization("a process argument", e))?;
         let id = role::next_child_number();

@@ -2,7 +2,7 @@
 //! parent (which holds a function value) and the worker (which holds a name) can both find it
 //! without any code running before `main`.
 
-use std::any::TypeId;
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -25,6 +25,40 @@ pub struct TaskEntry {
     pub type_id: fn() -> TypeId,
     /// Monomorphised dispatcher.
     pub run_chunk: RunChunk,
+    /// The argument tuple's and the output's types, for typed handles ([`crate::Task`]).
+    pub signature: fn() -> Signature,
+    /// Calls the function in this process: the argument is a `&mut (Option<Args>,
+    /// Option<Output>)` (anything else is left alone), its arguments taken, its output set.
+    pub call_here: fn(&mut dyn Any),
+}
+
+/// What a task takes and returns: `TypeId`s to check a handle in this executable, names to
+/// say what did not match (and to compare handles that crossed from another build).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signature {
+    pub args: TypeId,
+    pub output: TypeId,
+    pub args_name: &'static str,
+    pub output_name: &'static str,
+}
+
+impl Signature {
+    /// The signature of tasks taking `Args` and returning `R`.
+    pub(crate) fn of<Args: 'static, R: 'static>() -> Signature {
+        Signature {
+            args: TypeId::of::<Args>(),
+            output: TypeId::of::<R>(),
+            args_name: std::any::type_name::<Args>(),
+            output_name: std::any::type_name::<R>(),
+        }
+    }
+}
+
+impl std::fmt::Display for Signature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} -> {}", self.args_name, self.output_name)
+    }
 }
 
 #[doc(hidden)]
@@ -133,6 +167,15 @@ pub trait TaskFn<Args>: Send + Sync + 'static {
     type Output;
     /// Calls the function with the unpacked tuple.
     fn call(&self, args: Args) -> Self::Output;
+
+    /// The registered task this is (for a function, found by its type). Not public API.
+    #[doc(hidden)]
+    fn __entry(&self) -> Result<&'static TaskEntry>
+    where
+        Self: Sized,
+    {
+        lookup_fn::<Self>()
+    }
 }
 
 macro_rules! impl_task_fn {
@@ -217,4 +260,22 @@ pub fn assert_task_output<T: TaskOutput>() {}
 #[doc(hidden)]
 pub fn type_id_of<T: 'static>(_: &T) -> TypeId {
     TypeId::of::<T>()
+}
+#[doc(hidden)]
+pub fn signature_of<Args: 'static, F: TaskFn<Args>>(_: &F) -> Signature
+where
+    F::Output: 'static,
+{
+    Signature::of::<Args, F::Output>()
+}
+#[doc(hidden)]
+pub fn call_here<Args: 'static, F: TaskFn<Args>>(slot: &mut dyn Any, f: F)
+where
+    F::Output: 'static,
+{
+    if let Some((args, out)) = slot.downcast_mut::<(Option<Args>, Option<F::Output>)>() {
+        if let Some(a) = args.take() {
+            *out = Some(f.call(a));
+        }
+    }
 }

@@ -10,7 +10,7 @@ use super::slot::slot_main;
 use super::Pool;
 use crate::error::{Error, Result};
 use crate::exec::options::Policy;
-use crate::registry::{self, TaskFn};
+use crate::registry::TaskFn;
 use crate::spawn::StartMethod;
 use crate::wire::codec;
 use crate::wire::handshake::WorkerLimits;
@@ -81,12 +81,12 @@ impl PoolBuilder {
     /// and `initargs`), for instance to fill a worker-global cache. If it panics in a worker
     /// started by `build`, `build` fails; if it panics in a replacement worker, the pool is
     /// marked broken instead of restarting workers forever.
-    pub fn initializer<F, Args>(mut self, _f: F, initargs: Args) -> Self
+    pub fn initializer<F, Args>(mut self, f: F, initargs: Args) -> Self
     where
         F: TaskFn<Args>,
         Args: Serialize,
     {
-        self.initializer = Some(registry::lookup_fn::<F>().and_then(|entry| {
+        self.initializer = Some(f.__entry().and_then(|entry| {
             let (args, fds) = codec::encode_call(&initargs)?;
             // The worker's lane rides with the initializer's handles.
             if fds.len() >= crate::shm::fds::MAX_FDS {

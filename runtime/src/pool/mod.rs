@@ -27,7 +27,7 @@ use crate::exec::imap::{self, exact_len, Imap};
 use crate::exec::lifecycle::{default_chunksize, finish_on_drop, Threads};
 use crate::exec::options::{self, Opts};
 use crate::exec::result::{AsyncResult, Cell, MapSink};
-use crate::registry::{self, TaskFn};
+use crate::registry::TaskFn;
 use crate::wire::codec;
 
 /// A pool of worker processes.
@@ -138,7 +138,7 @@ impl Pool {
     /// [`apply_async`](Pool::apply_async) with options: reads `callback` and `error_callback`.
     pub fn apply_async_with<F, Args>(
         &self,
-        _f: F,
+        f: F,
         args: Args,
         opts: Opts<F::Output, options::Async>,
     ) -> Result<AsyncResult<F::Output>>
@@ -148,7 +148,7 @@ impl Pool {
         F::Output: DeserializeOwned + Send + 'static,
     {
         opts.check()?;
-        let entry = registry::lookup_fn::<F>()?;
+        let entry = f.__entry()?;
         self.refuse_if_stopped()?;
         let policy = self.policy(&opts);
         let cell = Cell::new();
@@ -163,7 +163,7 @@ impl Pool {
 
     fn starmap_inner<F, Args, K>(
         &self,
-        _f: F,
+        f: F,
         items: Vec<Args>,
         opts: Opts<Vec<F::Output>, K>,
     ) -> Result<AsyncResult<Vec<F::Output>>>
@@ -172,7 +172,7 @@ impl Pool {
         Args: Serialize,
         F::Output: DeserializeOwned + Send + 'static,
     {
-        let entry = registry::lookup_fn::<F>()?;
+        let entry = f.__entry()?;
         self.refuse_if_stopped()?;
         let policy = self.policy(&opts);
         let chunksize = opts
@@ -206,7 +206,7 @@ impl Pool {
 
     fn imap_inner<'p, F, A, I>(
         &'p self,
-        _f: F,
+        f: F,
         iter: I,
         opts: Opts<F::Output, options::Iter>,
         ordered: bool,
@@ -218,7 +218,7 @@ impl Pool {
         I::IntoIter: 'p,
         F::Output: DeserializeOwned + Send + 'static,
     {
-        let entry = registry::lookup_fn::<F>()?;
+        let entry = f.__entry()?;
         self.refuse_if_stopped()?;
         let input = iter.into_iter().map(|a| (a,));
         let inbox = imap::Inbox::new(ordered, opts.progress.start(exact_len(&input)));

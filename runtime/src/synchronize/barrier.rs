@@ -92,8 +92,8 @@ impl Barrier {
     /// A barrier whose last arriving party runs `action` (a `#[pool_task]` without
     /// arguments) before any party is released. If the action panics, the barrier
     /// breaks.
-    pub fn with_action<F: TaskFn<()>>(parties: u32, _action: F) -> Result<Barrier> {
-        let entry = registry::lookup_fn::<F>()?;
+    pub fn with_action<F: TaskFn<()>>(parties: u32, action: F) -> Result<Barrier> {
+        let entry = action.__entry()?;
         if entry.name.len() > ACTION_MAX {
             return Err(Error::TooLarge {
                 what: format!("the barrier action's task name `{}`", entry.name),
