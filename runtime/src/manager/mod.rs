@@ -206,7 +206,9 @@ impl Manager {
         let client = client_for(address, authkey, DEFAULT_TIMEOUT);
         let c = ManagerClient { client };
         // Connect now, so a bad address or key is reported here.
-        let first = c.client.connect(Instant::now() + c.client.timeout)?;
+        let first = c
+            .client
+            .connect_retrying(Instant::now() + c.client.timeout)?;
         c.client.give_back(first);
         Ok(c)
     }
@@ -472,6 +474,12 @@ impl Client {
         if let Some(c) = lock(&self.idle).pop() {
             return Ok(c);
         }
+        self.connect_retrying(deadline)
+    }
+
+    /// A new connection, its handshake tried again while the server cuts it short and the
+    /// deadline allows.
+    fn connect_retrying(&self, deadline: Instant) -> Result<Conn> {
         let mut pause = Duration::from_millis(5);
         loop {
             match self.connect(deadline) {
