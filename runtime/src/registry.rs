@@ -137,9 +137,10 @@ pub(crate) fn build_id() -> u64 {
 
 /// A function a pool can call with the argument tuple `Args`.
 ///
-/// Implemented for every `Fn(A, B, ...) -> R` of up to 12 arguments. Only functions carrying
-/// `#[pool_task]` can be sent to a process pool (checked when the call is made); the thread
-/// pool, [`dummy::Pool`](crate::dummy::Pool), takes closures too.
+/// Implemented for every `Fn(A, B, ...) -> R` of up to 12 arguments, and for task handles
+/// ([`Task`](crate::Task)). Only functions carrying `#[pool_task]` (and their handles) can be
+/// sent to a process pool (checked when the call is made); the thread pool,
+/// [`dummy::Pool`](crate::dummy::Pool), takes closures too.
 ///
 /// ```no_run
 /// use multiproc::prelude::*;

@@ -255,25 +255,55 @@ impl AnyTask {
 
     /// Whether the task takes `Args` and returns `R`.
     pub fn is<Args: 'static, R: 'static>(&self) -> bool {
+        self.takes::<Args>().is_ok() && self.returns::<R>().is_ok()
+    }
+
+    /// `Ok` if the task takes `Args`, else the error saying what it takes.
+    fn takes<Args: 'static>(&self) -> Result<()> {
         let sig = (self.entry.signature)();
-        sig.args == TypeId::of::<Args>() && sig.output == TypeId::of::<R>()
+        self.expect(
+            "takes",
+            sig.args == TypeId::of::<Args>(),
+            sig.args_name,
+            std::any::type_name::<Args>(),
+        )
+    }
+
+    /// `Ok` if the task returns `R`, else the error saying what it returns.
+    fn returns<R: 'static>(&self) -> Result<()> {
+        let sig = (self.entry.signature)();
+        self.expect(
+            "returns",
+            sig.output == TypeId::of::<R>(),
+            sig.output_name,
+            std::any::type_name::<R>(),
+        )
+    }
+
+    fn expect(&self, verb: &str, same: bool, have: &str, want: &str) -> Result<()> {
+        if same {
+            return Ok(());
+        }
+        Err(Error::InvalidArgument(format!(
+            "task `{}` {verb} {have}, not {want}",
+            self.entry.name
+        )))
     }
 
     /// The typed handle, or [`Error::InvalidArgument`] naming both signatures if the task
     /// does not take `Args` and return `R`.
     pub fn typed<Args: 'static, R: 'static>(self) -> Result<Task<Args, R>> {
-        if self.is::<Args, R>() {
-            return Ok(Task {
-                entry: self.entry,
-                _sig: PhantomData,
-            });
-        }
-        Err(Error::InvalidArgument(format!(
-            "task `{}` is {}, not {}",
-            self.entry.name,
-            (self.entry.signature)(),
-            Signature::of::<Args, R>()
-        )))
+        let sig = Signature::of::<Args, R>();
+        self.expect(
+            "is",
+            self.is::<Args, R>(),
+            &(self.entry.signature)().to_string(),
+            &sig.to_string(),
+        )?;
+        Ok(Task {
+            entry: self.entry,
+            _sig: PhantomData,
+        })
     }
 }
 
@@ -381,15 +411,7 @@ impl TaskCall {
     /// The arguments, decoded as `Args` ([`Error::InvalidArgument`] if the task takes
     /// something else).
     pub fn args<Args: DeserializeOwned + 'static>(&self) -> Result<Args> {
-        let sig = (self.task.entry.signature)();
-        if sig.args != TypeId::of::<Args>() {
-            return Err(Error::InvalidArgument(format!(
-                "task `{}` takes {}, not {}",
-                self.task.name(),
-                sig.args_name,
-                std::any::type_name::<Args>()
-            )));
-        }
+        self.task.takes::<Args>()?;
         serial::decode(&self.args).map_err(|e| {
             Error::serialization(format!("the arguments of `{}`", self.task.name()), e)
         })
@@ -399,16 +421,8 @@ impl TaskCall {
     /// [`Error::TaskPanicked`], a task returning something else than `R` is
     /// [`Error::InvalidArgument`] (checked before it runs).
     pub fn run<R: DeserializeOwned + 'static>(&self) -> Result<R> {
+        self.task.returns::<R>()?;
         let entry = self.task.entry;
-        let sig = (entry.signature)();
-        if sig.output != TypeId::of::<R>() {
-            return Err(Error::InvalidArgument(format!(
-                "task `{}` returns {}, not {}",
-                entry.name,
-                sig.output_name,
-                std::any::type_name::<R>()
-            )));
-        }
         // The dispatcher takes a sequence of argument tuples: this one, alone.
         let mut input = Vec::with_capacity(serial::SEQ_LEN_BYTES + self.args.len());
         serial::push_seq_len(&mut input, 1);
