@@ -332,3 +332,57 @@ fn a_handle_this_executable_cannot_honour_is_a_clear_error() {
     tx.send(&Task::of(plus)).unwrap();
     assert_eq!(rx.recv().unwrap().call((1, 1)), 2);
 }
+
+/// Python's `def greet(name, greeting="hello", times=1)`.
+#[pool_task]
+fn greet(
+    name: String,
+    #[default("hello".to_string())] greeting: String,
+    #[default(1)] times: u32,
+) -> String {
+    vec![format!("{greeting} {name}"); times as usize].join(", ")
+}
+
+#[multiproc::test]
+fn defaults_fill_what_the_caller_leaves_out_in_every_pool_and_process() {
+    // The positional form is unchanged.
+    assert_eq!(greet("a".into(), "yo".into(), 2), "yo a, yo a");
+    let args = greet::args("b".into());
+    assert_eq!((args.greeting.as_str(), args.times), ("hello", 1));
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(
+        pool.apply(greet::kw, greet::args("c".into())).unwrap(),
+        "hello c"
+    );
+    assert_eq!(
+        pool.apply(
+            greet::kw,
+            greet::args("d".into()).times(2).greeting("hi".into())
+        )
+        .unwrap(),
+        "hi d, hi d"
+    );
+    let rows = pool
+        .starmap(
+            greet::kw,
+            vec![
+                greet::args("e".into()),
+                greet::Args {
+                    times: 3,
+                    ..greet::args("f".into())
+                },
+            ],
+        )
+        .unwrap();
+    assert_eq!(rows, ["hello e", "hello f, hello f, hello f"]);
+    // The keyword form is a task like any: a handle, the thread pool, a call here.
+    let t = Task::of(greet::kw);
+    assert_eq!(t.name(), "task_values::greet::kw");
+    assert_eq!(t.call(greet::args("g".into())), "hello g");
+    let threads = multiproc::dummy::Pool::new(1).unwrap();
+    assert_eq!(
+        threads.apply(greet::kw, greet::args("h".into())).unwrap(),
+        "hello h"
+    );
+    assert_eq!(pool.apply(t, greet::args("i".into()).times(0)).unwrap(), "");
+}

@@ -17,7 +17,7 @@ pub fn pool_task(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(item) => item,
         Err(e) => return e.to_compile_error(),
     };
-    let func = match item {
+    let mut func = match item {
         Item::Fn(f) => f,
         other => {
             let err = syn::Error::new_spanned(
@@ -30,11 +30,14 @@ pub fn pool_task(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let mut errors = Errors::default();
     let krate = errors.ok(parsed_args).map(|a| a.krate);
+    // Taken off the parameters first: the function is emitted without them either way.
+    let defaults = crate::defaults::take(&mut func, &mut errors);
     let sig = errors.ok(task_signature(&func));
     match (krate, sig) {
         (Some(krate), Some(sig)) if errors.is_empty() => {
             let registration = registration(&krate, &func, &sig);
-            quote!(#func #registration)
+            let keywords = defaults.map(|params| crate::defaults::expand(&krate, &func, &params));
+            quote!(#func #registration #keywords)
         }
         _ => {
             let errs = errors.to_compile_error();
@@ -95,7 +98,13 @@ fn registration(
     let tys = &sig.arg_types;
     let args_tuple = quote!((#(#tys,)*));
     let static_name = format_ident!("__MULTIPROC_TASK_{}", name_str.to_uppercase());
-    let slice_path = quote!(#private::TASKS);
+    let entry = entry_static(
+        krate,
+        &static_name,
+        quote!(::core::concat!(::core::module_path!(), "::", #name_str)),
+        quote!(#name),
+        &args_tuple,
+    );
     quote! {
         #[doc(hidden)]
         #[allow(non_upper_case_globals, clippy::all)]
@@ -106,15 +115,31 @@ fn registration(
                 #ret_check
             }
 
-            #[#private::linkme::distributed_slice(#slice_path)]
-            #[linkme(crate = #private::linkme)]
-            static #static_name: #private::TaskEntry = #private::TaskEntry {
-                name: ::core::concat!(::core::module_path!(), "::", #name_str),
-                type_id: || #private::type_id_of(&#name),
-                run_chunk: |input, out| #private::run_chunk::<#args_tuple, _>(input, out, #name),
-                signature: || #private::signature_of::<#args_tuple, _>(&#name),
-                call_here: |slot| #private::call_here::<#args_tuple, _>(slot, #name),
-            };
+            #entry
+        };
+    }
+}
+
+/// One task's entry in the link-time task table: `value` is the task (a function, or a
+/// value implementing `TaskFn<args>`), `name` an expression for its stable name.
+pub fn entry_static(
+    krate: &TokenStream,
+    static_name: &syn::Ident,
+    name: TokenStream,
+    value: TokenStream,
+    args: &TokenStream,
+) -> TokenStream {
+    let private = quote!(#krate::__private);
+    let slice_path = quote!(#private::TASKS);
+    quote! {
+        #[#private::linkme::distributed_slice(#slice_path)]
+        #[linkme(crate = #private::linkme)]
+        static #static_name: #private::TaskEntry = #private::TaskEntry {
+            name: #name,
+            type_id: || #private::type_id_of(&#value),
+            run_chunk: |input, out| #private::run_chunk::<#args, _>(input, out, #value),
+            signature: || #private::signature_of::<#args, _>(&#value),
+            call_here: |slot| #private::call_here::<#args, _>(slot, #value),
         };
     }
 }

@@ -2,6 +2,7 @@
 //! `multiproc` crate, which re-exports them; this crate is an implementation detail.
 
 mod args;
+mod defaults;
 mod entry;
 mod errors;
 mod expand;
@@ -39,6 +40,28 @@ use proc_macro::TokenStream;
 ///   dispatcher that decodes a chunk of argument tuples, calls the function on each under
 ///   `catch_unwind`, and encodes the outcomes; and, for task handles (`multiproc::Task`),
 ///   the argument tuple's and output's types and a direct in-process call.
+///
+/// # Keyword arguments with defaults
+///
+/// `#[default(expr)]` on parameters gives the task Python's keyword form beside its
+/// positional one, in a module of the same name:
+///
+/// ```ignore
+/// #[pool_task]
+/// fn f(name: String, #[default(1)] times: u32) -> String { name.repeat(times as usize) }
+///
+/// pool.apply(f, ("ab".into(), 3))?;                 // positional, unchanged
+/// pool.apply(f::kw, f::args("ab".into()))?;         // times = 1
+/// pool.apply(f::kw, f::args("ab".into()).times(3))?;
+/// Process::spawn(f::kw, f::Args { times: 2, ..f::args("x".into()) })?;
+/// ```
+///
+/// `f::Args` is a serializable struct with a public field per parameter, `f::args` takes the
+/// parameters without defaults and fills in the rest (each default is evaluated there, in
+/// the caller's process), and `f::kw` is a registered task taking an `f::Args`, accepted
+/// wherever a task is. A default of the wrong type is a type error at the expression;
+/// defaults need every parameter to have a plain name. `examples/kwargs.rs` ports Python's
+/// `Process(target=f, args=(a,), kwargs={...})`.
 ///
 /// # Options
 ///

@@ -232,4 +232,5 @@ pub mod __private {
     pub use crate::sharedctypes::assert_shareable;
     pub use crate::task::run_chunk;
     pub use linkme;
+    pub use serde;
 }
