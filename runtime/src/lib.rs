@@ -94,6 +94,7 @@ compile_error!(
 extern crate self as multiproc;
 
 mod child;
+pub mod connection;
 pub mod dummy;
 
 #[doc = include_str!("coming_from_python.md")]

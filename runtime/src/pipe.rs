@@ -11,6 +11,7 @@
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,8 @@ struct End {
     fd: SharedFd,
     rx: Mutex<ReadBuf>,
     tx: Mutex<()>,
+    /// Set by `close`: every later call on this end is `Closed`.
+    closed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -55,6 +58,31 @@ impl End {
             fd: Arc::new(fd),
             rx: Mutex::new(ReadBuf::default()),
             tx: Mutex::new(()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// Ends the connection: the peer sees the end of the stream once the messages in transit
+    /// are read, and every later call here is `Closed`.
+    fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            let _ = rustix::net::shutdown(&*self.fd, rustix::net::Shutdown::Both);
+        }
+    }
+
+    /// Whether a whole message (or the end of the stream) is already buffered here, where
+    /// polling the descriptor would not see it; false if another thread is reading.
+    fn buffered(&self) -> bool {
+        match self.rx.try_lock() {
+            Ok(rb) => rb.eof || matches!(rb.whole_message(), Ok(Some(_)) | Err(_)),
+            Err(_) => false,
         }
     }
 
@@ -75,6 +103,7 @@ impl End {
     }
 
     fn send(&self, payload: &[u8]) -> Result<()> {
+        self.check_open()?;
         if payload.len() > MAX_MESSAGE {
             return Err(Error::TooLarge {
                 what: format!("a message of {} bytes", payload.len()),
@@ -99,6 +128,7 @@ impl End {
 
     /// Receives one whole message, waiting until `deadline`.
     fn recv(&self, deadline: Option<Instant>) -> Result<Vec<u8>> {
+        self.check_open()?;
         let mut rb = lock(&self.rx);
         loop {
             if let Some(len) = rb.whole_message()? {
@@ -178,6 +208,7 @@ impl End {
     /// Whether a message (or the end of the stream) can be received without waiting,
     /// waiting up to `timeout` for one (`None`: forever).
     fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.check_open()?;
         let deadline = timeout.and_then(crate::sys::wait::deadline_after);
         let mut rb = lock(&self.rx);
         loop {
@@ -234,13 +265,53 @@ macro_rules! end_type {
     ($(#[$doc:meta])* $ty:ident, $what:literal) => {
         $(#[$doc])*
         pub struct $ty<T> {
-            end: End,
+            end: Arc<End>,
             _t: PhantomData<fn(T) -> T>,
         }
 
         impl<T> $ty<T> {
             fn from_end(end: End) -> Self {
-                $ty { end, _t: PhantomData }
+                $ty { end: Arc::new(end), _t: PhantomData }
+            }
+
+            /// An end over a connected stream socket (a listener's or client's connection).
+            #[allow(dead_code)]
+            pub(crate) fn from_socket(fd: OwnedFd) -> Self {
+                $ty::from_end(End::new(fd))
+            }
+
+            /// Closes this end (Python's `close()`): the other side sees the end of the
+            /// stream, and every later call on this end, or on a clone of it, is
+            /// [`Error::Closed`]. Idempotent. Dropping the last clone closes it too.
+            pub fn close(&self) {
+                self.end.close();
+            }
+
+            /// Whether [`close`](Self::close) was called on this end or a clone of it.
+            pub fn is_closed(&self) -> bool {
+                self.end.closed.load(Ordering::Acquire)
+            }
+
+            /// For `wait`: a descriptor that is readable when this end may be, and whether a
+            /// message is buffered already (or the end is closed, which answers at once).
+            #[allow(dead_code)]
+            pub(crate) fn readiness(&self) -> (Option<OwnedFd>, bool) {
+                if self.is_closed() {
+                    return (None, true);
+                }
+                let fd = self.end.fd.try_clone().ok();
+                let ready = self.end.buffered() || fd.is_none();
+                (fd, ready)
+            }
+        }
+
+        /// A second handle to the same end, in this process (Python passes one connection
+        /// to several holders): the clones share the end's buffer, so each message goes to
+        /// exactly one `recv`, and closing one closes them all. To hand the end to another
+        /// process, pass it (or a clone) as an argument; read it from one process at a time.
+        impl<T> Clone for $ty<T> {
+            fn clone(&self) -> Self {
+                $ty { end: self.end.clone(), _t: PhantomData }
             }
         }
 

@@ -392,6 +392,21 @@ impl Process {
         Ok(Some(self.inner.reap()))
     }
 
+    /// For `connection::wait`: a descriptor readable once the process ends (none before it
+    /// starts), and whether it has ended already.
+    pub(crate) fn readiness(&self) -> (Option<std::os::fd::OwnedFd>, bool) {
+        match lock(&self.inner.state).phase {
+            Phase::Created { .. } => return (None, false),
+            Phase::Running { .. } => {}
+            Phase::Finished { .. } | Phase::Closed => return (None, true),
+        }
+        match self.inner.exit_fd.get().map(|fd| fd.try_clone()) {
+            Some(Ok(fd)) => (Some(fd), false),
+            // No descriptor to watch: say it is ready, and `join` will tell.
+            _ => (None, true),
+        }
+    }
+
     /// Whether the process has started and not yet ended.
     pub fn is_alive(&self) -> bool {
         let running = matches!(lock(&self.inner.state).phase, Phase::Running { .. });

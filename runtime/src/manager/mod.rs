@@ -7,7 +7,7 @@
 //! sent anywhere a value can go: `Process` and pool task arguments, queue items, pipes. In
 //! another process a proxy connects (once per process and manager) when first used.
 
-mod proto;
+pub(crate) mod proto;
 pub(crate) mod server;
 mod stream;
 

@@ -217,13 +217,34 @@ pub(crate) fn verdict(
     Ok((out, Some(Session::new(key, ours, their_nonce, true)?)))
 }
 
+/// The server's side of the handshake on a blocking stream (whose timeouts bound it): the
+/// session if the peer holds the key, else `AuthenticationFailed` (after telling it so).
+/// Reads exactly the answer's length: an unauthenticated peer costs no more memory.
+pub(crate) fn serve(s: &mut (impl Read + Write), key: &[u8]) -> Result<Session> {
+    let (greeting, ours) = hello()?;
+    s.write_all(&greeting)?;
+    s.flush()?;
+    let mut answer = [0u8; ANSWER_LEN];
+    s.read_exact(&mut answer)?;
+    let (out, session) = verdict(key, &ours, &answer)?;
+    // The refused peer may be gone already; its refusal is ours to report either way.
+    let sent = s.write_all(&out).and_then(|()| s.flush());
+    match session {
+        Some(session) => {
+            sent?;
+            Ok(session)
+        }
+        None => Err(Error::AuthenticationFailed),
+    }
+}
+
 /// The client's side of the handshake.
 pub(crate) fn connect(s: &mut (impl Read + Write), key: &[u8]) -> Result<Session> {
     let mut hello = [0u8; HELLO_LEN];
     s.read_exact(&mut hello)?;
     if &hello[..MAGIC.len()] != MAGIC {
         return Err(Error::Protocol(
-            "the peer is not a multiproc manager (or another version)".into(),
+            "the peer is not a multiproc manager or listener (or another version)".into(),
         ));
     }
     let server_nonce = &hello[MAGIC.len()..];
