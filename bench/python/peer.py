@@ -5,6 +5,7 @@ Standard library only. Scenarios mirror bench/src/main.rs; inputs are fixed here
 import json
 import multiprocessing as mp
 import os
+import resource
 import sys
 import time
 
@@ -30,6 +31,17 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def self_cpu():
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def proc_cpu(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def noop():
@@ -133,6 +145,7 @@ def main():
         cs = None if cs == "default" else int(cs)
         with mp.Pool(2) as pool:
             pool.map(square, range(1000))
+            cpu = self_cpu()
             t = time.perf_counter()
             if kind == "map":
                 r = pool.map(square, range(n_items), chunksize=cs)
@@ -141,8 +154,9 @@ def main():
             else:
                 r = list(pool.imap_unordered(square, range(n_items), chunksize=cs))
             dt = time.perf_counter() - t
+            cpu = self_cpu() - cpu
         assert len(r) == n_items
-        out = {"value": dt * 1e6 / n_items}
+        out = {"value": dt * 1e6 / n_items, "parent_cpu_us": cpu * 1e6 / n_items}
     elif scenario.startswith("start_"):
         method = scenario[len("start_"):]
         ctx = mp.get_context(method)
@@ -161,6 +175,20 @@ def main():
             t = time.perf_counter()
             pool.map(busy_10ms, range(40), chunksize=1)
             out = {"value": (time.perf_counter() - t) * 1e3}
+    elif scenario in ("idle_cpu", "slow_cpu"):
+        # CPU the parent and its workers burn per second while waiting (ms/s).
+        with mp.Pool(2) as pool:
+            pool.map(square, range(100))
+            kids = mp.active_children()
+            if scenario == "slow_cpu":
+                slow = pool.apply_async(sleep_ms, (2600,))
+                time.sleep(0.2)
+            total = lambda: self_cpu() + sum(proc_cpu(k.pid) for k in kids)
+            before = total()
+            time.sleep(2)
+            out = {"value": (total() - before) * 1e3 / 2}
+            if scenario == "slow_cpu":
+                slow.get()
     elif scenario == "idle_rss":
         with mp.Pool(2) as pool:
             pool.map(square, range(100))

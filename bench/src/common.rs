@@ -48,6 +48,44 @@ pub fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
 }
 
+/// CPU time (user + system) this process has used, all threads, in seconds.
+pub fn self_cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return f64::NAN;
+    }
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// CPU time (user + system) process `pid` has used, all threads, in seconds (clock-tick
+/// resolution: 10 ms here).
+pub fn proc_cpu_secs(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    match (f.get(11), f.get(12)) {
+        (Some(u), Some(s)) if hz > 0.0 => (u + s) / hz,
+        _ => f64::NAN,
+    }
+}
+
+/// CPU the parent and `pids` burn in `window`, in ms per second.
+pub fn cpu_ms_per_s(pids: &[u32], window: Duration) -> f64 {
+    let total =
+        |pids: &[u32]| self_cpu_secs() + pids.iter().map(|p| proc_cpu_secs(*p)).sum::<f64>();
+    let before = total(pids);
+    std::thread::sleep(window);
+    (total(pids) - before) * 1e3 / window.as_secs_f64()
+}
+
 pub fn rss_mib(pid: u32) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()

@@ -350,8 +350,9 @@ impl Bench {
                 Some(c) => Opts::new().chunksize(c),
                 None => Opts::new(),
             };
-            let t = Instant::now();
+            let (t, cpu) = (Instant::now(), self_cpu_secs());
             let v = self.pool.map_with(square, 0..ITEMS, opts)?;
+            let cpu = self_cpu_secs() - cpu;
             assert_eq!(v.len() as u64, ITEMS);
             let label = format!(
                 "map 100k, chunksize {} (µs/item)",
@@ -362,7 +363,22 @@ impl Bench {
                 "multiproc",
                 Some(t.elapsed().as_secs_f64() * 1e6 / ITEMS as f64),
             );
-            self.record(&label, "python", py_value(name, "value"));
+            let py = python(name);
+            self.record(
+                &label,
+                "python",
+                py.as_ref().and_then(|p| p["value"].as_f64()),
+            );
+            if cs == Some(1) {
+                // What one parent spends to feed its workers: the ceiling on how many it can feed.
+                let label = "map 100k, chunksize 1: parent CPU per item, all its threads (µs)";
+                self.record(label, "multiproc", Some(cpu * 1e6 / ITEMS as f64));
+                self.record(
+                    label,
+                    "python",
+                    py.as_ref().and_then(|p| p["parent_cpu_us"].as_f64()),
+                );
+            }
             if cs.is_none() {
                 let t = Instant::now();
                 let v: Vec<u64> = (0..ITEMS).into_par_iter().map(|x| x * x).collect();
@@ -463,8 +479,28 @@ impl Bench {
         self.record(label, "python", py_value("heavy_tail", "value"));
         drop(uneven);
 
-        // Idle worker memory.
+        // What a waiting pool costs a busy machine: idle, and waiting on one slow task.
         let pids = self.pool.pids();
+        let label = "idle Pool(2), 2 s: CPU of parent + workers (ms per s)";
+        self.record(
+            label,
+            "multiproc",
+            Some(cpu_ms_per_s(&pids, Duration::from_secs(2))),
+        );
+        self.record(label, "python", py_value("idle_cpu", "value"));
+        let slow = self.pool.apply_async(sleep_ms, (2600,))?;
+        std::thread::sleep(Duration::from_millis(200));
+        let label =
+            "Pool(2) waiting on one 2.6 s sleep task, 2 s: CPU of parent + workers (ms per s)";
+        self.record(
+            label,
+            "multiproc",
+            Some(cpu_ms_per_s(&pids, Duration::from_secs(2))),
+        );
+        self.record(label, "python", py_value("slow_cpu", "value"));
+        slow.get()?;
+
+        // Idle worker memory.
         let rss = pids.iter().map(|p| rss_mib(*p)).sum::<f64>() / pids.len().max(1) as f64;
         self.record("idle worker RSS (MiB)", "multiproc", Some(rss));
         self.record(
