@@ -25,7 +25,7 @@ const LAYERS: &[&[&str]] = &[
     &["synchronize", "queue", "pipe", "exec"],
     &["sharedctypes", "shared_memory", "process", "manager"],
     // The backends.
-    &["pool", "dummy", "connection"],
+    &["pool", "dummy", "mpi", "connection"],
     // The child side: names every child role's main function.
     &["child"],
 ];

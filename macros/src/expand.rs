@@ -138,6 +138,11 @@ pub fn entry_static(
             name: #name,
             type_id: || #private::type_id_of(&#value),
             run_chunk: |input, out| #private::run_chunk::<#args, _>(input, out, #value),
+            run_chunk_par: |input, out, threads| {
+                #[allow(unused_imports)]
+                use #private::{ParNone as _, ParRun as _};
+                (&#private::Par::<#args, _>::new(#value)).run_par(input, out, threads)
+            },
             signature: || #private::signature_of::<#args, _>(&#value),
             call_here: |slot| #private::call_here::<#args, _>(slot, #value),
         };

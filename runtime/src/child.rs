@@ -56,6 +56,9 @@ pub fn init() {
         crate::process::child_main(fd);
     }
     role::mark_initialized();
+    // Under an MPI launcher, worker ranks serve here and never return.
+    #[cfg(feature = "mpi")]
+    crate::mpi::enter();
 }
 
 /// Called by `#[multiproc::test]`: remembers the test's libtest name, so workers can

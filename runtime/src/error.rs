@@ -128,6 +128,11 @@ pub enum Error {
         message: String,
     },
 
+    /// The MPI pool was asked for in a program with no worker ranks: not started by an MPI
+    /// launcher, or with a single rank. Says how to start it.
+    #[error("no MPI worker ranks: {0}")]
+    MpiLaunch(String),
+
     /// A peer sent a malformed or unexpected frame. The connection is dropped.
     #[error("protocol error: {0}")]
     Protocol(String),

@@ -102,6 +102,8 @@ pub mod coming_from_python {}
 mod error;
 mod exec;
 mod manager;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 mod pipe;
 mod pool;
 mod process;
@@ -231,7 +233,7 @@ pub mod __private {
         TaskEntry, TASKS,
     };
     pub use crate::sharedctypes::assert_shareable;
-    pub use crate::task::run_chunk;
+    pub use crate::task::{run_chunk, Par, ParNone, ParRun};
     pub use linkme;
     pub use serde;
 }

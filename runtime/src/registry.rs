@@ -14,6 +14,11 @@ use crate::error::{Error, Result};
 /// Runs one chunk of calls: decodes argument tuples from `input`, appends encoded outcomes to
 /// `out`. An `Err` means the whole chunk could not be decoded.
 pub(crate) type RunChunk = fn(input: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String>;
+pub(crate) type RunChunkPar = fn(
+    input: &[u8],
+    out: &mut Vec<u8>,
+    threads: &rayon::ThreadPool,
+) -> Option<std::result::Result<(), String>>;
 
 /// One registered task. Built by `#[pool_task]`; not meant to be written by hand.
 #[doc(hidden)]
@@ -25,6 +30,9 @@ pub struct TaskEntry {
     pub type_id: fn() -> TypeId,
     /// Monomorphised dispatcher.
     pub run_chunk: RunChunk,
+    /// The same on a pool of threads (`threads_per_worker`); `None` when the task's
+    /// arguments are not `Send` (its items then run one by one).
+    pub run_chunk_par: RunChunkPar,
     /// The argument tuple's and the output's types, for typed handles ([`crate::Task`]).
     pub signature: fn() -> Signature,
     /// Calls the function in this process: the argument is a `&mut (Option<Args>,

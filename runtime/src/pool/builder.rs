@@ -40,6 +40,7 @@ pub struct PoolBuilder {
     policy: Policy,
     max_rss: Option<u64>,
     address_space: Option<u64>,
+    threads: Option<usize>,
 }
 
 impl Default for PoolBuilder {
@@ -53,6 +54,7 @@ impl Default for PoolBuilder {
             policy: Policy::default(),
             max_rss: None,
             address_space: None,
+            threads: None,
         }
     }
 }
@@ -132,6 +134,30 @@ impl PoolBuilder {
         self
     }
 
+    /// Each worker runs the items of a chunk on a rayon pool of `k` threads (default 1: one
+    /// item at a time), so that `processes × k` covers a machine: a few processes for
+    /// isolation, threads for the cores inside each. Results keep input order and a panic
+    /// stays its item's error. Only chunks of more than one item spread, so give `map`s and
+    /// `imap`s a `chunksize` of at least `k` (`imap`'s default becomes `k`); a call with
+    /// `kill_after`, which times each item, runs its items one by one; and a task whose
+    /// arguments are not `Send` runs them one by one too. When a worker dies inside a
+    /// parallel chunk, which item killed it is not known: that chunk runs again with its
+    /// items one at a time, so a poison item is still the only one blamed (at the cost of
+    /// one more lost worker). 0 is an error at build.
+    ///
+    /// ```no_run
+    /// # use multiproc::prelude::*;
+    /// # #[pool_task] fn simulate(seed: u64) -> f64 { seed as f64 }
+    /// # fn demo() -> multiproc::Result<()> {
+    /// let pool = Pool::builder().processes(2).threads_per_worker(8).build()?;
+    /// let v = pool.map_with(simulate, 0..10_000u64, Opts::new().chunksize(256))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn threads_per_worker(mut self, k: usize) -> Self {
+        self.threads = Some(k);
+        self
+    }
+
     /// How long a starting worker may take to answer the handshake (default 30 s).
     pub fn start_timeout(mut self, d: Duration) -> Self {
         self.start_timeout = d;
@@ -155,6 +181,15 @@ impl PoolBuilder {
                 "maxtasksperchild must be at least 1".into(),
             ));
         }
+        let threads = match self.threads {
+            Some(0) => {
+                return Err(Error::InvalidArgument(
+                    "threads_per_worker must be at least 1".into(),
+                ))
+            }
+            Some(k) => k,
+            None => 1,
+        };
         let initializer = self.initializer.transpose()?;
         let shared = Shared::new(Config {
             processes,
@@ -167,6 +202,7 @@ impl PoolBuilder {
                 max_rss: self.max_rss,
                 address_space: self.address_space,
             },
+            threads,
         })?;
         let (tx, rx) = mpsc::channel();
         let mut threads = Vec::with_capacity(processes);

@@ -69,6 +69,9 @@ pub(crate) struct Job {
     pub policy: Policy,
     /// How many workers died running this job's first item (retries so far + 1 when lost).
     pub lost: u32,
+    /// A worker died running this job's items in parallel: it runs again one item at a
+    /// time, so that a second death names the item.
+    pub alone: bool,
 }
 
 impl Job {
@@ -90,6 +93,7 @@ impl Job {
             seq: 0,
             policy: Policy::default(),
             lost: 0,
+            alone: false,
         }
     }
 

@@ -222,7 +222,7 @@ impl Pool {
         self.refuse_if_stopped()?;
         let input = iter.into_iter().map(|a| (a,));
         let inbox = imap::Inbox::new(ordered, opts.progress.start(exact_len(&input)));
-        let chunksize = opts.chunksize.unwrap_or(1);
+        let chunksize = opts.chunksize.unwrap_or(self.shared.config.threads);
         let feed = feed::process_feeder(
             &self.shared,
             (entry.name, self.policy(&opts)),

@@ -64,6 +64,8 @@ pub(crate) struct Config {
     pub policy: crate::exec::options::Policy,
     /// Memory limits for every worker (`max_memory_per_child`, `worker_memory_limit`).
     pub limits: crate::wire::handshake::WorkerLimits,
+    /// Threads each worker spreads a chunk's items over (`threads_per_worker`).
+    pub threads: usize,
 }
 
 /// Task name, encoded argument chunk, descriptors of the handles among the arguments.
@@ -475,6 +477,14 @@ impl Shared {
                 job.seq = io.next_seq;
                 io.next_seq = io.next_seq.wrapping_add(1);
                 job.run.stamp(io.epoch, job.seq);
+                // Items run at once only where each needs no timer of its own and no
+                // earlier death in this job asks for them one by one.
+                job.run.set_parallel(
+                    self.config.threads > 1
+                        && job.items > 1
+                        && !job.alone
+                        && job.policy.kill_after.is_none(),
+                );
                 frames.push((job.run.bytes.clone(), job.run.fds.clone(), job.id));
             }
             io.inflight.extend(jobs);

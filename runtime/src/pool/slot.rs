@@ -145,6 +145,7 @@ fn handshake(stream: &UnixStream, config: &Config, lane: &Lane, greeted: &mut bo
         },
         parent: role::current_process(),
         limits: config.limits,
+        threads: u32::try_from(config.threads).unwrap_or(u32::MAX),
     };
     let body =
         crate::wire::serial::encode(&welcome).map_err(|e| Error::serialization("welcome", e))?;
@@ -443,6 +444,11 @@ impl Shared {
         // Read once the worker is dead: its last word on what it was running. (If the parent
         // cut a healthy worker off, what it was running is not to blame: it runs again.)
         let running = lane.running_now().filter(|_| !cut_off);
+        // Its items were running at once: which one killed it is not known. That job runs
+        // again with its items one by one, so that, if one of them kills a worker again,
+        // exactly that one is blamed.
+        let parallel = running.filter(|r| r.item == crate::shm::lane::PARALLEL);
+        let running = running.filter(|r| r.item != crate::shm::lane::PARALLEL);
         let (running, mut err) = match end {
             End::Gone => (running, None),
             End::Broken(e) => (running, Some(e)),
@@ -480,7 +486,18 @@ impl Shared {
                     again.extend(pieces);
                     lost.extend(blamed);
                 }
-                _ => again.push(job),
+                _ => {
+                    let mut job = job;
+                    if parallel.is_some_and(|r| r.seq == job.seq) {
+                        tracing::warn!(
+                            target: "multiproc::pool", task = job.task, pid = proc.pid,
+                            "worker lost running a chunk on its threads; its items run again \
+                             one at a time"
+                        );
+                        job.alone = true;
+                    }
+                    again.push(job);
+                }
             }
         }
         if let Some(e) = err {

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::registry;
 use crate::role;
 use crate::shm::lane::{self, Claim, Lane};
-use crate::wire::codec::{self, ChunkFailure};
+use crate::wire::codec;
 use crate::wire::conn::Conn;
 use crate::wire::conn::{BUFFER, IDLE_BUFFER};
 use crate::wire::frame::{self, Kind};
@@ -72,6 +72,7 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
         crate::sys::limit_address_space(bytes)?;
     }
     let max_rss = welcome.limits.max_rss;
+    let threads = welcome.threads as usize;
     let mut me = welcome.me;
     me.pid = std::process::id();
     role::set_identity(me, welcome.parent);
@@ -114,8 +115,16 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
                     }
                 }
                 let started = std::time::Instant::now();
-                lane.running(run.seq, 0);
-                crate::shm::fds::provide(f.fds, || run_job(&run, &mut out))?;
+                // Threads for a parallel chunk; if they cannot be had, its items run one by
+                // one, as they would without the flag.
+                let threads = (f.flags & frame::FLAG_PARALLEL != 0 && threads > 1)
+                    .then(|| crate::task::worker_threads(threads).ok())
+                    .flatten();
+                let mark = if threads.is_some() { lane::PARALLEL } else { 0 };
+                lane.running(run.seq, mark);
+                crate::shm::fds::provide(f.fds, || {
+                    crate::task::run_job(&run, &mut out, threads, || lane.running(run.seq, 0))
+                })?;
                 lane.idle(run.seq);
                 let hold = f.flags & frame::FLAG_MAY_DELAY != 0 && started.elapsed() < SHORT_JOB;
                 outbox.push(&mut conn, &mut out, hold)?;
@@ -144,34 +153,6 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
             }
         }
     }
-}
-
-/// Runs one RUN frame's chunk, appending its RESULT (or JOB_FAILED) frame to `out`.
-fn run_job(run: &codec::Run<'_>, out: &mut Vec<u8>) -> Result<()> {
-    let mark = out.len();
-    let start = frame::begin(out, Kind::Result);
-    out.extend_from_slice(&run.job_id.to_le_bytes());
-    let failure = match registry::lookup_name(run.name) {
-        None => Some(ChunkFailure::Unregistered(run.name.to_owned())),
-        Some(entry) => (entry.run_chunk)(run.args, out)
-            .err()
-            .map(ChunkFailure::BadArgs),
-    };
-    let failure = match failure {
-        Some(f) => Some(f),
-        None => frame::finish(out, start)
-            .err()
-            .map(|e| ChunkFailure::BadArgs(e.to_string())),
-    };
-    if let Some(failure) = failure {
-        out.truncate(mark);
-        let start = frame::begin(out, Kind::JobFailed);
-        out.extend_from_slice(&run.job_id.to_le_bytes());
-        crate::wire::serial::encode_into(out, &failure)
-            .map_err(|e| Error::serialization("a chunk failure", e))?;
-        frame::finish(out, start)?;
-    }
-    Ok(())
 }
 
 fn run_initializer(name: &str, args: &[u8]) -> std::result::Result<(), String> {

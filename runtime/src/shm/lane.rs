@@ -35,6 +35,9 @@ struct LaneState {
 
 const RUNNING: u64 = 1 << 63;
 const ITEM_MASK: u64 = 0x7fff_ffff << 32;
+/// The item mark of a job whose items run at once on the worker's threads: which of them
+/// killed it is not known.
+pub(crate) const PARALLEL: usize = 0x7fff_ffff;
 
 fn pack(epoch: u32, seq: u32) -> u64 {
     (u64::from(epoch) << 32) | u64::from(seq)

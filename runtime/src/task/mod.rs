@@ -7,4 +7,5 @@ pub(crate) mod panic;
 mod run;
 
 pub use handle::{AnyTask, Task, TaskCall};
-pub use run::run_chunk;
+pub use run::{run_chunk, Par, ParNone, ParRun};
+pub(crate) use run::{run_job, worker_threads};

@@ -190,6 +190,19 @@ impl RunFrame {
         std::sync::Arc::make_mut(&mut self.bytes)[2] |= frame::FLAG_MAY_DELAY;
     }
 
+    /// Lets the worker run the chunk's items on its threads, or not.
+    pub(crate) fn set_parallel(&mut self, parallel: bool) {
+        let flags = self.bytes[2];
+        let want = if parallel {
+            flags | frame::FLAG_PARALLEL
+        } else {
+            flags & !frame::FLAG_PARALLEL
+        };
+        if want != flags {
+            std::sync::Arc::make_mut(&mut self.bytes)[2] = want;
+        }
+    }
+
     /// Writes the lane epoch and sequence number the frame is sent under.
     pub(crate) fn stamp(&mut self, epoch: u32, seq: u32) {
         let b = std::sync::Arc::make_mut(&mut self.bytes);

@@ -15,6 +15,9 @@ pub(crate) const MAX_BODY: usize = 1 << 31;
 /// RUN flag: the worker may hold this job's result back briefly to send it together with the
 /// results of the jobs queued behind it (set for `map`/`imap` chunks, never for `apply`).
 pub(crate) const FLAG_MAY_DELAY: u8 = 1;
+/// On a RUN frame: the worker may spread the chunk's items over its threads
+/// (`threads_per_worker`); unset, it runs them one by one, marking each in its lane.
+pub(crate) const FLAG_PARALLEL: u8 = 2;
 
 /// Frame kinds. Parent → worker: WELCOME, RUN, SHUTDOWN. Worker → parent: HELLO, READY,
 /// RESULT, JOB_FAILED.
@@ -89,7 +92,7 @@ pub(crate) fn encode(kind: Kind, body: &[u8]) -> Result<Vec<u8>, Error> {
 
 /// Validates a header; returns the kind, flags and body length.
 pub(crate) fn parse_header(h: &[u8; HEADER_LEN]) -> Result<(Kind, u8, usize), Error> {
-    if h[0] != MAGIC || h[2] & !FLAG_MAY_DELAY != 0 {
+    if h[0] != MAGIC || h[2] & !(FLAG_MAY_DELAY | FLAG_PARALLEL) != 0 {
         return Err(Error::Protocol(format!("corrupted frame header {h:02x?}")));
     }
     let kind = Kind::from_u8(h[1])

@@ -175,6 +175,7 @@ fn chunk_failures_and_handshakes() {
             max_rss: Some(1 << 30),
             address_space: None,
         },
+        threads: 4,
     };
     let seeds = vec![
         crate::wire::serial::encode(&hello).unwrap(),

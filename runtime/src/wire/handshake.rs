@@ -27,6 +27,8 @@ pub(crate) struct Welcome {
     pub parent: ProcessInfo,
     /// The pool's memory limits for its workers.
     pub limits: WorkerLimits,
+    /// Threads to spread a chunk's items over (`threads_per_worker`; 1: none).
+    pub threads: u32,
 }
 
 /// Memory limits a pool sets on its workers.
