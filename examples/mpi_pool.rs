@@ -20,7 +20,7 @@ fn primes_below(n: u64) -> u64 {
 }
 
 #[pool_task]
-fn host() -> (String, u32) {
+fn host(_probe: usize) -> (String, u32) {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     (name.trim().to_owned(), std::process::id())
 }
@@ -46,8 +46,11 @@ fn main() -> multiproc::Result<()> {
         pool.processes(),
         multiproc::mpi::world_size()
     );
-    for _ in 0..pool.processes() {
-        let (name, pid) = pool.apply(host, ())?;
+    let probes = 0..pool.processes() * 4;
+    let mut ranks = pool.map_with(host, probes, Opts::new().chunksize(1))?;
+    ranks.sort();
+    ranks.dedup();
+    for (name, pid) in &ranks {
         println!("  a worker rank on {name}, pid {pid}");
     }
     // Uneven work: item k costs about k times item 1.
@@ -61,6 +64,20 @@ fn main() -> multiproc::Result<()> {
     );
     for (n, c) in sizes.iter().zip(&counts).step_by(16) {
         println!("  below {n}: {c}");
+    }
+    // Checked against a sieve on rank 0.
+    let limit = *sizes.last().unwrap_or(&0) as usize;
+    let mut composite = vec![false; limit];
+    let mut below = vec![0u64; limit + 1];
+    for k in 2..limit {
+        below[k + 1] = below[k];
+        if !composite[k] {
+            below[k + 1] += 1;
+            (k * k..limit).step_by(k).for_each(|m| composite[m] = true);
+        }
+    }
+    for (n, c) in sizes.iter().zip(&counts) {
+        assert_eq!(*c, below[*n as usize], "primes below {n}");
     }
     Ok(())
 }

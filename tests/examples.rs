@@ -34,12 +34,30 @@ fn every_example_runs_and_passes_its_assertions() {
     assert!(names.len() >= 6, "examples: {names:?}");
     for name in names {
         let bin = examples_dir().join(&name);
+        // MPI examples are built with the `mpi` feature only, and run under mpirun.
+        let mpi = name.starts_with("mpi_");
+        if mpi && !cfg!(feature = "mpi") {
+            println!("example {name}: skipped (needs --features mpi)");
+            continue;
+        }
         assert!(
             bin.exists(),
             "{} is not built: run the whole suite with `cargo test` (it builds examples)",
             bin.display()
         );
-        let child = Command::new(&bin)
+        let mut cmd = if mpi {
+            let mut c = Command::new("mpirun");
+            c.args(["-n", "3", "--oversubscribe"])
+                .args(["--mca", "btl_vader_single_copy_mechanism", "none"])
+                .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+                .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+                .arg(&bin)
+                .arg("2");
+            c
+        } else {
+            Command::new(&bin)
+        };
+        let child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -19,17 +19,26 @@ const JOB_LIMIT: Duration = Duration::from_secs(180);
 /// Set in the ranks of a job a check launched: the programs run only there.
 const IN_JOB: &str = "MULTIPROC_MPI_TEST_JOB";
 
-/// `mpirun -n ranks` on this binary's `program`, with `extra` launcher options; the
-/// status and the merged output. A job still running after `JOB_LIMIT` is killed and fails
-/// the test: whatever happens, the test never hangs.
+/// `mpirun -n ranks` on this binary's `program`, with `extra` launcher options: the
+/// status and the merged output.
 fn mpirun(ranks: usize, program: &str, extra: &[&str]) -> (std::process::ExitStatus, String) {
     let exe = std::env::current_exe().expect("the test binary's path");
     let mut cmd = Command::new("mpirun");
     cmd.args(["-n", &ranks.to_string(), "--oversubscribe"])
         // Containers often forbid the cross-memory-attach shared memory copy.
         .args(["--mca", "btl_vader_single_copy_mechanism", "none"])
-        .args(extra)
-        .arg(&exe)
+        .args(extra);
+    launch(&mut cmd, &exe, program)
+}
+
+/// Runs the launcher `cmd` on `exe`'s `program`. A job still running after `JOB_LIMIT` is
+/// killed and fails the test: whatever happens, the test never hangs.
+fn launch(
+    cmd: &mut Command,
+    exe: &std::path::Path,
+    program: &str,
+) -> (std::process::ExitStatus, String) {
+    cmd.arg(exe)
         .args([
             program,
             "--exact",
@@ -45,19 +54,16 @@ fn mpirun(ranks: usize, program: &str, extra: &[&str]) -> (std::process::ExitSta
         .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
-        .expect("mpirun (Open MPI) must be installed: bash .ci/test");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
+        .expect("mpirun (Open MPI) must be installed: bash .ci/test installs it");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
     let deadline = Instant::now() + JOB_LIMIT;
     let status = loop {
         if let Some(st) = child.try_wait().expect("wait for mpirun") {
@@ -72,8 +78,8 @@ fn mpirun(ranks: usize, program: &str, extra: &[&str]) -> (std::process::ExitSta
     };
     let text = format!(
         "{}{}",
-        reader.join().unwrap_or_default(),
-        err_reader.join().unwrap_or_default()
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default()
     );
     (status, text)
 }
@@ -357,4 +363,178 @@ fn a_rank_killed_mid_map_ends_the_job() {
             || out.contains("signal 9"),
         "{out}"
     );
+}
+
+/// This process's network namespace (`net:[inode]`): which stand-in host it runs on.
+#[pool_task]
+fn net_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/net")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+#[multiproc::test]
+#[ignore = "an MPI rank program: `ranks_run_across_hosts_over_tcp` launches it"]
+fn rank_program_hosts() {
+    if !in_job() {
+        return;
+    }
+    let pool = multiproc::mpi::Pool::new().unwrap();
+    let mine = net_namespace();
+    let theirs = pool
+        .map_with(net_namespace_of, 0..8u32, Opts::new().chunksize(1))
+        .unwrap();
+    assert!(theirs.iter().all(|ns| *ns != mine), "{mine} vs {theirs:?}");
+    assert_eq!(pool.map(square, 0..100u64).unwrap()[9], 81);
+    println!("MPI-OK rank_program_hosts");
+}
+
+#[pool_task]
+fn net_namespace_of(_i: u32) -> String {
+    net_namespace()
+}
+
+/// Two stand-in hosts: network namespaces whose veths meet on a bridge in a third, with
+/// private addresses inside them only. Removed on drop (removing a namespace removes its
+/// links).
+struct Hosts {
+    names: [String; 3],
+    dir: std::path::PathBuf,
+}
+
+impl Hosts {
+    const ADDRS: [&'static str; 2] = ["10.77.0.1", "10.77.0.2"];
+
+    fn make() -> std::result::Result<Hosts, String> {
+        let tag = std::process::id();
+        let names = [
+            format!("mpA{tag}"),
+            format!("mpB{tag}"),
+            format!("mpH{tag}"),
+        ];
+        let dir = std::env::temp_dir().join(format!("multiproc-mpi-hosts-{tag}"));
+        let hosts = Hosts { names, dir };
+        let ip = |args: &[&str]| -> std::result::Result<(), String> {
+            let out = Command::new("ip")
+                .args(args)
+                .output()
+                .map_err(|e| format!("ip: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "ip {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        let [a, b, hub] = &hosts.names;
+        for ns in [a, b, hub] {
+            ip(&["netns", "add", ns])?;
+        }
+        ip(&["-n", hub, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", hub, "link", "set", "br0", "up"])?;
+        for (ns, (port, addr)) in [a, b]
+            .into_iter()
+            .zip([("pA", Self::ADDRS[0]), ("pB", Self::ADDRS[1])])
+        {
+            ip(&[
+                "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns",
+                hub,
+            ])?;
+            ip(&["-n", hub, "link", "set", port, "master", "br0", "up"])?;
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ])?;
+            ip(&["-n", ns, "link", "set", "eth0", "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        std::fs::create_dir_all(&hosts.dir).map_err(|e| e.to_string())?;
+        // The stand-in remote shell: `agent HOST COMMAND...` runs COMMAND "on" HOST.
+        let agent = format!(
+            "#!/bin/sh\nhost=\"$1\"; shift\ncase \"$host\" in\n  {}) ns={a} ;;\n  {}) ns={b} ;;\n  \
+             *) echo \"agent: unknown host $host\" >&2; exit 1 ;;\nesac\nexec ip netns exec \
+             \"$ns\" sh -c \"$*\"\n",
+            Self::ADDRS[0],
+            Self::ADDRS[1]
+        );
+        std::fs::write(hosts.agent(), agent).map_err(|e| e.to_string())?;
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        std::fs::set_permissions(hosts.agent(), mode).map_err(|e| e.to_string())?;
+        // Rank 0 on the first host, the two workers on the second.
+        let hostfile = format!("{} slots=1\n{} slots=2\n", Self::ADDRS[0], Self::ADDRS[1]);
+        std::fs::write(hosts.hostfile(), hostfile).map_err(|e| e.to_string())?;
+        Ok(hosts)
+    }
+
+    fn agent(&self) -> std::path::PathBuf {
+        self.dir.join("agent.sh")
+    }
+
+    fn hostfile(&self) -> std::path::PathBuf {
+        self.dir.join("hosts")
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for ns in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn ranks_run_across_hosts_over_tcp() {
+    let hosts = match Hosts::make() {
+        Ok(h) => h,
+        Err(why) => {
+            eprintln!(
+                "SKIPPED ranks_run_across_hosts_over_tcp: cannot make network namespaces \
+                 here ({why}); it needs root and `ip` (iproute2)"
+            );
+            return;
+        }
+    };
+    let (agent, hostfile) = (hosts.agent(), hosts.hostfile());
+    let (agent, hostfile) = (agent.to_string_lossy(), hostfile.to_string_lossy());
+    // mpirun itself runs "on" the first host, through the agent.
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let first = &hosts.names[0];
+    let opts = [
+        "--hostfile",
+        &*hostfile,
+        "--mca",
+        "plm_rsh_agent",
+        &*agent,
+        "--mca",
+        "rtc_hwloc_vmhole",
+        "none",
+        "--mca",
+        "btl",
+        "self,tcp",
+        "--mca",
+        "oob_tcp_if_include",
+        "10.77.0.0/24",
+        "--mca",
+        "btl_tcp_if_include",
+        "10.77.0.0/24",
+    ];
+    let (status, out) = launch(
+        Command::new("ip")
+            .args(["netns", "exec", first, "mpirun", "-n", "3"])
+            .args(opts),
+        &exe,
+        "rank_program_hosts",
+    );
+    assert!(status.success(), "{status}\n{out}");
+    assert!(out.contains("MPI-OK rank_program_hosts"), "{out}");
 }
