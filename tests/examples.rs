@@ -49,6 +49,7 @@ fn every_example_runs_and_passes_its_assertions() {
             let mut c = Command::new("mpirun");
             c.args(["-n", "3", "--oversubscribe"])
                 .args(["--mca", "btl_vader_single_copy_mechanism", "none"])
+                .args(["--bind-to", "none"])
                 .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
                 .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
                 .arg(&bin)

@@ -27,6 +27,8 @@ fn mpirun(ranks: usize, program: &str, extra: &[&str]) -> (std::process::ExitSta
     cmd.args(["-n", &ranks.to_string(), "--oversubscribe"])
         // Containers often forbid the cross-memory-attach shared memory copy.
         .args(["--mca", "btl_vader_single_copy_mechanism", "none"])
+        // Threads inside a rank need more than the one core Open MPI binds it to.
+        .args(["--bind-to", "none"])
         .args(extra);
     launch(&mut cmd, &exe, program)
 }

@@ -4,6 +4,7 @@
 //! with the ratio peer / multiproc, and writes the same as JSON.
 //!
 //! `cargo run --release -p multiproc-bench [-- --rounds N] [--ipc-only | --scaling | --codecs]`
+//! (`--features mpi -- --mpi`: the MPI pool, see `cluster.rs`)
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -13,6 +14,8 @@ use multiproc::prelude::*;
 use rayon::prelude::*;
 use serde::Serialize;
 
+#[cfg(feature = "mpi")]
+mod cluster;
 mod codecs;
 mod common;
 use common::*;
@@ -540,6 +543,17 @@ fn main() -> multiproc::Result<()> {
     if args.get(1).map(String::as_str) == Some("--imap-memory") {
         return imap_memory_child();
     }
+    #[cfg(feature = "mpi")]
+    if args.get(1).map(String::as_str) == Some("--mpi-job") {
+        let n = |i: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(1);
+        return cluster::job(n(2), n(3));
+    }
+    // `--mpi` (built with `--features mpi`): the MPI pool against the local one.
+    let mpi = args.iter().any(|a| a == "--mpi");
+    if mpi && !cfg!(feature = "mpi") {
+        eprintln!("--mpi needs the benchmark built with --features mpi");
+        std::process::exit(2);
+    }
     let rounds: usize = args
         .iter()
         .position(|a| a == "--rounds")
@@ -563,6 +577,11 @@ fn main() -> multiproc::Result<()> {
         }
         if codecs {
             codecs::round(&mut bench);
+            continue;
+        }
+        #[cfg(feature = "mpi")]
+        if mpi {
+            cluster::round(&mut bench)?;
             continue;
         }
         if !ipc_only {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rsmpi::topology::SimpleCommunicator;
 use rsmpi::traits::*;
 
-use super::rank::{Backoff, TAG_HELLO, TAG_RESULT, TAG_RUN, TAG_STOP};
+use super::rank::{probe_burst, Backoff, TAG_HELLO, TAG_RESULT, TAG_RUN, TAG_STOP};
 use crate::error::{Error, Result};
 use crate::sys::wait::lock;
 use crate::wire::handshake::Hello;
@@ -147,10 +147,12 @@ fn gather(world: &SimpleCommunicator, n: usize, deadline: Instant) -> Result<Vec
     let mut pids: Vec<Option<u32>> = vec![None; n];
     let mut backoff = Backoff::new();
     while pids.iter().any(Option::is_none) {
-        let Some((msg, status)) = world
-            .any_process()
-            .immediate_matched_probe_with_tag(TAG_HELLO)
-        else {
+        let hello = || {
+            world
+                .any_process()
+                .immediate_matched_probe_with_tag(TAG_HELLO)
+        };
+        let Some((msg, status)) = probe_burst(hello) else {
             if Instant::now() >= deadline {
                 let missing: Vec<usize> = (0..n)
                     .filter(|&i| pids[i].is_none())
@@ -271,10 +273,12 @@ fn drive(world: &SimpleCommunicator, n: usize, rx: &mpsc::Receiver<Cmd>) {
                 }
             }
         }
-        while let Some((msg, status)) = world
-            .any_process()
-            .immediate_matched_probe_with_tag(TAG_RESULT)
-        {
+        let result = || {
+            world
+                .any_process()
+                .immediate_matched_probe_with_tag(TAG_RESULT)
+        };
+        while let Some((msg, status)) = probe_burst(result) {
             progress = true;
             let w = usize::try_from(status.source_rank() - 1).ok();
             let (buf, _) = (msg, status).matched_receive_vec::<u8>();

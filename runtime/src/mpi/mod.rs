@@ -36,7 +36,10 @@
 //!   picks a backend with [`launched`].
 //! - **Threads inside each rank**: [`PoolBuilder::threads_per_worker`] runs a chunk's items
 //!   on a rayon pool of K threads inside the rank, so one rank per node uses all its cores
-//!   (`mpirun --map-by ppr:1:node`, `srun --ntasks-per-node=1`).
+//!   (`mpirun --map-by ppr:1:node --bind-to none`, `srun --ntasks-per-node=1
+//!   --cpus-per-task=K`). Launchers pin each rank to one core or socket by default (Open
+//!   MPI binds to a core with two ranks or fewer), which would make the threads take turns:
+//!   a rank that finds itself allowed fewer CPUs than its threads says so on stderr, once.
 //!
 //! # What differs from the process pool
 //! - **MPI is fail-stop.** A rank that dies (a crash, the OOM killer, a `kill -9`) ends the
