@@ -224,3 +224,57 @@ fn a_manager_exits_with_its_owner() {
         "manager {server} outlived its owner"
     );
 }
+
+#[pool_task]
+fn push_many(l: ListProxy<u64>, from: u64, n: u64) {
+    for i in from..from + n {
+        l.push(&i).unwrap();
+    }
+}
+
+#[multiproc::test]
+fn list_and_dict_operations_beyond_get_and_set() {
+    let m = Manager::new().unwrap();
+    let l = m.list_from(&[5u64, 3, 5, 1]).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [5, 3, 5, 1]);
+    l.reverse().unwrap();
+    assert_eq!(l.to_vec().unwrap(), [1, 5, 3, 5]);
+    assert_eq!(l.count(&5).unwrap(), 2);
+    assert_eq!(l.index(&5).unwrap(), Some(1));
+    assert_eq!(l.index(&9).unwrap(), None);
+    assert!(l.remove(&5).unwrap());
+    assert!(!l.remove(&9).unwrap());
+    assert_eq!(l.to_vec().unwrap(), [1, 3, 5]);
+    l.sort_by(|a, b| b.cmp(a)).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [5, 3, 1]);
+
+    let pairs = [(1u32, "one".to_string()), (2, "two".to_string())];
+    let d = m.dict_from(pairs.iter().map(|(k, v)| (k, v))).unwrap();
+    assert_eq!(d.items().unwrap(), pairs);
+    let more = [(2u32, "deux".to_string()), (3, "three".to_string())];
+    d.update(more.iter().map(|(k, v)| (k, v))).unwrap();
+    assert_eq!(d.get(&2).unwrap().as_deref(), Some("deux"));
+    assert_eq!(d.len().unwrap(), 3);
+    assert_eq!(d.pop_or(&3, "none".into()).unwrap(), "three");
+    assert_eq!(d.pop_or(&3, "none".into()).unwrap(), "none");
+}
+
+/// `sort` swaps its result in only if the list did not change meanwhile: pushes from two
+/// other processes during many sorts are all still there at the end.
+#[multiproc::test]
+fn sorting_while_others_push_loses_nothing() {
+    let m = Manager::new().unwrap();
+    let l = m.list_from(&(0..200u64).rev().collect::<Vec<_>>()).unwrap();
+    let pool = Pool::new(2).unwrap();
+    let a = pool.apply_async(push_many, (l.clone(), 1000, 300)).unwrap();
+    let b = pool.apply_async(push_many, (l.clone(), 2000, 300)).unwrap();
+    while !(a.ready() && b.ready()) {
+        l.sort().unwrap();
+    }
+    a.get().unwrap();
+    b.get().unwrap();
+    l.sort().unwrap();
+    let mut want: Vec<u64> = (0..200).chain(1000..1300).chain(2000..2300).collect();
+    want.sort_unstable();
+    assert_eq!(l.to_vec().unwrap(), want);
+}

@@ -296,6 +296,30 @@ impl ManagerClient {
         ))
     }
 
+    /// A new shared dict holding `pairs` (Python's `manager.dict(mapping)`).
+    pub fn dict_from<'a, K, V>(
+        &self,
+        pairs: impl IntoIterator<Item = (&'a K, &'a V)>,
+    ) -> Result<DictProxy<K, V>>
+    where
+        K: Serialize + DeserializeOwned + 'a,
+        V: Serialize + DeserializeOwned + 'a,
+    {
+        let d = self.dict()?;
+        d.update(pairs)?;
+        Ok(d)
+    }
+
+    /// A new shared list holding `items` (Python's `manager.list(range(10))`).
+    pub fn list_from<'a, T>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<ListProxy<T>>
+    where
+        T: Serialize + DeserializeOwned + 'a,
+    {
+        let l = self.list()?;
+        l.extend(items)?;
+        Ok(l)
+    }
+
     /// A new, empty shared list.
     pub fn list<T>(&self) -> Result<ListProxy<T>> {
         Ok(ListProxy::new(
@@ -599,6 +623,13 @@ fn done(r: Response) -> Result<()> {
     }
 }
 
+fn boolean(r: Response) -> Result<bool> {
+    match r {
+        Response::Bool(b) => Ok(b),
+        other => Err(unexpected(other)),
+    }
+}
+
 fn len(r: Response) -> Result<usize> {
     match r {
         Response::Len(n) => Ok(n as usize),
@@ -720,6 +751,25 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         }
     }
 
+    /// Inserts every pair in one atomic step (Python's `update`); later pairs win.
+    pub fn update<'a>(&self, pairs: impl IntoIterator<Item = (&'a K, &'a V)>) -> Result<()>
+    where
+        K: 'a,
+        V: 'a,
+    {
+        let pairs = pairs
+            .into_iter()
+            .map(|(k, v)| Ok((enc(k)?, enc(v)?)))
+            .collect::<Result<Vec<_>>>()?;
+        done(self.call(DictOp::Update(pairs))?)
+    }
+
+    /// Removes `key` and returns its value, or `default` if it had none (Python's
+    /// `pop(key, default)`; [`remove`](DictProxy::remove) is `pop` without one).
+    pub fn pop_or(&self, key: &K, default: V) -> Result<V> {
+        Ok(self.remove(key)?.unwrap_or(default))
+    }
+
     /// The value for `key`, inserting `default` first if there is none, in one atomic step
     /// (Python's `setdefault`).
     pub fn setdefault(&self, key: &K, default: &V) -> Result<V> {
@@ -834,5 +884,64 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// Removes every item.
     pub fn clear(&self) -> Result<()> {
         done(self.call(ListOp::Clear)?)
+    }
+
+    /// Reverses the list in place, in one atomic step.
+    pub fn reverse(&self) -> Result<()> {
+        done(self.call(ListOp::Reverse)?)
+    }
+
+    /// Removes the first item equal to `item`: true if there was one (Python's `remove`,
+    /// which raises instead). Items compare by their encoding, as dict keys do.
+    pub fn remove(&self, item: &T) -> Result<bool> {
+        boolean(self.call(ListOp::Remove(enc(item)?))?)
+    }
+
+    /// The position of the first item equal to `item` (Python's `index`, which raises
+    /// where this gives `None`).
+    pub fn index(&self, item: &T) -> Result<Option<usize>> {
+        match self.call(ListOp::Index(enc(item)?))? {
+            Response::Position(p) => Ok(p.map(|p| p as usize)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// How many items equal `item`.
+    pub fn count(&self, item: &T) -> Result<usize> {
+        len(self.call(ListOp::Count(enc(item)?))?)
+    }
+
+    /// Sorts the list (stable, by `Ord`) as one atomic change: the server compares bytes,
+    /// not values, so the client sorts a snapshot and the server swaps it in only if the
+    /// list is still that snapshot; a change in between (another process's push) makes it
+    /// sort again, so nothing is lost. After 10,000 changes in a row it gives up
+    /// with `Error::Timeout`.
+    pub fn sort(&self) -> Result<()>
+    where
+        T: Ord,
+    {
+        self.sort_by(T::cmp)
+    }
+
+    /// [`sort`](ListProxy::sort) by a comparison function.
+    pub fn sort_by(&self, mut compare: impl FnMut(&T, &T) -> std::cmp::Ordering) -> Result<()> {
+        const SORT_ATTEMPTS: usize = 10_000;
+        for _ in 0..SORT_ATTEMPTS {
+            let snapshot = match self.call(ListOp::All)? {
+                Response::Values(vs) => vs,
+                other => return Err(unexpected(other)),
+            };
+            let mut items: Vec<(T, usize)> = snapshot
+                .iter()
+                .enumerate()
+                .map(|(i, b)| Ok((dec::<T>(b)?, i)))
+                .collect::<Result<_>>()?;
+            items.sort_by(|a, b| compare(&a.0, &b.0));
+            let sorted = items.iter().map(|&(_, i)| snapshot[i].clone()).collect();
+            if boolean(self.call(ListOp::ReplaceIf(snapshot, sorted))?)? {
+                return Ok(());
+            }
+        }
+        Err(Error::Timeout)
     }
 }

@@ -80,6 +80,8 @@ pub(crate) enum DictOp {
     Values,
     Items,
     Clear,
+    /// Inserts every pair, in order, in one step.
+    Update(Vec<(Bytes, Bytes)>),
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -93,6 +95,16 @@ pub(crate) enum ListOp {
     Len,
     All,
     Clear,
+    Reverse,
+    /// Removes the first item equal (encoded) to this one: `Bool`.
+    Remove(Bytes),
+    /// The position of the first equal item: `Position`.
+    Index(Bytes),
+    /// How many items are equal: `Len`.
+    Count(Bytes),
+    /// Replaces the whole list with the second, if it still is the first: `Bool`. How a
+    /// client applies a change it computed (a sort) without losing a concurrent one.
+    ReplaceIf(Vec<Bytes>, Vec<Bytes>),
 }
 
 /// The server's first message on a connection: what it accepts.
@@ -113,6 +125,7 @@ pub(crate) enum Response {
     Items(Vec<(Bytes, Bytes)>),
     /// The request was refused (bad index, wrong kind, unknown object).
     Refused(String),
+    Position(Option<u64>),
 }
 
 type HmacSha256 = Hmac<Sha256>;

@@ -534,6 +534,10 @@ fn dict_op(d: &mut IndexMap<Bytes, Bytes>, op: DictOp) -> Response {
             d.clear();
             Response::Done
         }
+        DictOp::Update(pairs) => {
+            d.extend(pairs);
+            Response::Done
+        }
     }
 }
 
@@ -577,6 +581,27 @@ fn list_op(l: &mut Vec<Bytes>, op: ListOp) -> Response {
         ListOp::Clear => {
             l.clear();
             Response::Done
+        }
+        ListOp::Reverse => {
+            l.reverse();
+            Response::Done
+        }
+        ListOp::Remove(v) => match l.iter().position(|x| *x == v) {
+            Some(i) => {
+                l.remove(i);
+                Response::Bool(true)
+            }
+            None => Response::Bool(false),
+        },
+        ListOp::Index(v) => Response::Position(l.iter().position(|x| *x == v).map(|i| i as u64)),
+        ListOp::Count(v) => Response::Len(l.iter().filter(|x| **x == v).count() as u64),
+        ListOp::ReplaceIf(expected, with) => {
+            if *l == expected {
+                *l = with;
+                Response::Bool(true)
+            } else {
+                Response::Bool(false)
+            }
         }
     }
 }
