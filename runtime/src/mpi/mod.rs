@@ -82,7 +82,7 @@ use crate::exec::result::{AsyncResult, Cell, MapSink};
 use crate::registry::TaskFn;
 use crate::sys::wait::lock;
 use crate::wire::codec::{self, ChunkFailure};
-use crate::wire::frame::{self, Kind, HEADER_LEN};
+use crate::wire::frame::{self, Kind};
 
 /// Whether an MPI launcher started this program with worker ranks to serve a [`Pool`]:
 /// the test to pick a backend by.
@@ -313,23 +313,11 @@ fn outcomes<R: DeserializeOwned>(task: &str, items: usize, reply: Reply) -> Vec<
         Reply::Dropped => return Vec::new(),
     };
     let parsed = (|| -> Result<Vec<Result<R>>> {
-        let header: &[u8; HEADER_LEN] = bytes
-            .get(..HEADER_LEN)
-            .and_then(|h| h.try_into().ok())
-            .ok_or_else(|| Error::Protocol("short reply from an MPI rank".into()))?;
-        let (kind, _, len) = frame::parse_header(header)?;
-        let body = &bytes[HEADER_LEN..];
-        if body.len() != len {
-            return Err(Error::Protocol("truncated reply from an MPI rank".into()));
-        }
+        let (kind, _, body) = frame::parse_whole(&bytes)?;
         let (_, rest) = frame::split_job_id(body)?;
         match kind {
             Kind::Result => codec::decode_outcomes::<R>(task, rest, items),
-            Kind::JobFailed => {
-                let failure: ChunkFailure = crate::wire::serial::decode(rest)
-                    .map_err(|e| Error::Protocol(format!("bad chunk failure: {e}")))?;
-                Err(failure.into_error(task))
-            }
+            Kind::JobFailed => Err(ChunkFailure::decode_error(rest, task)),
             other => Err(Error::Protocol(format!(
                 "unexpected {other:?} frame from an MPI rank"
             ))),

@@ -10,7 +10,7 @@ use rsmpi::traits::*;
 use rsmpi::Threading;
 
 use crate::registry;
-use crate::wire::frame::{self, Kind, HEADER_LEN};
+use crate::wire::frame::{self, Kind};
 use crate::wire::handshake::Hello;
 use crate::wire::PROTOCOL_VERSION;
 
@@ -218,24 +218,16 @@ fn run(buf: &[u8], out: &mut Vec<u8>) -> crate::Result<()> {
     let bad = |m: &str| crate::Error::Protocol(format!("bad RUN message: {m}"));
     let (threads, frame) = buf.split_at_checked(4).ok_or_else(|| bad("too short"))?;
     let threads = u32::from_le_bytes([threads[0], threads[1], threads[2], threads[3]]) as usize;
-    let header: &[u8; HEADER_LEN] = frame
-        .get(..HEADER_LEN)
-        .and_then(|h| h.try_into().ok())
-        .ok_or_else(|| bad("no frame header"))?;
-    let (kind, flags, len) = frame::parse_header(header)?;
-    let body = &frame[HEADER_LEN..];
-    if kind != Kind::Run || body.len() != len {
-        return Err(bad("not a whole RUN frame"));
+    let (kind, flags, body) = frame::parse_whole(frame)?;
+    if kind != Kind::Run {
+        return Err(bad("not a RUN frame"));
     }
     let run = crate::wire::codec::parse_run(body)?;
-    let parallel = flags & frame::FLAG_PARALLEL != 0 && threads > 1;
-    if parallel {
+    let pool = crate::task::threads_for(flags, threads);
+    if pool.is_some() {
         warn_if_bound(threads);
     }
-    let threads = parallel
-        .then(|| crate::task::worker_threads(threads).ok())
-        .flatten();
-    crate::task::run_job(&run, out, threads, || {})
+    crate::task::run_job(&run, out, pool, || {})
 }
 
 /// MPI launchers pin each rank to a core or a socket by default (Open MPI binds to a core

@@ -300,10 +300,7 @@ impl Shared {
             };
             let outcome = match f.kind {
                 Kind::Result => Outcome::Body(rest.to_vec()),
-                Kind::JobFailed => match crate::wire::serial::decode::<ChunkFailure>(rest) {
-                    Ok(failure) => Outcome::Failed(failure.into_error(job.task)),
-                    Err(e) => Outcome::Failed(Error::Protocol(format!("bad JOB_FAILED: {e}"))),
-                },
+                Kind::JobFailed => Outcome::Failed(ChunkFailure::decode_error(rest, job.task)),
                 other => {
                     // Not an answer: the job goes back with the worker's other jobs, and
                     // the protocol error is blamed on what the worker was running.

@@ -115,11 +115,7 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
                     }
                 }
                 let started = std::time::Instant::now();
-                // Threads for a parallel chunk; if they cannot be had, its items run one by
-                // one, as they would without the flag.
-                let threads = (f.flags & frame::FLAG_PARALLEL != 0 && threads > 1)
-                    .then(|| crate::task::worker_threads(threads).ok())
-                    .flatten();
+                let threads = crate::task::threads_for(f.flags, threads);
                 let mark = if threads.is_some() { lane::PARALLEL } else { 0 };
                 lane.running(run.seq, mark);
                 crate::shm::fds::provide(f.fds, || {

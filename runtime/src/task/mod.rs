@@ -8,4 +8,4 @@ mod run;
 
 pub use handle::{AnyTask, Task, TaskCall};
 pub use run::{run_chunk, Par, ParNone, ParRun};
-pub(crate) use run::{run_job, worker_threads};
+pub(crate) use run::{run_job, threads_for};

@@ -177,9 +177,18 @@ pub(crate) fn run_job(
     Ok(())
 }
 
+/// The threads to run a RUN frame's chunk on: the worker's `threads` threads when the frame
+/// is flagged parallel and there are more than one; `None` (its items run one by one, as
+/// without the flag) otherwise, or if the threads cannot be had.
+pub(crate) fn threads_for(flags: u8, threads: usize) -> Option<&'static rayon::ThreadPool> {
+    (flags & crate::wire::frame::FLAG_PARALLEL != 0 && threads > 1)
+        .then(|| worker_threads(threads).ok())
+        .flatten()
+}
+
 /// The threads a worker runs parallel chunks on (`threads_per_worker`), made on first use
 /// and kept for the worker's life.
-pub(crate) fn worker_threads(threads: usize) -> Result<&'static rayon::ThreadPool, String> {
+fn worker_threads(threads: usize) -> Result<&'static rayon::ThreadPool, String> {
     static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
     if let Some(p) = POOL.get() {
         return Ok(p);

@@ -316,6 +316,14 @@ pub(crate) enum ChunkFailure {
 }
 
 impl ChunkFailure {
+    /// The error a JOB_FAILED body (after its job id) stands for.
+    pub(crate) fn decode_error(body: &[u8], task: &str) -> Error {
+        match serial::decode::<ChunkFailure>(body) {
+            Ok(failure) => failure.into_error(task),
+            Err(e) => Error::Protocol(format!("bad JOB_FAILED: {e}")),
+        }
+    }
+
     pub(crate) fn into_error(self, task: &str) -> Error {
         match self {
             ChunkFailure::Unregistered(name) => Error::UnregisteredTask { name },

@@ -166,6 +166,24 @@ pub(crate) fn set_fd_count(buf: &mut [u8], start: usize, n: usize) -> Result<(),
 }
 
 /// Splits the `job_id` prefix off a RUN / RESULT / JOB_FAILED body.
+/// A complete frame held in memory (an MPI message): its kind, flags and body, checked
+/// against the header's length.
+pub(crate) fn parse_whole(buf: &[u8]) -> Result<(Kind, u8, &[u8]), Error> {
+    let header: &[u8; HEADER_LEN] = buf
+        .get(..HEADER_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| Error::Protocol("frame shorter than its header".into()))?;
+    let (kind, flags, len) = parse_header(header)?;
+    let body = &buf[HEADER_LEN..];
+    if body.len() != len {
+        return Err(Error::Protocol(format!(
+            "{kind:?} frame of {} bytes, its header says {len}",
+            body.len()
+        )));
+    }
+    Ok((kind, flags, body))
+}
+
 pub(crate) fn split_job_id(body: &[u8]) -> Result<(u64, &[u8]), Error> {
     if body.len() < 8 {
         return Err(Error::Protocol("frame too short for a job id".into()));
