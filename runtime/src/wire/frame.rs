@@ -168,6 +168,7 @@ pub(crate) fn set_fd_count(buf: &mut [u8], start: usize, n: usize) -> Result<(),
 /// Splits the `job_id` prefix off a RUN / RESULT / JOB_FAILED body.
 /// A complete frame held in memory (an MPI message): its kind, flags and body, checked
 /// against the header's length.
+#[cfg(feature = "mpi")]
 pub(crate) fn parse_whole(buf: &[u8]) -> Result<(Kind, u8, &[u8]), Error> {
     let header: &[u8; HEADER_LEN] = buf
         .get(..HEADER_LEN)
