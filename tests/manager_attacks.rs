@@ -60,6 +60,12 @@ fn tcp_manager(b: multiproc::ManagerBuilder) -> Manager {
 
 type H = Hmac<Sha256>;
 
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut m = <H as Mac>::new_from_slice(key).unwrap();
     for p in parts {
@@ -71,9 +77,19 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 /// The library's request and response types, mirrored (the codec encodes by variant index).
 #[derive(Serialize, Deserialize, Debug, Clone)]
 enum Request {
-    Open { kind: Kind, name: Option<String> },
-    Dict { id: u64, op: () },
-    List { id: u64, op: ListOp },
+    Open {
+        kind: Kind,
+        name: Option<String>,
+        tag: u64,
+    },
+    Dict {
+        id: u64,
+        op: (),
+    },
+    List {
+        id: u64,
+        op: ListOp,
+    },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy)]
@@ -116,7 +132,7 @@ impl Raw {
         s.set_read_timeout(Some(LONG)).unwrap();
         let mut hello = [0u8; 40];
         s.read_exact(&mut hello).unwrap();
-        assert_eq!(&hello[..8], b"MPMGR003");
+        assert_eq!(&hello[..8], b"MPMGR004");
         let ns = hello[8..].to_vec();
         let nc = [7u8; 32];
         let mut answer = hmac(key, &[b"client", &ns]);
@@ -338,6 +354,9 @@ fn messages_injected_altered_or_replayed_after_the_handshake_are_rejected() {
     let open = Request::Open {
         kind: Kind::List,
         name: Some("log".into()),
+        // The type tag of a `ListProxy<u32>` (FNV-1a of its kind and item type), as the
+        // library's own proxy of this list has.
+        tag: fnv(b"list\0(u32,)"),
     };
     let push = |id, v: u32| Request::List {
         id,

@@ -6,6 +6,7 @@ mod defaults;
 mod entry;
 mod errors;
 mod expand;
+mod managed;
 mod parse;
 mod shareable;
 
@@ -100,4 +101,40 @@ pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_derive(Shareable, attributes(shareable))]
 pub fn derive_shareable(input: TokenStream) -> TokenStream {
     shareable::derive(input.into()).into()
+}
+
+/// Lets a manager serve a type: on an inherent `impl` block of a serde type, it exposes the
+/// methods taking `&self` or `&mut self` through a generated proxy, `{Type}Proxy`, whose
+/// methods have the same names and arguments and return `multiproc::Result<R>`.
+///
+/// ```ignore
+/// #[derive(Default, serde::Serialize, serde::Deserialize)]
+/// struct Maths { calls: u64 }
+///
+/// #[managed]
+/// impl Maths {
+///     fn add(&mut self, x: i64, y: i64) -> i64 { self.calls += 1; x + y }
+/// }
+///
+/// let maths = manager.serve::<Maths>()?;   // a MathsProxy, usable from any process
+/// assert_eq!(maths.add(4, 3)?, 7);
+/// ```
+///
+/// Requirements, checked at compile time: an inherent, non-generic `impl`; exposed methods
+/// not generic, not `async`, taking `&self`/`&mut self` (not `self`), every argument and
+/// return type owned (no references, lifetimes, `impl Trait`) and serializable. Functions
+/// without a receiver stay as they are, unexposed.
+///
+/// # What it expands to
+///
+/// The `impl` block unchanged, then a `pub struct {Type}Proxy` (serializable: it can be
+/// sent to other processes and stored in other managed objects) with one method per exposed
+/// method, and a hidden block implementing `multiproc::Managed` (its stable name
+/// `module_path!()::Type`), the server-side dispatcher (decodes the arguments, checks the
+/// caller's signature tag, calls the method, encodes its result) and an entry in the
+/// link-time table of managed types, where the manager's process finds the type by name.
+/// Takes the same `crate = "..."` option as `#[pool_task]`.
+#[proc_macro_attribute]
+pub fn managed(args: TokenStream, item: TokenStream) -> TokenStream {
+    managed::expand(args.into(), item.into()).into()
 }

@@ -128,7 +128,12 @@ pub use exec::{concurrent, AsyncResult, Imap, Opts};
 /// The progress-bar crate `Opts::progress_with` takes bars of (the `progress` feature).
 #[cfg(feature = "progress")]
 pub use indicatif;
-pub use manager::{DictProxy, ListProxy, Manager, ManagerBuilder, ManagerClient};
+pub use manager::{
+    BarrierProxy, BoundedSemaphoreProxy, ConditionGuardProxy, ConditionProxy, DictProxy,
+    EventProxy, JoinableQueueProxy, ListProxy, LockGuardProxy, LockProxy, Managed, ManagedProxy,
+    Manager, ManagerBuilder, ManagerClient, NamespaceProxy, QueueProxy, RLockProxy, SemaphoreProxy,
+    ValueProxy,
+};
 /// ```
 /// use multiproc::prelude::*;
 ///
@@ -145,6 +150,7 @@ pub use manager::{DictProxy, ListProxy, Manager, ManagerBuilder, ManagerClient};
 /// ```
 ///
 pub use multiproc_macros::main;
+pub use multiproc_macros::managed;
 pub use multiproc_macros::pool_task;
 /// ```
 /// use multiproc::prelude::*;
@@ -217,10 +223,13 @@ pub mod opts {
 /// The names most programs need: `use multiproc::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        pool_task, Array, AsyncResult, Barrier, BoundedSemaphore, Condition, Connection, DictProxy,
-        Error, Event, ExitStatus, JoinableQueue, ListProxy, Lock, LockError, Manager, Opts, Pool,
-        Process, Queue, RLock, RawArray, RawValue, Receiver, Semaphore, Sender, Shareable,
+        managed, pool_task, Array, AsyncResult, Barrier, BarrierProxy, BoundedSemaphore,
+        BoundedSemaphoreProxy, Condition, ConditionProxy, Connection, DictProxy, Error, Event,
+        EventProxy, ExitStatus, JoinableQueue, JoinableQueueProxy, ListProxy, Lock, LockError,
+        LockProxy, Manager, NamespaceProxy, Opts, Pool, Process, Queue, QueueProxy, RLock,
+        RLockProxy, RawArray, RawValue, Receiver, Semaphore, SemaphoreProxy, Sender, Shareable,
         SharedMemory, SimpleQueue, StartMethod, Task, TaskCall, TaskFn, TaskPool, Value,
+        ValueProxy,
     };
 }
 
@@ -228,6 +237,10 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::child::enter_test;
+    pub use crate::manager::managed::{
+        assert_managed, decode_managed, decode_method_args, encode_method_output, method_tag,
+        no_such_method, signature_mismatch, Dispatch, ManagedType, ObjectProxy, MANAGED_TYPES,
+    };
     pub use crate::registry::{
         assert_task_arg, assert_task_output, call_here, signature_of, type_id_of, Signature,
         TaskEntry, TASKS,

@@ -7,34 +7,42 @@
 //! sent anywhere a value can go: `Process` and pool task arguments, queue items, pipes. In
 //! another process a proxy connects (once per process and manager) when first used.
 
+pub(crate) mod client;
+mod collections;
+pub(crate) mod managed;
+pub(crate) mod messages;
+mod objects;
 pub(crate) mod proto;
+mod served;
 pub(crate) mod server;
 mod stream;
 
-use std::io::{Read, Write};
-use std::marker::PhantomData;
-use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_bytes::ByteBuf;
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::spawn::WorkerProcess;
 use crate::sys::wait::lock;
-use proto::{Bytes, Deadlined, DictOp, Kind, ListOp, Request, Response, Session};
-use stream::Stream;
+use client::{client_for, enc, Client, Handle};
+pub use collections::{DictProxy, ListProxy};
+pub use managed::{Managed, ManagedProxy};
+use messages::Kind;
+pub use served::{
+    BarrierProxy, BoundedSemaphoreProxy, ConditionGuardProxy, ConditionProxy, EventProxy,
+    JoinableQueueProxy, LockGuardProxy, LockProxy, NamespaceProxy, QueueProxy, RLockProxy,
+    SemaphoreProxy, ValueProxy,
+};
 
 /// How long a manager has to start and report its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default limit on one request's round trip (connecting included).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longer limits are this: a century is as good as forever, and an `Instant` holds it.
-const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub(crate) const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Default time a peer has for the handshake, and for each request once it began.
 const DEFAULT_PEER_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -269,31 +277,28 @@ impl ManagerClient {
         &self.client.address
     }
 
-    fn open(&self, kind: Kind, name: Option<&str>) -> Result<u64> {
-        match self.client.call(&Request::Open {
-            kind,
-            name: name.map(str::to_owned),
-        })? {
-            Response::Id(id) => Ok(id),
-            other => Err(unexpected(other)),
-        }
+    fn open(&self, kind: Kind, name: Option<&str>, tag: u64) -> Result<Handle> {
+        Handle::open(&self.client, kind, name, tag)
     }
 
     /// A new, empty shared dict.
     pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>> {
-        Ok(DictProxy::new(
-            self.client.clone(),
-            self.open(Kind::Dict, None)?,
-        ))
+        Ok(DictProxy::wrap(self.open(
+            Kind::Dict,
+            None,
+            DictProxy::<K, V>::tag(),
+        )?))
     }
 
     /// The shared dict called `name`, created empty if there is none: how clients that
-    /// connected separately find the same object. `InvalidArgument` if `name` is a list.
+    /// connected separately find the same object. `InvalidArgument` if `name` is a list, or
+    /// a dict of other key or value types.
     pub fn dict_named<K, V>(&self, name: &str) -> Result<DictProxy<K, V>> {
-        Ok(DictProxy::new(
-            self.client.clone(),
-            self.open(Kind::Dict, Some(name))?,
-        ))
+        Ok(DictProxy::wrap(self.open(
+            Kind::Dict,
+            Some(name),
+            DictProxy::<K, V>::tag(),
+        )?))
     }
 
     /// A new shared dict holding `pairs` (Python's `manager.dict(mapping)`).
@@ -322,18 +327,161 @@ impl ManagerClient {
 
     /// A new, empty shared list.
     pub fn list<T>(&self) -> Result<ListProxy<T>> {
-        Ok(ListProxy::new(
-            self.client.clone(),
-            self.open(Kind::List, None)?,
-        ))
+        Ok(ListProxy::wrap(self.open(
+            Kind::List,
+            None,
+            ListProxy::<T>::tag(),
+        )?))
     }
 
     /// The shared list called `name`, created empty if there is none.
     pub fn list_named<T>(&self, name: &str) -> Result<ListProxy<T>> {
-        Ok(ListProxy::new(
-            self.client.clone(),
-            self.open(Kind::List, Some(name))?,
-        ))
+        Ok(ListProxy::wrap(self.open(
+            Kind::List,
+            Some(name),
+            ListProxy::<T>::tag(),
+        )?))
+    }
+
+    /// A new unbounded FIFO queue (Python's `manager.Queue()`).
+    pub fn queue<T>(&self) -> Result<QueueProxy<T>> {
+        self.queue_with_maxsize(0)
+    }
+
+    /// A new queue holding at most `maxsize` items (0: unbounded); `put` waits for room.
+    pub fn queue_with_maxsize<T>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
+        let kind = Kind::Queue {
+            maxsize: maxsize as u64,
+            joinable: false,
+        };
+        Ok(QueueProxy::wrap(self.open(
+            kind,
+            None,
+            QueueProxy::<T>::tag(),
+        )?))
+    }
+
+    /// A new queue whose items are marked done by consumers, so producers can `join` it
+    /// (Python's `manager.JoinableQueue()`); `maxsize` 0: unbounded.
+    pub fn joinable_queue<T>(&self, maxsize: usize) -> Result<JoinableQueueProxy<T>> {
+        let kind = Kind::Queue {
+            maxsize: maxsize as u64,
+            joinable: true,
+        };
+        Ok(JoinableQueueProxy::wrap(self.open(
+            kind,
+            None,
+            JoinableQueueProxy::<T>::tag(),
+        )?))
+    }
+
+    /// A new lock (Python's `manager.Lock()`).
+    pub fn lock(&self) -> Result<LockProxy> {
+        let kind = Kind::Lock { recursive: false };
+        Ok(LockProxy::wrap(self.open(kind, None, LockProxy::tag())?))
+    }
+
+    /// A new recursive lock: its holder may take it again (Python's `manager.RLock()`).
+    pub fn rlock(&self) -> Result<RLockProxy> {
+        let kind = Kind::Lock { recursive: true };
+        Ok(RLockProxy::wrap(self.open(
+            kind,
+            None,
+            RLockProxy::tag(),
+        )?))
+    }
+
+    /// A new semaphore starting at `value` (Python's `manager.Semaphore(value)`).
+    pub fn semaphore(&self, value: u32) -> Result<SemaphoreProxy> {
+        let kind = Kind::Semaphore {
+            value,
+            bounded: false,
+        };
+        Ok(SemaphoreProxy::wrap(self.open(
+            kind,
+            None,
+            SemaphoreProxy::tag(),
+        )?))
+    }
+
+    /// A new semaphore that may not be released above `value`
+    /// (Python's `manager.BoundedSemaphore(value)`).
+    pub fn bounded_semaphore(&self, value: u32) -> Result<BoundedSemaphoreProxy> {
+        let kind = Kind::Semaphore {
+            value,
+            bounded: true,
+        };
+        Ok(BoundedSemaphoreProxy::wrap(self.open(
+            kind,
+            None,
+            BoundedSemaphoreProxy::tag(),
+        )?))
+    }
+
+    /// A new event, not set (Python's `manager.Event()`).
+    pub fn event(&self) -> Result<EventProxy> {
+        Ok(EventProxy::wrap(self.open(
+            Kind::Event,
+            None,
+            EventProxy::tag(),
+        )?))
+    }
+
+    /// A new condition variable with its own recursive lock (Python's `manager.Condition()`).
+    pub fn condition(&self) -> Result<ConditionProxy> {
+        Ok(ConditionProxy::wrap(self.open(
+            Kind::Condition,
+            None,
+            ConditionProxy::tag(),
+        )?))
+    }
+
+    /// A new barrier for `parties` parties (Python's `manager.Barrier(parties)`).
+    pub fn barrier(&self, parties: u32) -> Result<BarrierProxy> {
+        let kind = Kind::Barrier { parties };
+        Ok(BarrierProxy::wrap(self.open(
+            kind,
+            None,
+            BarrierProxy::tag(),
+        )?))
+    }
+
+    /// A new shared value starting as `value` (Python's `manager.Value(typecode, value)`;
+    /// any serde type here).
+    pub fn value<T: Serialize>(&self, value: &T) -> Result<ValueProxy<T>> {
+        let kind = Kind::Cell(enc(value)?);
+        Ok(ValueProxy::wrap(self.open(
+            kind,
+            None,
+            ValueProxy::<T>::tag(),
+        )?))
+    }
+
+    /// A new namespace: named attributes of any serde types (Python's
+    /// `manager.Namespace()`).
+    pub fn namespace(&self) -> Result<NamespaceProxy> {
+        Ok(NamespaceProxy::wrap(self.open(
+            Kind::Namespace,
+            None,
+            NamespaceProxy::tag(),
+        )?))
+    }
+
+    /// Serves `T::default()` from the manager: its `#[managed]` methods, called through the
+    /// proxy, run in the server process (Python's `MyManager.register('Maths', MathsClass)`
+    /// then `manager.Maths()`).
+    pub fn serve<T: Managed + Default>(&self) -> Result<T::Proxy> {
+        self.serve_value(&T::default())
+    }
+
+    /// Serves a copy of `value` from the manager.
+    pub fn serve_value<T: Managed>(&self, value: &T) -> Result<T::Proxy> {
+        let kind = Kind::User {
+            name: T::NAME.to_owned(),
+            state: enc(value)?,
+        };
+        let h = self.open(kind, None, managed::tag_of_name(T::NAME))?;
+        Ok(T::Proxy::from_object(managed::ObjectProxy::new(h, T::NAME)))
     }
 }
 
@@ -342,606 +490,5 @@ impl std::fmt::Debug for ManagerClient {
         f.debug_struct("ManagerClient")
             .field("address", &self.address())
             .finish()
-    }
-}
-
-// --- the client side ---------------------------------------------------------------------
-
-/// One authenticated connection to a manager.
-struct Conn {
-    /// Buffered: a reply comes in one read, length, body and tag together.
-    reader: std::io::BufReader<Deadlined<Stream>>,
-    writer: Stream,
-    session: Session,
-    /// The longest request the server reads (its welcome says).
-    max_message: usize,
-}
-
-/// Why a handshake failed when the server closed the connection during it.
-const CUT_SHORT: &str = "the server closed the connection during the handshake";
-
-/// Requests up to this long go out under the write timeout set at connect (see `call`).
-const SMALL_WRITE: u64 = 32 * 1024;
-
-/// Connections kept open for later calls, at most; calls running at once beyond this open
-/// connections of their own and close them after.
-const MAX_IDLE: usize = 16;
-
-/// One process's client of one manager, shared by all its proxies of that manager. Each call
-/// takes a connection of its own (an idle one, or a new one), so calls from many threads
-/// neither wait for each other nor share a deadline.
-struct Client {
-    address: String,
-    authkey: Vec<u8>,
-    timeout: Duration,
-    idle: Mutex<Vec<Conn>>,
-}
-
-/// The process-wide client for a manager, so proxies share its connections.
-fn client_for(address: &str, authkey: &[u8], timeout: Duration) -> Arc<Client> {
-    static CLIENTS: Mutex<Vec<Weak<Client>>> = Mutex::new(Vec::new());
-    let mut clients = lock(&CLIENTS);
-    clients.retain(|w| w.strong_count() > 0);
-    if let Some(c) = clients
-        .iter()
-        .filter_map(Weak::upgrade)
-        .find(|c| c.address == address && c.authkey == authkey && c.timeout == timeout)
-    {
-        return c;
-    }
-    let c = Arc::new(Client {
-        address: address.to_owned(),
-        authkey: authkey.to_vec(),
-        timeout,
-        idle: Mutex::new(Vec::new()),
-    });
-    clients.push(Arc::downgrade(&c));
-    c
-}
-
-fn lost(what: impl std::fmt::Display) -> Error {
-    Error::ManagerLost(what.to_string())
-}
-
-/// What is left until `deadline`, or `Timeout` if nothing.
-fn left(deadline: Instant) -> Result<Duration> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        Err(Error::Timeout)
-    } else {
-        Ok(left)
-    }
-}
-
-/// An error of a call as the caller sees it: a socket timeout is a `Timeout` (the manager
-/// may only be slow), another I/O failure means the manager is gone.
-fn call_error(e: Error, address: &str) -> Error {
-    match e {
-        Error::Io(io) if proto::is_timeout(&io) => Error::Timeout,
-        Error::Io(io) => lost(format!("manager {address}: {io}")),
-        e => e,
-    }
-}
-
-impl Client {
-    /// Opens and authenticates a connection, all of it by `deadline`.
-    fn connect(&self, deadline: Instant) -> Result<Conn> {
-        let s = if let Some(name) = self.address.strip_prefix('@') {
-            use std::os::linux::net::SocketAddrExt;
-            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-            let s = UnixStream::connect_addr(&addr)
-                .map_err(|e| lost(format!("cannot connect to manager {}: {e}", self.address)))?;
-            Stream::Unix(s)
-        } else {
-            let addrs = self.address.to_socket_addrs().map_err(|e| {
-                Error::InvalidArgument(format!("bad address {}: {e}", self.address))
-            })?;
-            let mut last = None;
-            let mut found = None;
-            for a in addrs {
-                match TcpStream::connect_timeout(&a, left(deadline)?) {
-                    Ok(s) => {
-                        found = Some(s);
-                        break;
-                    }
-                    Err(e) => last = Some(e),
-                }
-            }
-            let s = match (found, last) {
-                (Some(s), _) => s,
-                (None, Some(e)) if proto::is_timeout(&e) => return Err(Error::Timeout),
-                (None, last) => {
-                    return Err(lost(format!(
-                        "cannot connect to manager {}: {}",
-                        self.address,
-                        last.map_or("no address".into(), |e| e.to_string())
-                    )))
-                }
-            };
-            s.set_nodelay(true)?;
-            Stream::Tcp(s)
-        };
-        let writer = s.try_clone()?;
-        writer.set_write_timeout(Some(left(deadline)?))?;
-        let mut reader = std::io::BufReader::new(Deadlined::new(s));
-        reader.get_mut().set_deadline(Some(deadline));
-        let mut both = Both {
-            r: &mut reader,
-            w: &writer,
-        };
-        let mut session = proto::connect(&mut both, &self.authkey).map_err(|e| match e {
-            Error::Io(io)
-                if matches!(
-                    io.kind(),
-                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
-                ) =>
-            {
-                lost(format!("manager {}: {CUT_SHORT}", self.address))
-            }
-            e => call_error(e, &self.address),
-        })?;
-        let welcome: proto::Welcome = proto::recv(&mut reader, &mut session, 1 << 16, |_| Ok(()))
-            .map_err(|e| call_error(e, &self.address))?
-            .ok_or_else(|| lost(format!("manager {} closed the connection", self.address)))?;
-        Ok(Conn {
-            reader,
-            writer,
-            session,
-            max_message: welcome.max_message as usize,
-        })
-    }
-
-    /// A connection for one call: an idle one, or a new one. A handshake the server cut
-    /// short (it evicts the oldest when many peers are in their handshake, as under a flood
-    /// of connections) is tried again while the deadline allows.
-    fn take(&self, deadline: Instant) -> Result<Conn> {
-        if let Some(c) = lock(&self.idle).pop() {
-            return Ok(c);
-        }
-        self.connect_retrying(deadline)
-    }
-
-    /// A new connection, its handshake tried again while the server cuts it short and the
-    /// deadline allows.
-    fn connect_retrying(&self, deadline: Instant) -> Result<Conn> {
-        let mut pause = Duration::from_millis(5);
-        loop {
-            match self.connect(deadline) {
-                Err(Error::ManagerLost(why)) if why.contains(CUT_SHORT) => {
-                    std::thread::sleep(pause.min(left(deadline)?));
-                    pause = (pause * 2).min(Duration::from_millis(200));
-                }
-                other => return other,
-            }
-        }
-    }
-
-    fn give_back(&self, c: Conn) {
-        let mut idle = lock(&self.idle);
-        if idle.len() < MAX_IDLE {
-            idle.push(c);
-        }
-    }
-
-    /// Closes the idle connections (the manager was shut down).
-    fn forget(&self) {
-        lock(&self.idle).clear();
-    }
-
-    fn call(&self, req: &Request) -> Result<Response> {
-        let deadline = Instant::now() + self.timeout;
-        let mut c = self.take(deadline)?;
-        let r =
-            (|| {
-                // A request the socket's buffer takes whole cannot block (the connection
-                // holds no unanswered request), and the timeout set at connect bounds it
-                // anyway; a larger one may block, and gets what is left of this call's.
-                if crate::wire::serial::encoded_len(req).map_or(true, |n| n > SMALL_WRITE) {
-                    c.writer.set_write_timeout(Some(left(deadline)?))?;
-                }
-                proto::send(&mut c.writer, &mut c.session, req, c.max_message)?;
-                crate::sys::wait::poll_briefly(c.writer.as_fd());
-                c.reader.get_mut().set_deadline(Some(deadline));
-                // A closed connection is an error here, so that it is not given back.
-                proto::recv::<Response>(&mut c.reader, &mut c.session, proto::MAX_MESSAGE, |_| {
-                    Ok(())
-                })?
-                .ok_or_else(|| lost(format!("manager {} closed the connection", self.address)))
-            })();
-        match r {
-            Ok(resp) => {
-                self.give_back(c);
-                match resp {
-                    Response::Refused(why) => Err(Error::InvalidArgument(why)),
-                    resp => Ok(resp),
-                }
-            }
-            // Refused before anything was written: the connection is as good as before.
-            Err(e @ (Error::Serialization { .. } | Error::TooLarge { .. })) => {
-                self.give_back(c);
-                Err(e)
-            }
-            Err(e) => Err(call_error(e, &self.address)),
-        }
-    }
-}
-
-/// A connection's two halves as one stream, for the handshake.
-struct Both<'a> {
-    r: &'a mut std::io::BufReader<Deadlined<Stream>>,
-    w: &'a Stream,
-}
-
-impl Read for Both<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.r.read(buf)
-    }
-}
-
-impl Write for Both<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut w = self.w;
-        w.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn unexpected(r: Response) -> Error {
-    Error::Protocol(format!("unexpected manager response {r:?}"))
-}
-
-fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Bytes> {
-    crate::wire::serial::encode(v)
-        .map(ByteBuf::from)
-        .map_err(|e| Error::serialization("a manager value", e))
-}
-
-fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
-    crate::wire::serial::decode(b).map_err(|e| Error::serialization("a manager value", e))
-}
-
-fn dec_opt<T: DeserializeOwned>(r: Response) -> Result<Option<T>> {
-    match r {
-        Response::Value(v) => v.map(|b| dec(&b)).transpose(),
-        other => Err(unexpected(other)),
-    }
-}
-
-fn dec_all<T: DeserializeOwned>(r: Response) -> Result<Vec<T>> {
-    match r {
-        Response::Values(vs) => vs.iter().map(|b| dec(b)).collect(),
-        other => Err(unexpected(other)),
-    }
-}
-
-fn done(r: Response) -> Result<()> {
-    match r {
-        Response::Done => Ok(()),
-        other => Err(unexpected(other)),
-    }
-}
-
-fn boolean(r: Response) -> Result<bool> {
-    match r {
-        Response::Bool(b) => Ok(b),
-        other => Err(unexpected(other)),
-    }
-}
-
-fn len(r: Response) -> Result<usize> {
-    match r {
-        Response::Len(n) => Ok(n as usize),
-        other => Err(unexpected(other)),
-    }
-}
-
-/// What a proxy is when it travels: where the manager is, the key, and which object.
-#[derive(Serialize)]
-struct TokenRef<'a> {
-    address: &'a str,
-    #[serde(with = "serde_bytes")]
-    authkey: &'a [u8],
-    timeout: Duration,
-    id: u64,
-}
-
-/// The same, received.
-#[derive(Deserialize)]
-struct Token {
-    address: String,
-    authkey: ByteBuf,
-    timeout: Duration,
-    id: u64,
-}
-
-fn token(client: &Client, id: u64) -> TokenRef<'_> {
-    TokenRef {
-        address: &client.address,
-        authkey: &client.authkey,
-        timeout: client.timeout,
-        id,
-    }
-}
-
-fn from_token(t: Token) -> (Arc<Client>, u64) {
-    // A zero timeout cannot be set on a socket.
-    let timeout = t.timeout.clamp(Duration::from_millis(1), FOREVER);
-    (client_for(&t.address, &t.authkey, timeout), t.id)
-}
-
-/// A proxy's item types: no data, and `Send`/`Sync` whatever they are (proxies hold none).
-type Marker<T> = PhantomData<fn(T) -> T>;
-
-macro_rules! proxy_common {
-    ($ty:ident < $($p:ident),+ >) => {
-        impl<$($p),+> $ty<$($p),+> {
-            fn new(client: Arc<Client>, id: u64) -> Self {
-                $ty { client, id, _t: PhantomData }
-            }
-        }
-
-        impl<$($p),+> Clone for $ty<$($p),+> {
-            fn clone(&self) -> Self {
-                $ty::new(self.client.clone(), self.id)
-            }
-        }
-
-        impl<$($p),+> std::fmt::Debug for $ty<$($p),+> {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($ty))
-                    .field("manager", &self.client.address)
-                    .field("id", &self.id)
-                    .finish()
-            }
-        }
-
-        impl<$($p),+> Serialize for $ty<$($p),+> {
-            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                token(&self.client, self.id).serialize(s)
-            }
-        }
-
-        impl<'de, $($p),+> Deserialize<'de> for $ty<$($p),+> {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                let (client, id) = from_token(Token::deserialize(d)?);
-                Ok($ty::new(client, id))
-            }
-        }
-    };
-}
-
-/// A dict held by a [`Manager`] (Python's `DictProxy`). Keys keep their insertion order.
-/// Keys are compared by their encoding, so use key types whose equal values encode alike
-/// (integers, strings, tuples of them; not floats that may be `-0.0`).
-pub struct DictProxy<K, V> {
-    client: Arc<Client>,
-    id: u64,
-    _t: Marker<(K, V)>,
-}
-
-proxy_common!(DictProxy<K, V>);
-
-impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy<K, V> {
-    fn call(&self, op: DictOp) -> Result<Response> {
-        self.client.call(&Request::Dict { id: self.id, op })
-    }
-
-    /// The value for `key`, if any.
-    pub fn get(&self, key: &K) -> Result<Option<V>> {
-        dec_opt(self.call(DictOp::Get(enc(key)?))?)
-    }
-
-    /// Sets `key` to `value`; returns the previous value.
-    pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
-        dec_opt(self.call(DictOp::Insert(enc(key)?, enc(value)?))?)
-    }
-
-    /// Removes `key`; returns its value (Python's `pop`).
-    pub fn remove(&self, key: &K) -> Result<Option<V>> {
-        dec_opt(self.call(DictOp::Remove(enc(key)?))?)
-    }
-
-    /// Whether `key` is present.
-    pub fn contains_key(&self, key: &K) -> Result<bool> {
-        match self.call(DictOp::Contains(enc(key)?))? {
-            Response::Bool(b) => Ok(b),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// Inserts every pair in one atomic step (Python's `update`); later pairs win.
-    pub fn update<'a>(&self, pairs: impl IntoIterator<Item = (&'a K, &'a V)>) -> Result<()>
-    where
-        K: 'a,
-        V: 'a,
-    {
-        let pairs = pairs
-            .into_iter()
-            .map(|(k, v)| Ok((enc(k)?, enc(v)?)))
-            .collect::<Result<Vec<_>>>()?;
-        done(self.call(DictOp::Update(pairs))?)
-    }
-
-    /// Removes `key` and returns its value, or `default` if it had none (Python's
-    /// `pop(key, default)`; [`remove`](DictProxy::remove) is `pop` without one).
-    pub fn pop_or(&self, key: &K, default: V) -> Result<V> {
-        Ok(self.remove(key)?.unwrap_or(default))
-    }
-
-    /// The value for `key`, inserting `default` first if there is none, in one atomic step
-    /// (Python's `setdefault`).
-    pub fn setdefault(&self, key: &K, default: &V) -> Result<V> {
-        dec_opt(self.call(DictOp::SetDefault(enc(key)?, enc(default)?))?)?
-            .ok_or_else(|| Error::Protocol("setdefault returned nothing".into()))
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> Result<usize> {
-        len(self.call(DictOp::Len)?)
-    }
-
-    /// Whether there are no entries.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
-    /// The keys, in insertion order (a snapshot).
-    pub fn keys(&self) -> Result<Vec<K>> {
-        dec_all(self.call(DictOp::Keys)?)
-    }
-
-    /// The values, in insertion order (a snapshot).
-    pub fn values(&self) -> Result<Vec<V>> {
-        dec_all(self.call(DictOp::Values)?)
-    }
-
-    /// The entries, in insertion order (a snapshot).
-    pub fn items(&self) -> Result<Vec<(K, V)>> {
-        match self.call(DictOp::Items)? {
-            Response::Items(items) => items.iter().map(|(k, v)| Ok((dec(k)?, dec(v)?))).collect(),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// Removes every entry.
-    pub fn clear(&self) -> Result<()> {
-        done(self.call(DictOp::Clear)?)
-    }
-}
-
-/// A list held by a [`Manager`] (Python's `ListProxy`). Indices may be negative, counting
-/// from the end, as in Python.
-pub struct ListProxy<T> {
-    client: Arc<Client>,
-    id: u64,
-    _t: Marker<T>,
-}
-
-proxy_common!(ListProxy<T>);
-
-impl<T: Serialize + DeserializeOwned> ListProxy<T> {
-    fn call(&self, op: ListOp) -> Result<Response> {
-        self.client.call(&Request::List { id: self.id, op })
-    }
-
-    /// Appends an item (Python's `append`).
-    pub fn push(&self, item: &T) -> Result<()> {
-        done(self.call(ListOp::Push(enc(item)?))?)
-    }
-
-    /// Appends several items in one atomic step.
-    pub fn extend<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<()>
-    where
-        T: 'a,
-    {
-        let items = items.into_iter().map(enc).collect::<Result<Vec<_>>>()?;
-        done(self.call(ListOp::Extend(items))?)
-    }
-
-    /// The item at `index`, if it is in range.
-    pub fn get(&self, index: i64) -> Result<Option<T>> {
-        dec_opt(self.call(ListOp::Get(index))?)
-    }
-
-    /// Replaces the item at `index`; `InvalidArgument` if out of range.
-    pub fn set(&self, index: i64, item: &T) -> Result<()> {
-        done(self.call(ListOp::Set(index, enc(item)?))?)
-    }
-
-    /// Inserts before `index` (past either end: at that end, as in Python).
-    pub fn insert(&self, index: i64, item: &T) -> Result<()> {
-        done(self.call(ListOp::Insert(index, enc(item)?))?)
-    }
-
-    /// Removes and returns the last item, if any.
-    pub fn pop(&self) -> Result<Option<T>> {
-        dec_opt(self.call(ListOp::Pop(None))?)
-    }
-
-    /// Removes and returns the item at `index`; `InvalidArgument` if out of range.
-    pub fn pop_at(&self, index: i64) -> Result<T> {
-        dec_opt(self.call(ListOp::Pop(Some(index)))?)?
-            .ok_or_else(|| Error::Protocol("pop returned nothing".into()))
-    }
-
-    /// Number of items.
-    pub fn len(&self) -> Result<usize> {
-        len(self.call(ListOp::Len)?)
-    }
-
-    /// Whether there are no items.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
-    /// All items (a snapshot).
-    pub fn to_vec(&self) -> Result<Vec<T>> {
-        dec_all(self.call(ListOp::All)?)
-    }
-
-    /// Removes every item.
-    pub fn clear(&self) -> Result<()> {
-        done(self.call(ListOp::Clear)?)
-    }
-
-    /// Reverses the list in place, in one atomic step.
-    pub fn reverse(&self) -> Result<()> {
-        done(self.call(ListOp::Reverse)?)
-    }
-
-    /// Removes the first item equal to `item`: true if there was one (Python's `remove`,
-    /// which raises instead). Items compare by their encoding, as dict keys do.
-    pub fn remove(&self, item: &T) -> Result<bool> {
-        boolean(self.call(ListOp::Remove(enc(item)?))?)
-    }
-
-    /// The position of the first item equal to `item` (Python's `index`, which raises
-    /// where this gives `None`).
-    pub fn index(&self, item: &T) -> Result<Option<usize>> {
-        match self.call(ListOp::Index(enc(item)?))? {
-            Response::Position(p) => Ok(p.map(|p| p as usize)),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// How many items equal `item`.
-    pub fn count(&self, item: &T) -> Result<usize> {
-        len(self.call(ListOp::Count(enc(item)?))?)
-    }
-
-    /// Sorts the list (stable, by `Ord`) as one atomic change: the server compares bytes,
-    /// not values, so the client sorts a snapshot and the server swaps it in only if the
-    /// list is still that snapshot; a change in between (another process's push) makes it
-    /// sort again, so nothing is lost. After 10,000 changes in a row it gives up
-    /// with `Error::Timeout`.
-    pub fn sort(&self) -> Result<()>
-    where
-        T: Ord,
-    {
-        self.sort_by(T::cmp)
-    }
-
-    /// [`sort`](ListProxy::sort) by a comparison function.
-    pub fn sort_by(&self, mut compare: impl FnMut(&T, &T) -> std::cmp::Ordering) -> Result<()> {
-        const SORT_ATTEMPTS: usize = 10_000;
-        for _ in 0..SORT_ATTEMPTS {
-            let snapshot = match self.call(ListOp::All)? {
-                Response::Values(vs) => vs,
-                other => return Err(unexpected(other)),
-            };
-            let mut items: Vec<(T, usize)> = snapshot
-                .iter()
-                .enumerate()
-                .map(|(i, b)| Ok((dec::<T>(b)?, i)))
-                .collect::<Result<_>>()?;
-            items.sort_by(|a, b| compare(&a.0, &b.0));
-            let sorted = items.iter().map(|&(_, i)| snapshot[i].clone()).collect();
-            if boolean(self.call(ListOp::ReplaceIf(snapshot, sorted))?)? {
-                return Ok(());
-            }
-        }
-        Err(Error::Timeout)
     }
 }

@@ -21,15 +21,16 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
-use serde_bytes::ByteBuf;
+use serde::Serialize;
 use sha2::Sha256;
 
+#[cfg(test)]
+use super::messages::*;
 use crate::error::{Error, Result};
 
 /// Names the protocol and the codec: bumped whenever either changes (a test pins the pair),
 /// so a client of another build stops at the greeting instead of misreading messages.
-pub(crate) const MAGIC: &[u8; 8] = b"MPMGR003";
+pub(crate) const MAGIC: &[u8; 8] = b"MPMGR004";
 const NONCE: usize = 32;
 const MAC_LEN: usize = 32;
 /// What the server sends first: `MAGIC` and its nonce.
@@ -40,93 +41,6 @@ pub(crate) const ANSWER_LEN: usize = MAC_LEN + NONCE;
 pub(crate) const MAX_MESSAGE: usize = 1 << 30;
 /// Bytes of a message body read (and, on the server, reserved) at a time.
 const CHUNK: usize = 64 * 1024;
-
-/// Which kind of shared object.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Dict,
-    List,
-}
-
-/// Keys, values and items travel as encoded bytes: the server never needs their types.
-pub(crate) type Bytes = ByteBuf;
-
-#[derive(Serialize, Deserialize, Debug)]
-pub(crate) enum Request {
-    /// A new object, or (with a name) the object of that name, created if missing.
-    Open {
-        kind: Kind,
-        name: Option<String>,
-    },
-    Dict {
-        id: u64,
-        op: DictOp,
-    },
-    List {
-        id: u64,
-        op: ListOp,
-    },
-}
-
-#[derive(Serialize, Deserialize, Debug)]
-pub(crate) enum DictOp {
-    Get(Bytes),
-    Insert(Bytes, Bytes),
-    Remove(Bytes),
-    Contains(Bytes),
-    SetDefault(Bytes, Bytes),
-    Len,
-    Keys,
-    Values,
-    Items,
-    Clear,
-    /// Inserts every pair, in order, in one step.
-    Update(Vec<(Bytes, Bytes)>),
-}
-
-#[derive(Serialize, Deserialize, Debug)]
-pub(crate) enum ListOp {
-    Push(Bytes),
-    Extend(Vec<Bytes>),
-    Get(i64),
-    Set(i64, Bytes),
-    Insert(i64, Bytes),
-    Pop(Option<i64>),
-    Len,
-    All,
-    Clear,
-    Reverse,
-    /// Removes the first item equal (encoded) to this one: `Bool`.
-    Remove(Bytes),
-    /// The position of the first equal item: `Position`.
-    Index(Bytes),
-    /// How many items are equal: `Len`.
-    Count(Bytes),
-    /// Replaces the whole list with the second, if it still is the first: `Bool`. How a
-    /// client applies a change it computed (a sort) without losing a concurrent one.
-    ReplaceIf(Vec<Bytes>, Vec<Bytes>),
-}
-
-/// The server's first message on a connection: what it accepts.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
-pub(crate) struct Welcome {
-    /// The longest request body it reads.
-    pub max_message: u64,
-}
-
-#[derive(Serialize, Deserialize, Debug)]
-pub(crate) enum Response {
-    Id(u64),
-    Done,
-    Bool(bool),
-    Len(u64),
-    Value(Option<Bytes>),
-    Values(Vec<Bytes>),
-    Items(Vec<(Bytes, Bytes)>),
-    /// The request was refused (bad index, wrong kind, unknown object).
-    Refused(String),
-    Position(Option<u64>),
-}
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -499,7 +413,7 @@ mod tests {
         assert_eq!(
             (MAGIC, crate::wire::serial::CODEC_ID),
             (
-                b"MPMGR003",
+                b"MPMGR004",
                 "serde-wincode 0.1 (bincode-1 layout, fixint, u64 lengths)"
             )
         );
@@ -544,6 +458,7 @@ mod tests {
             Request::Open {
                 kind: Kind::Dict,
                 name: Some("d".into()),
+                tag: 5,
             },
             Request::Dict {
                 id: 1,

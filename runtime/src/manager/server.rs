@@ -8,22 +8,20 @@
 //! open cannot keep a legitimate client out for longer than its own handshake takes. Each
 //! authenticated connection gets a thread of its own.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::net::TcpListener;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use indexmap::IndexMap;
 use rustix::event::{PollFd, PollFlags};
 use serde::{Deserialize, Serialize};
 
-use super::proto::{
-    self, Bytes, Deadlined, DictOp, Kind, ListOp, Request, Response, Session, Welcome, ANSWER_LEN,
-    HELLO_LEN,
-};
+use super::messages::{Request, Response, Welcome};
+use super::objects::Store;
+use super::proto::{self, Deadlined, Session, ANSWER_LEN, HELLO_LEN};
 use super::stream::Stream;
 use crate::error::{Error, Result};
 
@@ -50,29 +48,11 @@ pub(crate) struct Limits {
     pub max_buffered: usize,
 }
 
-enum Obj {
-    Dict(IndexMap<Bytes, Bytes>),
-    List(Vec<Bytes>),
-}
-
-#[derive(Default)]
-struct Objects {
-    next_id: u64,
-    by_id: HashMap<u64, Obj>,
-    by_name: HashMap<String, u64>,
-}
-
 struct Server {
-    objects: Mutex<Objects>,
+    store: Store,
     authkey: Vec<u8>,
     limits: Limits,
     budget: Budget,
-}
-
-impl Server {
-    fn objects(&self) -> MutexGuard<'_, Objects> {
-        crate::sys::wait::lock(&self.objects)
-    }
 }
 
 /// Request memory, all connections together.
@@ -124,6 +104,7 @@ impl Drop for Held<'_> {
 
 /// The server process's main. Never returns.
 pub(crate) fn manager_main(fd: OwnedFd) -> ! {
+    crate::task::panic::install_hook();
     let mut control = UnixStream::from(fd);
     let code = match run(&mut control) {
         Ok(()) => 0,
@@ -176,7 +157,7 @@ fn run(control: &mut UnixStream) -> Result<()> {
     };
     raise_descriptor_limit();
     let server = Arc::new(Server {
-        objects: Mutex::new(Objects::default()),
+        store: Store::default(),
         authkey: setup.authkey,
         limits: setup.limits,
         budget: Budget {
@@ -409,7 +390,15 @@ fn start_serving(server: &Arc<Server>, peer: Stream, session: Session) {
 /// One authenticated connection: the welcome, then requests until the client goes away or
 /// misbehaves. Waiting for a request has no limit; a request, once its first byte is in,
 /// has the deadline to arrive whole, and the memory it takes is reserved as it comes.
-fn serve(server: &Server, peer: Stream, mut session: Session) {
+fn serve(server: &Server, peer: Stream, session: Session) {
+    let mut lease = None;
+    serve_requests(server, peer, session, &mut lease);
+    if let Some(client) = lease {
+        server.store.lease_ended(client);
+    }
+}
+
+fn serve_requests(server: &Server, peer: Stream, mut session: Session, lease: &mut Option<u64>) {
     let limits = server.limits;
     let Ok(reader) = peer.try_clone() else { return };
     // A client that does not read its replies holds a write no longer than the deadline.
@@ -454,7 +443,7 @@ fn serve(server: &Server, peer: Stream, mut session: Session) {
             }
         });
         let Ok(Some(req)) = req else { return };
-        let resp = handle(server, req);
+        let resp = server.store.handle(req, lease);
         drop(held);
         let sent = match proto::send(&mut writer, &mut session, &resp, proto::MAX_MESSAGE) {
             // Too big to send (nothing was written): say so instead.
@@ -472,143 +461,10 @@ fn serve(server: &Server, peer: Stream, mut session: Session) {
     }
 }
 
-/// Python-style index: negative counts from the end. `None` if out of range.
-fn index(i: i64, len: usize) -> Option<usize> {
-    let len = len as i64;
-    let i = if i < 0 { i + len } else { i };
-    (0..len).contains(&i).then_some(i as usize)
-}
-
-fn handle(server: &Server, req: Request) -> Response {
-    let mut objs = server.objects();
-    match req {
-        Request::Open { kind, name } => {
-            if let Some(name) = &name {
-                if let Some(&id) = objs.by_name.get(name) {
-                    let same = matches!(
-                        (objs.by_id.get(&id), kind),
-                        (Some(Obj::Dict(_)), Kind::Dict) | (Some(Obj::List(_)), Kind::List)
-                    );
-                    return if same {
-                        Response::Id(id)
-                    } else {
-                        Response::Refused(format!("`{name}` names an object of another kind"))
-                    };
-                }
-            }
-            objs.next_id += 1;
-            let id = objs.next_id;
-            let obj = match kind {
-                Kind::Dict => Obj::Dict(IndexMap::new()),
-                Kind::List => Obj::List(Vec::new()),
-            };
-            objs.by_id.insert(id, obj);
-            if let Some(name) = name {
-                objs.by_name.insert(name, id);
-            }
-            Response::Id(id)
-        }
-        Request::Dict { id, op } => match objs.by_id.get_mut(&id) {
-            Some(Obj::Dict(d)) => dict_op(d, op),
-            _ => Response::Refused(format!("no shared dict with id {id}")),
-        },
-        Request::List { id, op } => match objs.by_id.get_mut(&id) {
-            Some(Obj::List(l)) => list_op(l, op),
-            _ => Response::Refused(format!("no shared list with id {id}")),
-        },
-    }
-}
-
-fn dict_op(d: &mut IndexMap<Bytes, Bytes>, op: DictOp) -> Response {
-    match op {
-        DictOp::Get(k) => Response::Value(d.get(&k).cloned()),
-        DictOp::Insert(k, v) => Response::Value(d.insert(k, v)),
-        DictOp::Remove(k) => Response::Value(d.shift_remove(&k)),
-        DictOp::Contains(k) => Response::Bool(d.contains_key(&k)),
-        DictOp::SetDefault(k, v) => Response::Value(Some(d.entry(k).or_insert(v).clone())),
-        DictOp::Len => Response::Len(d.len() as u64),
-        DictOp::Keys => Response::Values(d.keys().cloned().collect()),
-        DictOp::Values => Response::Values(d.values().cloned().collect()),
-        DictOp::Items => Response::Items(d.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-        DictOp::Clear => {
-            d.clear();
-            Response::Done
-        }
-        DictOp::Update(pairs) => {
-            d.extend(pairs);
-            Response::Done
-        }
-    }
-}
-
-fn list_op(l: &mut Vec<Bytes>, op: ListOp) -> Response {
-    let out_of_range = |i: i64, len: usize| {
-        Response::Refused(format!("list index {i} out of range for length {len}"))
-    };
-    match op {
-        ListOp::Push(v) => {
-            l.push(v);
-            Response::Done
-        }
-        ListOp::Extend(vs) => {
-            l.extend(vs);
-            Response::Done
-        }
-        ListOp::Get(i) => Response::Value(index(i, l.len()).map(|i| l[i].clone())),
-        ListOp::Set(i, v) => match index(i, l.len()) {
-            Some(i) => {
-                l[i] = v;
-                Response::Done
-            }
-            None => out_of_range(i, l.len()),
-        },
-        ListOp::Insert(i, v) => {
-            // As Python: an index past either end inserts at that end.
-            let len = l.len() as i64;
-            let at = if i < 0 { (i + len).max(0) } else { i.min(len) };
-            l.insert(at as usize, v);
-            Response::Done
-        }
-        ListOp::Pop(i) => match i {
-            None => Response::Value(l.pop()),
-            Some(i) => match index(i, l.len()) {
-                Some(i) => Response::Value(Some(l.remove(i))),
-                None => out_of_range(i, l.len()),
-            },
-        },
-        ListOp::Len => Response::Len(l.len() as u64),
-        ListOp::All => Response::Values(l.clone()),
-        ListOp::Clear => {
-            l.clear();
-            Response::Done
-        }
-        ListOp::Reverse => {
-            l.reverse();
-            Response::Done
-        }
-        ListOp::Remove(v) => match l.iter().position(|x| *x == v) {
-            Some(i) => {
-                l.remove(i);
-                Response::Bool(true)
-            }
-            None => Response::Bool(false),
-        },
-        ListOp::Index(v) => Response::Position(l.iter().position(|x| *x == v).map(|i| i as u64)),
-        ListOp::Count(v) => Response::Len(l.iter().filter(|x| **x == v).count() as u64),
-        ListOp::ReplaceIf(expected, with) => {
-            if *l == expected {
-                *l = with;
-                Response::Bool(true)
-            } else {
-                Response::Bool(false)
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manager::messages::{Bytes, DictOp, Kind, ListOp, Owner, QueueOp, SyncOp};
     use crate::sys::fuzz::Inputs;
 
     /// Whatever an authenticated client sends that decodes as a request, the server answers
@@ -617,7 +473,7 @@ mod tests {
     fn any_decodable_request_is_answered() {
         let mut gen = Inputs::new("manager requests");
         let server = Server {
-            objects: Mutex::new(Objects::default()),
+            store: Store::default(),
             authkey: Vec::new(),
             limits: Limits {
                 deadline: Duration::from_secs(1),
@@ -635,10 +491,41 @@ mod tests {
             Request::Open {
                 kind: Kind::Dict,
                 name: None,
+                tag: 1,
             },
             Request::Open {
                 kind: Kind::List,
                 name: Some("l".into()),
+                tag: 2,
+            },
+            Request::Open {
+                kind: Kind::Queue {
+                    maxsize: 2,
+                    joinable: true,
+                },
+                name: None,
+                tag: 3,
+            },
+            Request::Lease { client: 7 },
+            Request::Sync {
+                id: 3,
+                op: SyncOp::Acquire(
+                    Owner {
+                        client: 7,
+                        thread: 1,
+                    },
+                    Some(Duration::ZERO),
+                ),
+            },
+            Request::Queue {
+                id: 3,
+                op: QueueOp::Get(Some(Duration::ZERO)),
+            },
+            Request::Method {
+                id: 1,
+                method: "m".into(),
+                sig: 0,
+                args: b(&[1]),
             },
             Request::Dict {
                 id: 1,
@@ -665,16 +552,40 @@ mod tests {
         .map(|r| crate::wire::serial::encode(r).unwrap())
         .collect();
         let mut answered = 0;
+        let mut lease = None;
         for _ in 0..Inputs::iterations() {
             let input = gen.input(&seeds);
             if let Ok(req) = crate::wire::serial::decode::<Request>(&input) {
-                let _ = handle(&server, req);
+                // Nothing waits: the fuzzed requests must not hang the test.
+                let waits = match &req {
+                    Request::Queue {
+                        op: QueueOp::Put(_, w) | QueueOp::Get(w) | QueueOp::Join(w),
+                        ..
+                    } => w,
+                    Request::Sync {
+                        op:
+                            SyncOp::Acquire(_, w)
+                            | SyncOp::Down(w)
+                            | SyncOp::WaitSet(w)
+                            | SyncOp::BarrierWait(_, w),
+                        ..
+                    } => w,
+                    // Takes its lock back without a deadline: may wait for another owner.
+                    Request::Sync {
+                        op: SyncOp::CondWait(..),
+                        ..
+                    } => continue,
+                    _ => &Some(Duration::ZERO),
+                };
+                if waits.is_none_or(|w| w > Duration::from_millis(1)) {
+                    continue;
+                }
+                let _ = server.store.handle(req, &mut lease);
                 answered += 1;
             }
         }
         assert!(answered > 0);
-        let objs = server.objects();
-        assert!(objs.by_name.values().all(|id| objs.by_id.contains_key(id)));
+        assert!(server.store.consistent());
     }
 
     #[test]
@@ -694,15 +605,5 @@ mod tests {
             };
         }
         assert!(budget.take(100, soon));
-    }
-
-    #[test]
-    fn python_style_indices() {
-        assert_eq!(index(0, 3), Some(0));
-        assert_eq!(index(-1, 3), Some(2));
-        assert_eq!(index(-3, 3), Some(0));
-        assert_eq!(index(3, 3), None);
-        assert_eq!(index(-4, 3), None);
-        assert_eq!(index(0, 0), None);
     }
 }
