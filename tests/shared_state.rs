@@ -527,3 +527,52 @@ fn a_notify_wakes_only_processes_already_waiting() {
     assert!(woke.get_timeout(LONG).unwrap());
     assert!(p.join().unwrap().success());
 }
+
+#[pool_task]
+fn write_strings(l: multiproc::ShareableList, slot: i64, rounds: u32) {
+    // Each write a whole value of its own: a reader must never see a mix of two.
+    for r in 0..rounds {
+        let s = if r % 2 == 0 { "aaaaaaaa" } else { "bbbbbbbb" };
+        l.set(slot, s).unwrap();
+    }
+    l.set(slot, format!("done{slot}")).unwrap();
+}
+
+#[multiproc::test]
+fn a_shareable_list_is_written_by_processes_and_never_read_half_written() {
+    use multiproc::{ShareableItem, ShareableList};
+    let l =
+        ShareableList::new(["--------".into(), "--------".into(), ShareableItem::Int(0)]).unwrap();
+    let ps: Vec<Process> = (0..2)
+        .map(|slot| Process::spawn(write_strings, (l.clone(), slot, 2000)).unwrap())
+        .collect();
+    let mut seen = 0u64;
+    loop {
+        let running = ps.iter().any(|p| p.is_alive());
+        for slot in 0..2 {
+            match l.get(slot).unwrap() {
+                ShareableItem::Str(s) => {
+                    assert!(
+                        ["--------", "aaaaaaaa", "bbbbbbbb", "done0", "done1"].contains(&&*s),
+                        "torn read: {s:?}"
+                    );
+                    seen += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        if !running {
+            break;
+        }
+    }
+    for p in ps {
+        assert!(p.join_timeout(LONG).unwrap().unwrap().success());
+    }
+    assert!(seen > 0);
+    assert_eq!(l.get(0).unwrap(), "done0".into());
+    assert_eq!(l.get(1).unwrap(), "done1".into());
+    // Attached by name elsewhere, it is the same list.
+    let by_name = ShareableList::attach(l.name()).unwrap();
+    by_name.set(2, 42i64).unwrap();
+    assert_eq!(l.get(2).unwrap(), ShareableItem::Int(42));
+}

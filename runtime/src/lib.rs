@@ -191,7 +191,7 @@ pub use queue::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};
 pub use registry::{TaskArg, TaskFn, TaskOutput};
 pub use role::is_worker;
 pub use role::{current_process, parent_process};
-pub use shared_memory::SharedMemory;
+pub use shared_memory::{ShareableItem, ShareableList, SharedMemory};
 pub use sharedctypes::{Array, ArrayGuard, RawArray, RawValue, Shareable, Value, ValueGuard};
 pub use spawn::StartMethod;
 pub use synchronize::{

@@ -8,6 +8,8 @@
 //! closes. Attaching never registers anything, so there are neither premature unlinks nor
 //! false leak warnings. Blocks are created with mode 0600.
 
+mod shareable_list;
+
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::sync::{Mutex, MutexGuard};
@@ -16,6 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 use crate::sys::mmap::Mapping;
+pub use shareable_list::{ShareableItem, ShareableList};
 
 /// A named shared-memory block.
 ///
