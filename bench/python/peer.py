@@ -275,6 +275,34 @@ def main():
                 assert d[i % 10] == i
             dt = time.perf_counter() - t
         out = {"value": dt * 1e6 / n}
+    elif scenario == "manager_queue":
+        # A queue served by a manager process: one put and one get per iteration.
+        n = 2000
+        with mp.Manager() as m:
+            q = m.Queue()
+            for i in range(100):
+                q.put(i)
+                q.get()
+            t = time.perf_counter()
+            for i in range(n):
+                q.put(i)
+                assert q.get() == i
+            dt = time.perf_counter() - t
+        out = {"value": dt * 1e6 / n}
+    elif scenario == "manager_lock":
+        # A lock served by a manager process: one acquire and one release per iteration.
+        n = 2000
+        with mp.Manager() as m:
+            lock = m.Lock()
+            for _ in range(100):
+                lock.acquire()
+                lock.release()
+            t = time.perf_counter()
+            for _ in range(n):
+                lock.acquire()
+                lock.release()
+            dt = time.perf_counter() - t
+        out = {"value": dt * 1e6 / n}
     elif scenario in ("uneven", "heavy_tail"):
         durations = uneven_durations() if scenario == "uneven" else heavy_tail_durations()
         with mp.Pool(4) as pool:

@@ -190,6 +190,36 @@ fn ipc_round(bench: &mut Bench) -> multiproc::Result<()> {
     let label = "Manager dict set + get (µs)";
     bench.record(label, "multiproc", Some(per));
     bench.record(label, "python", py_value("manager_dict", "value"));
+
+    // A queue served by the manager: one put and one get per iteration.
+    let q = m.queue::<u64>()?;
+    for i in 0..100u64 {
+        q.put(&i)?;
+        q.get()?;
+    }
+    let t = Instant::now();
+    for i in 0..MANAGER_OPS {
+        q.put(&i)?;
+        assert_eq!(q.get()?, i);
+    }
+    let per = t.elapsed().as_secs_f64() * 1e6 / MANAGER_OPS as f64;
+    let label = "Manager Queue put + get (µs)";
+    bench.record(label, "multiproc", Some(per));
+    bench.record(label, "python", py_value("manager_queue", "value"));
+
+    // A lock served by the manager: one acquire and one release per iteration.
+    let lock = m.lock()?;
+    for _ in 0..100 {
+        lock.acquire()?.release()?;
+    }
+    let t = Instant::now();
+    for _ in 0..MANAGER_OPS {
+        lock.acquire()?.release()?;
+    }
+    let per = t.elapsed().as_secs_f64() * 1e6 / MANAGER_OPS as f64;
+    let label = "Manager Lock acquire + release (µs)";
+    bench.record(label, "multiproc", Some(per));
+    bench.record(label, "python", py_value("manager_lock", "value"));
     Ok(())
 }
 
