@@ -79,6 +79,33 @@ fn note_length(lengths: DictProxy<String, usize>, word: String) {
     lengths.insert(&word, &word.len()).expect("manager");
 }
 
+/// A type the manager serves: its state lives in the manager's process.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Tally {
+    total: u64,
+}
+
+#[managed]
+impl Tally {
+    fn add(&mut self, n: u64) -> u64 {
+        self.total += n;
+        self.total
+    }
+}
+
+/// Takes jobs from a manager queue until it is closed, adding each to the tally under a
+/// manager lock.
+#[pool_task]
+fn drain(jobs: QueueProxy<u64>, lock: LockProxy, tally: TallyProxy) -> u64 {
+    let mut mine = 0;
+    while let Ok(n) = jobs.get() {
+        let _held = lock.acquire().expect("lock");
+        tally.add(n).expect("tally");
+        mine += 1;
+    }
+    mine
+}
+
 #[multiproc::main]
 fn main() -> multiproc::Result<()> {
     let pool = Pool::new(2)?;
@@ -271,6 +298,21 @@ fn main() -> multiproc::Result<()> {
     seen.sort();
     println!("manager dict filled by the pool: {seen:?}");
     assert_eq!(seen.len(), 3);
+
+    // A manager queue, lock and user type, shared by pool workers.
+    let jobs = manager.queue::<u64>()?;
+    let lock = manager.lock()?;
+    let tally = manager.serve::<Tally>()?;
+    for n in 1..=10 {
+        jobs.put(&n)?;
+    }
+    jobs.close()?;
+    let taken: Vec<u64> =
+        pool.starmap(drain, vec![(jobs.clone(), lock.clone(), tally.clone()); 2])?;
+    let total = tally.add(0)?;
+    println!("manager queue drained by the pool: {taken:?} jobs each, tally {total}");
+    assert_eq!(taken.iter().sum::<u64>(), 10);
+    assert_eq!(total, 55);
     println!("the tour is complete");
     Ok(())
 }

@@ -1,6 +1,8 @@
-//! `Manager`: a server process holding shared dicts and lists that any number of processes
-//! use through proxies, on this machine (an abstract Unix socket) or across machines (TCP),
-//! authenticated with a shared key (Python's `multiprocessing.Manager`).
+//! `Manager`: a server process holding shared dicts, lists, queues, locks, semaphores,
+//! events, conditions, barriers, values, namespaces and `#[managed]` user objects that any
+//! number of processes use through proxies, on this machine (an abstract Unix socket) or
+//! across machines (TCP), authenticated with a shared key (Python's
+//! `multiprocessing.Manager`).
 //!
 //! Every operation is one request to the server and is atomic there. Keys, values and items
 //! travel encoded (`wire::serial`), so the server needs no types; proxies are typed. Proxies can be
