@@ -9,7 +9,7 @@ use super::client::{
 use super::messages::{DictOp, ListOp, Request, Response};
 use crate::error::{Error, Result};
 
-/// A dict held by a [`Manager`] (Python's `DictProxy`). Keys keep their insertion order.
+/// A dict held by a [`Manager`](crate::Manager) (Python's `DictProxy`). Keys keep their insertion order.
 /// Keys are compared by their encoding, so use key types whose equal values encode alike
 /// (integers, strings, tuples of them; not floats that may be `-0.0`).
 pub struct DictProxy<K, V> {
@@ -107,7 +107,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     }
 }
 
-/// A list held by a [`Manager`] (Python's `ListProxy`). Indices may be negative, counting
+/// A list held by a [`Manager`](crate::Manager) (Python's `ListProxy`). Indices may be negative, counting
 /// from the end, as in Python.
 pub struct ListProxy<T> {
     h: Handle,

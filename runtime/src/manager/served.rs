@@ -143,7 +143,7 @@ queue_proxy!(
     ///     let m = Manager::new()?;
     ///     let q = m.queue::<u32>()?;
     ///     let p = Process::spawn(produce, (q.clone(), 3))?;
-    ///     let got: Vec<u32> = (0..3).map(|_| q.get()).collect::<Result<_>>()?;
+    ///     let got: Vec<u32> = (0..3).map(|_| q.get()).collect::<multiproc::Result<_>>()?;
     ///     assert_eq!(got, [0, 1, 2]);
     ///     p.join()?;
     ///     Ok(())
@@ -185,7 +185,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
 
 /// Held while alive; releases the manager lock on drop (a request to the manager: call
 /// [`release`](LockGuardProxy::release) to see its error, if any). Not `Send`: a lock is
-/// released by the thread that took it.
+/// released by the thread that took it. Example: [`LockProxy`].
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuardProxy<'a> {
     h: &'a Handle,
@@ -389,8 +389,9 @@ semaphore_proxy!(
     "semaphore"
 );
 semaphore_proxy!(
-    /// A semaphore that cannot be released above its starting value: such a release is
-    /// `ReleasedTooOften` (Python's `manager.BoundedSemaphore()`).
+    /// A semaphore held by a [`Manager`](crate::Manager) that cannot be released above its
+    /// starting value: such a release is `ReleasedTooOften` (Python's
+    /// `manager.BoundedSemaphore()`).
     BoundedSemaphoreProxy,
     "bounded semaphore"
 );
@@ -446,6 +447,28 @@ pub struct ConditionProxy {
 proxy_common!(ConditionProxy, "condition");
 
 /// The lock of a [`ConditionProxy`], held; released on drop. Not `Send`.
+///
+/// ```
+/// use multiproc::prelude::*;
+///
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let m = Manager::new()?;
+///     let cond = m.condition()?;
+///     let ready = m.value(&false)?;
+///     std::thread::scope(|s| {
+///         s.spawn(|| {
+///             let g = cond.acquire().unwrap();
+///             ready.set(&true).unwrap();
+///             g.notify_all().unwrap();
+///         });
+///         let mut g = cond.acquire().unwrap();
+///         // Checks first: a notify sent before this wait is not missed.
+///         assert!(g.wait_for(|| ready.get().unwrap(), None).unwrap());
+///     });
+///     Ok(())
+/// }
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ConditionGuardProxy<'a> {
     lock: LockGuardProxy<'a>,

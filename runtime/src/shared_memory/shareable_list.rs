@@ -313,7 +313,7 @@ impl ShareableList {
         let since = Instant::now();
         loop {
             let before = seq.load(Ordering::Acquire);
-            if before % 2 == 0 {
+            if before.is_multiple_of(2) {
                 let (kind, len, _, offset) = self.fields(i)?;
                 let mut bytes = vec![0u8; len];
                 self.shm.read(offset, &mut bytes)?;
@@ -353,7 +353,7 @@ impl ShareableList {
         let mut stuck_at = None;
         let mine = loop {
             let now = seq.load(Ordering::Relaxed);
-            let free = now % 2 == 0;
+            let free = now.is_multiple_of(2);
             // An odd count that has not moved for `STUCK`: its writer died; take over.
             let dead = !free && stuck_at == Some(now) && since.elapsed() > STUCK;
             if (free || dead)
@@ -471,7 +471,7 @@ mod tests {
         l.seq(0).store(5, Ordering::SeqCst);
         assert_eq!(l.get(0).unwrap(), ShareableItem::Int(1));
         l.set(0, 2i64).unwrap();
-        assert_eq!(l.seq(0).load(Ordering::SeqCst) % 2, 0);
+        assert!(l.seq(0).load(Ordering::SeqCst).is_multiple_of(2));
         assert_eq!(l.get(0).unwrap(), ShareableItem::Int(2));
     }
 }
