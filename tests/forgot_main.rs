@@ -49,6 +49,18 @@ fn main() {
         Err(Error::NotInitialized(msg)) => assert!(msg.contains("#[multiproc::main]"), "{msg}"),
         other => panic!("expected NotInitialized, got {other:?}"),
     }
+    // Shared memory still works, without its tracker: a tracker re-executing this program
+    // would run this main again instead (which would start a tracker of its own, and so on).
+    {
+        let block = multiproc::SharedMemory::create(4096).expect("a block without init");
+        let list = multiproc::ShareableList::new([1i64.into()]).expect("a list without init");
+        assert_eq!(list.get(0).expect("read"), multiproc::ShareableItem::Int(1));
+        let children =
+            std::fs::read_to_string(format!("/proc/self/task/{}/children", std::process::id()))
+                .unwrap_or_default();
+        assert!(children.trim().is_empty(), "a helper started: {children}");
+        drop(block);
+    }
 
     // 2. The parent called init() late, so its workers run main's code instead of serving.
     multiproc::init();

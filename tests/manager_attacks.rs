@@ -90,12 +90,59 @@ enum Request {
         id: u64,
         op: ListOp,
     },
+    Lease {
+        client: u64,
+    },
+    Queue {
+        id: u64,
+        op: (),
+    },
+    Sync {
+        id: u64,
+        op: (),
+    },
+    Cell {
+        id: u64,
+        op: (),
+    },
+    Namespace {
+        id: u64,
+        op: (),
+    },
+    Method {
+        id: u64,
+        method: String,
+        sig: u64,
+        args: serde_bytes::ByteBuf,
+    },
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 enum Kind {
     Dict,
     List,
+    Queue {
+        maxsize: u64,
+        joinable: bool,
+    },
+    Lock {
+        recursive: bool,
+    },
+    Semaphore {
+        value: u32,
+        bounded: bool,
+    },
+    Event,
+    Condition,
+    Barrier {
+        parties: u32,
+    },
+    Cell(serde_bytes::ByteBuf),
+    Namespace,
+    User {
+        name: String,
+        state: serde_bytes::ByteBuf,
+    },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -115,6 +162,10 @@ enum Response {
     Done,
     Bool(bool),
     Len(u64),
+    Value(Option<serde_bytes::ByteBuf>),
+    Values(Vec<serde_bytes::ByteBuf>),
+    Items(Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>),
+    Refused(String),
 }
 
 /// A client that authenticated and can then send what it likes.
@@ -471,4 +522,84 @@ fn calls_on_a_stopped_manager_time_out_each_on_its_own_and_stay_timeouts() {
     // SAFETY: as above.
     unsafe { libc::kill(m.pid() as i32, libc::SIGCONT) };
     assert_eq!(d.get(&1).unwrap(), Some(1));
+}
+
+// --- bad requests from an authenticated client ------------------------------------------------
+
+#[derive(Default, Serialize, Deserialize)]
+struct Calc {
+    n: i64,
+}
+
+#[managed]
+impl Calc {
+    fn add(&mut self, x: i64) -> i64 {
+        self.n += x;
+        self.n
+    }
+}
+
+#[multiproc::test]
+fn bad_requests_are_refused_to_their_client_and_the_server_serves_on() {
+    let _serial = serial();
+    let m = tcp_manager(Manager::builder());
+    let calc = m.serve::<Calc>().unwrap();
+    let name = "manager_attacks::Calc";
+    let tag = fnv(format!("managed\0{name}").as_bytes());
+    let user = |name: &str, state: &[u8]| Request::Open {
+        kind: Kind::User {
+            name: name.into(),
+            state: bytes(state),
+        },
+        name: None,
+        tag: fnv(format!("managed\0{name}").as_bytes()),
+    };
+    let refused = |r: Response| assert!(matches!(r, Response::Refused(_)), "{r:?}");
+    let mut raw = Raw::connect(m.address(), KEY);
+    // A type the manager's program does not have; a value that does not decode.
+    refused(raw.call(&user("manager_attacks::Nope", &[])));
+    refused(raw.call(&user(name, &[1])));
+    // A proxy of another type for a real one.
+    refused(raw.call(&Request::Open {
+        kind: Kind::User {
+            name: name.into(),
+            state: bytes(&ser(&Calc { n: 0 })),
+        },
+        name: None,
+        tag: tag ^ 1,
+    }));
+    let Response::Id(id) = raw.call(&user(name, &ser(&Calc { n: 10 }))) else {
+        panic!("no id")
+    };
+    // The signature tag of `add(i64) -> i64`, as the generated proxy computes it.
+    let sig = fnv(b"add\0((i64,), i64)");
+    let method = |id, m: &str, sig, args: Vec<u8>| Request::Method {
+        id,
+        method: m.into(),
+        sig,
+        args: bytes(&args),
+    };
+    refused(raw.call(&method(id, "nope", sig, ser(&(1i64,)))));
+    refused(raw.call(&method(id, "add", sig ^ 1, ser(&(1i64,)))));
+    refused(raw.call(&method(id, "add", sig, vec![1, 2])));
+    refused(raw.call(&method(9999, "add", sig, ser(&(1i64,)))));
+    // A dict's id used as a list, a lock call without a lease.
+    let Response::Id(dict) = raw.call(&Request::Open {
+        kind: Kind::Dict,
+        name: None,
+        tag: 1,
+    }) else {
+        panic!("no id")
+    };
+    refused(raw.call(&Request::List {
+        id: dict,
+        op: ListOp::Len,
+    }));
+    // The same connection serves a good call after all of these.
+    match raw.call(&method(id, "add", sig, ser(&(5i64,)))) {
+        Response::Value(Some(v)) => assert_eq!(de::<i64>(&v), 15),
+        other => panic!("{other:?}"),
+    }
+    // And the library's own client never noticed.
+    assert_eq!(calc.add(1).unwrap(), 1);
 }

@@ -76,6 +76,13 @@ pub(crate) fn test_name() -> Option<String> {
         .or_else(|| FIRST_TEST.get().cloned())
 }
 
+/// Whether a helper process that re-executes this program (the shared-memory tracker) will
+/// find its role: `init()` ran here, as the program or in a worker. Without it, the helper
+/// would run the program's own code, which could start another helper, and so on.
+pub(crate) fn may_reexec() -> bool {
+    INITIALIZED.load(Ordering::SeqCst) || IN_WORKER.load(Ordering::SeqCst)
+}
+
 /// Refuses to start workers from a process that cannot be re-entered as a worker.
 pub(crate) fn check_can_start_workers() -> Result<()> {
     if is_worker() {

@@ -271,7 +271,9 @@ fn tracker() -> MutexGuard<'static, Option<UnixStream>> {
 /// tracker, only the last-resort cleanup is lost.
 fn tracker_send(op: u8, name: &str) {
     let mut t = tracker();
-    if t.is_none() && op == b'+' {
+    // Without `init()` the tracker could not start as one (the program would run again
+    // instead): blocks then have no tracker, and are unlinked by their owner's drop only.
+    if t.is_none() && op == b'+' && crate::role::may_reexec() {
         if let Ok((child, stream)) = crate::spawn::exec_child(crate::role::TRACKER_FD_ENV) {
             // The tracker exits only when this process is gone; never wait for it.
             std::mem::forget(child);
