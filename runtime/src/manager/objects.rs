@@ -155,6 +155,9 @@ enum Step {
     ChangedUntil(Option<Instant>),
 }
 
+/// How often a waiting operation looks whether its caller is still there.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The instant a wait of `wait` from now ends (`None`: never).
 fn deadline(wait: Wait) -> Option<Instant> {
     wait.and_then(|w| Instant::now().checked_add(w))
@@ -180,8 +183,15 @@ impl Store {
     }
 
     /// Answers one request. `lease` is the client this connection is a lease of, set by
-    /// a `Lease` request.
-    pub(crate) fn handle(&self, req: Request, lease: &mut Option<u64>) -> Response {
+    /// a `Lease` request; `peer_gone` tells whether the connection's peer hung up (asked
+    /// of a request that waited, before it takes anything: a `get` whose caller died while
+    /// it waited must leave the item for another).
+    pub(crate) fn handle(
+        &self,
+        req: Request,
+        lease: &mut Option<u64>,
+        peer_gone: &dyn Fn() -> bool,
+    ) -> Response {
         match req {
             Request::Open { kind, name, tag } => self.open(kind, name, tag),
             Request::Lease { client } => {
@@ -208,8 +218,8 @@ impl Store {
                 Obj::Namespace(n) => Some(namespace_op(n, op)),
                 _ => None,
             }),
-            Request::Queue { id, op } => self.queue(id, op),
-            Request::Sync { id, op } => self.sync(id, op),
+            Request::Queue { id, op } => self.queue(id, op, peer_gone),
+            Request::Sync { id, op } => self.sync(id, op, peer_gone),
             Request::Method {
                 id,
                 method,
@@ -321,17 +331,22 @@ impl Store {
     }
 
     /// An operation that may wait: `f` looks at the object (`None`: another kind), told
-    /// whether the client `who` (if any) is gone. Each look after a change.
+    /// whether the caller is gone (the client `who`'s lease ended, or, after a wait, the
+    /// connection's peer hung up); a gone caller's step must end, taking nothing. Each look
+    /// after a change, or after [`HEARTBEAT`] without one.
     fn blocking(
         &self,
         id: u64,
         what: &str,
         who: Option<u64>,
+        peer_gone: &dyn Fn() -> bool,
         mut f: impl FnMut(&mut Obj, bool) -> Option<Step>,
     ) -> Response {
         let mut objs = self.lock();
+        let mut waited = false;
         loop {
-            let gone = who.is_some_and(|c| !objs.leases.contains_key(&c));
+            let gone =
+                who.is_some_and(|c| !objs.leases.contains_key(&c)) || (waited && peer_gone());
             let Some(e) = objs.by_id.get_mut(&id) else {
                 return refused_id(what, id);
             };
@@ -348,20 +363,19 @@ impl Store {
                 }
             };
             let cv = e.changed.clone();
-            objs = match until {
-                None => cv.wait(objs).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    match cv.wait_timeout(objs, left) {
-                        Ok((g, _)) => g,
-                        Err(p) => p.into_inner().0,
-                    }
-                }
+            // Woken by a change, the deadline, or the heartbeat (to notice a caller gone).
+            let beat = Instant::now() + HEARTBEAT;
+            let d = until.map_or(beat, |u| u.min(beat));
+            let left = d.saturating_duration_since(Instant::now());
+            objs = match cv.wait_timeout(objs, left) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
             };
+            waited = true;
         }
     }
 
-    fn queue(&self, id: u64, op: QueueOp) -> Response {
+    fn queue(&self, id: u64, op: QueueOp, peer_gone: &dyn Fn() -> bool) -> Response {
         let (wait, mut op) = match op {
             QueueOp::Put(item, wait) => (wait, Some(QueueOp::Put(item, wait))),
             QueueOp::Get(wait) => (wait, Some(QueueOp::Get(wait))),
@@ -369,8 +383,11 @@ impl Store {
             op => (Some(std::time::Duration::ZERO), Some(op)),
         };
         let until = deadline(wait);
-        self.blocking(id, "queue", None, |o, _| {
+        self.blocking(id, "queue", None, peer_gone, |o, gone| {
             let Obj::Queue(q) = o else { return None };
+            if gone {
+                return Some(Step::Done(gone_response()));
+            }
             let timed_out = passed(until);
             Some(match op.take()? {
                 QueueOp::Put(item, w) => {
@@ -427,11 +444,11 @@ impl Store {
         })
     }
 
-    fn sync(&self, id: u64, op: SyncOp) -> Response {
+    fn sync(&self, id: u64, op: SyncOp, peer_gone: &dyn Fn() -> bool) -> Response {
         match op {
             SyncOp::Acquire(who, wait) => {
                 let until = deadline(wait);
-                self.blocking(id, "lock", Some(who.client), |o, gone| {
+                self.blocking(id, "lock", Some(who.client), peer_gone, |o, gone| {
                     let lock = match o {
                         Obj::Lock(l) => l,
                         Obj::Condition(c) => &mut c.lock,
@@ -460,11 +477,13 @@ impl Store {
             }),
             SyncOp::Down(wait) => {
                 let until = deadline(wait);
-                self.blocking(id, "semaphore", None, |o, _| {
+                self.blocking(id, "semaphore", None, peer_gone, |o, gone| {
                     let Obj::Semaphore { value, .. } = o else {
                         return None;
                     };
-                    Some(if *value > 0 {
+                    Some(if gone {
+                        Step::Done(gone_response())
+                    } else if *value > 0 {
                         *value -= 1;
                         Step::Done(Response::Done)
                     } else if passed(until) {
@@ -503,9 +522,11 @@ impl Store {
             }),
             SyncOp::WaitSet(wait) => {
                 let until = deadline(wait);
-                self.blocking(id, "event", None, |o, _| {
+                self.blocking(id, "event", None, peer_gone, |o, gone| {
                     let Obj::Event(flag) = o else { return None };
-                    Some(if *flag {
+                    Some(if gone {
+                        Step::Done(gone_response())
+                    } else if *flag {
                         Step::Done(Response::Bool(true))
                     } else if passed(until) {
                         Step::Done(Response::Bool(false))
@@ -514,7 +535,7 @@ impl Store {
                     })
                 })
             }
-            SyncOp::CondWait(who, wait) => self.cond_wait(id, who, wait),
+            SyncOp::CondWait(who, wait) => self.cond_wait(id, who, wait, peer_gone),
             SyncOp::Notify(who, n) => self.now(id, "condition", |o| {
                 let Obj::Condition(c) = o else { return None };
                 if c.lock.holder != Some(who) {
@@ -530,7 +551,7 @@ impl Store {
                 }
                 Some(Response::Done)
             }),
-            SyncOp::BarrierWait(who, wait) => self.barrier_wait(id, who, wait),
+            SyncOp::BarrierWait(who, wait) => self.barrier_wait(id, who, wait, peer_gone),
             SyncOp::Abort | SyncOp::Reset => self.now(id, "barrier", |o| {
                 let Obj::Barrier(b) = o else { return None };
                 if matches!(op, SyncOp::Abort) {
@@ -558,7 +579,7 @@ impl Store {
         }
     }
 
-    fn cond_wait(&self, id: u64, who: Owner, wait: Wait) -> Response {
+    fn cond_wait(&self, id: u64, who: Owner, wait: Wait, peer_gone: &dyn Fn() -> bool) -> Response {
         let until = deadline(wait);
         // First the wait for a notify, then taking the lock back (without a deadline, as in
         // Python: the caller must hold the lock when its wait returns).
@@ -566,7 +587,7 @@ impl Store {
         let mut notified = false;
         let mut reacquiring = false;
         let mut saved = 0;
-        self.blocking(id, "condition", Some(who.client), |o, gone| {
+        self.blocking(id, "condition", Some(who.client), peer_gone, |o, gone| {
             let Obj::Condition(c) = o else { return None };
             if gone {
                 if let Some(t) = ticket {
@@ -614,10 +635,16 @@ impl Store {
         })
     }
 
-    fn barrier_wait(&self, id: u64, who: Owner, wait: Wait) -> Response {
+    fn barrier_wait(
+        &self,
+        id: u64,
+        who: Owner,
+        wait: Wait,
+        peer_gone: &dyn Fn() -> bool,
+    ) -> Response {
         let until = deadline(wait);
         let mut arrived: Option<(u64, u32)> = None;
-        self.blocking(id, "barrier", Some(who.client), |o, gone| {
+        self.blocking(id, "barrier", Some(who.client), peer_gone, |o, gone| {
             let Obj::Barrier(b) = o else { return None };
             let Some((gen, index)) = arrived else {
                 if b.broken {
@@ -865,8 +892,8 @@ mod tests {
         let store = Store::default();
         let mut lease_a = None;
         let mut lease_b = None;
-        store.handle(Request::Lease { client: 1 }, &mut lease_a);
-        store.handle(Request::Lease { client: 2 }, &mut lease_b);
+        store.handle(Request::Lease { client: 1 }, &mut lease_a, &|| false);
+        store.handle(Request::Lease { client: 2 }, &mut lease_b, &|| false);
         let Response::Id(id) = store.open(Kind::Lock { recursive: false }, None, 0) else {
             panic!()
         };
@@ -885,6 +912,7 @@ mod tests {
                     op: SyncOp::Acquire(who, wait),
                 },
                 &mut None,
+                &|| false,
             )
         };
         assert!(matches!(
@@ -903,5 +931,66 @@ mod tests {
         // A client without a lease cannot take a lock it would never give back.
         store.lease_ended(2);
         assert!(matches!(acquire(a, None), Response::Refused(_)));
+    }
+}
+
+#[cfg(test)]
+mod waits {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A `get` waiting for a caller that hung up takes nothing when the item comes: the
+    /// item stays for the next caller.
+    #[test]
+    fn a_get_whose_caller_hung_up_leaves_the_item() {
+        let store = Store::default();
+        let Response::Id(id) = store.open(
+            Kind::Queue {
+                maxsize: 0,
+                joinable: false,
+            },
+            None,
+            0,
+        ) else {
+            panic!()
+        };
+        let hung_up = AtomicBool::new(false);
+        let queue = |op| store.handle(Request::Queue { id, op }, &mut None, &|| false);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                store.handle(
+                    Request::Queue {
+                        id,
+                        op: QueueOp::Get(None),
+                    },
+                    &mut None,
+                    &|| hung_up.load(Ordering::SeqCst),
+                )
+            });
+            // Once the waiter sleeps (it holds a second handle on the queue's condition
+            // variable), its first look found nothing; then its caller hangs up.
+            while store
+                .lock()
+                .by_id
+                .get(&id)
+                .map(|e| Arc::strong_count(&e.changed))
+                == Some(1)
+            {
+                std::thread::yield_now();
+            }
+            hung_up.store(true, Ordering::SeqCst);
+            assert!(matches!(
+                queue(QueueOp::Put(Bytes::from(vec![7]), None)),
+                Response::Done
+            ));
+            let got = waiter.join().unwrap();
+            assert!(matches!(got, Response::Refused(_)), "{got:?}");
+            assert!(matches!(
+                queue(QueueOp::Get(Some(Duration::ZERO))),
+                Response::Value(Some(v)) if v[..] == [7]
+            ));
+        });
     }
 }

@@ -379,6 +379,28 @@ fn doorman(server: &Arc<Server>, listener: &Listener) {
     }
 }
 
+/// Whether the peer of a connection with no request in flight closed it (or it broke):
+/// a peek that finds the end of the stream.
+fn hung_up(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut b = [0u8; 1];
+    // SAFETY: a valid descriptor and a one-byte buffer; MSG_PEEK leaves the data in place.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n == 0
+        || (n < 0
+            && !matches!(
+                std::io::Error::last_os_error().raw_os_error(),
+                Some(libc::EAGAIN | libc::EINTR)
+            ))
+}
+
 fn start_serving(server: &Arc<Server>, peer: Stream, session: Session) {
     if peer.set_nonblocking(false).is_err() {
         return;
@@ -443,7 +465,8 @@ fn serve_requests(server: &Server, peer: Stream, mut session: Session, lease: &m
             }
         });
         let Ok(Some(req)) = req else { return };
-        let resp = server.store.handle(req, lease);
+        let peer = reader.get_ref().s.as_fd();
+        let resp = server.store.handle(req, lease, &|| hung_up(peer));
         drop(held);
         let sent = match proto::send(&mut writer, &mut session, &resp, proto::MAX_MESSAGE) {
             // Too big to send (nothing was written): say so instead.
@@ -580,7 +603,7 @@ mod tests {
                 if waits.is_none_or(|w| w > Duration::from_millis(1)) {
                     continue;
                 }
-                let _ = server.store.handle(req, &mut lease);
+                let _ = server.store.handle(req, &mut lease, &|| false);
                 answered += 1;
             }
         }
