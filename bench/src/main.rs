@@ -14,6 +14,7 @@ use multiproc::prelude::*;
 use rayon::prelude::*;
 use serde::Serialize;
 
+mod chart;
 #[cfg(feature = "mpi")]
 mod cluster;
 mod codecs;
@@ -686,5 +687,17 @@ fn main() -> multiproc::Result<()> {
         serde_json::to_string_pretty(&rows).unwrap_or_default(),
     )?;
     println!("\nJSON: {}", out.display());
+    if scaling {
+        // The chart the README shows: items/s against workers, ours and Python's.
+        let medians = rows
+            .iter()
+            .map(|r| (r.scenario.clone(), r.medians.clone()))
+            .collect();
+        let svg = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scaling.svg");
+        match chart::draw(&svg, &chart::series(&medians), multiproc::cpu_count()) {
+            Ok(()) => println!("chart: {}", svg.display()),
+            Err(e) => eprintln!("no chart: {e}"),
+        }
+    }
     Ok(())
 }
