@@ -123,7 +123,8 @@ pub fn derive_shareable(input: TokenStream) -> TokenStream {
 /// Requirements, checked at compile time: an inherent, non-generic `impl`; exposed methods
 /// not generic, not `async`, taking `&self`/`&mut self` (not `self`), every argument and
 /// return type owned (no references, lifetimes, `impl Trait`) and serializable. Functions
-/// without a receiver stay as they are, unexposed.
+/// without a receiver stay as they are, unexposed. One `#[managed]` block per type (a second
+/// is a conflicting-implementation error); other plain `impl` blocks are fine.
 ///
 /// # What it expands to
 ///
