@@ -233,3 +233,57 @@ fn active_children_lists_running_ones() {
         .iter()
         .any(|c| c.pid() == p.pid()));
 }
+
+#[pool_task]
+fn square_in_a_pool(x: u64) -> u64 {
+    x * x
+}
+
+/// Starts a pool of its own: a forked child is a program, not a worker.
+#[pool_task]
+fn use_a_pool(out: Queue<u64>) {
+    let pool = Pool::new(2).unwrap();
+    out.put(&pool.map(square_in_a_pool, 1..4u64).unwrap().iter().sum())
+        .unwrap();
+}
+
+#[multiproc::test]
+fn processes_forked_by_the_fork_server_behave_as_spawned_ones() {
+    let fork = |p: Process| p.with_start_method(StartMethod::ForkServer);
+    // Exit codes and panics.
+    let p = fork(Process::new(exit_with, (7,)).unwrap());
+    p.start().unwrap();
+    assert_eq!(p.join_timeout(LONG).unwrap(), Some(ExitStatus::Code(7)));
+    let p = fork(Process::new(panics, ()).unwrap());
+    p.start().unwrap();
+    assert_eq!(p.join_timeout(LONG).unwrap(), Some(ExitStatus::Code(1)));
+    // Identity: its own pid and name, this process as parent.
+    let q = Queue::new().unwrap();
+    let p = fork(Process::new(report_identity, (q.clone(),)).unwrap()).with_name("forked");
+    p.start().unwrap();
+    let (me, parent) = q.get_timeout(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
+    assert_eq!((me.name.as_str(), Some(me.pid)), ("forked", p.pid()));
+    assert_ne!(me.pid, std::process::id());
+    assert_eq!(parent.unwrap().pid, std::process::id());
+    // Signals.
+    let ready = Queue::new().unwrap();
+    let block = Queue::<u32>::new().unwrap();
+    let t = fork(Process::new(wait_forever, (ready.clone(), block.clone())).unwrap());
+    let k = fork(Process::new(wait_forever, (ready.clone(), block.clone())).unwrap());
+    t.start().unwrap();
+    k.start().unwrap();
+    ready.get_timeout(LONG).unwrap();
+    ready.get_timeout(LONG).unwrap();
+    assert!(t.is_alive() && k.is_alive());
+    t.terminate().unwrap();
+    k.kill().unwrap();
+    assert_eq!(t.join_timeout(LONG).unwrap(), Some(ExitStatus::Signal(15)));
+    assert_eq!(k.join_timeout(LONG).unwrap(), Some(ExitStatus::Signal(9)));
+    // Children of its own: a pool.
+    let out = Queue::new().unwrap();
+    let p = fork(Process::new(use_a_pool, (out.clone(),)).unwrap());
+    p.start().unwrap();
+    assert_eq!(out.get_timeout(LONG).unwrap(), 1 + 4 + 9);
+    assert_eq!(p.join_timeout(LONG).unwrap(), Some(ExitStatus::Code(0)));
+}

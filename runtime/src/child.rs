@@ -18,9 +18,17 @@ const ROLES: [(&str, RoleMain); 4] = [
     (MANAGER_FD_ENV, crate::manager::server::manager_main),
 ];
 
-/// The fork server forks pool workers: each child serves as one.
+/// The fork server forks pool workers and `Process` children.
 fn fork_server_main(fd: OwnedFd) -> ! {
-    crate::spawn::forkserver::serve(fd, crate::pool::worker::serve)
+    crate::spawn::forkserver::serve(fd, [crate::pool::worker::serve, forked_process_main])
+}
+
+/// A `Process` child forked by the fork server: it becomes what a re-executed one is (a
+/// program that may start processes of its own), not a worker.
+fn forked_process_main(fd: OwnedFd) -> ! {
+    role::mark_process_child();
+    crate::process::register_exit_hook();
+    crate::process::child_main(fd)
 }
 
 /// Makes this program able to start worker processes. Call it first thing in `main` (or use

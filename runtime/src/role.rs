@@ -47,6 +47,13 @@ pub(crate) fn mark_initialized() {
     INITIALIZED.store(true, Ordering::SeqCst);
 }
 
+/// This process, forked by the fork server (a helper), is a `Process` child: it runs the
+/// program's task and may start children of its own, as a re-executed one may.
+pub(crate) fn mark_process_child() {
+    IN_WORKER.store(false, Ordering::SeqCst);
+    INITIALIZED.store(true, Ordering::SeqCst);
+}
+
 /// This process serves as a pool worker or one of the helper processes.
 pub(crate) fn mark_in_worker() {
     IN_WORKER.store(true, Ordering::SeqCst);

@@ -25,6 +25,10 @@ use crate::role;
 use crate::wire::frame::{self, Kind as FrameKind};
 use crate::wire::handshake::{check_hello, Hello};
 
+/// What a fork request asks the child to become: a pool worker, or a `Process` child.
+pub(crate) const FORK_WORKER: u8 = 1;
+pub(crate) const FORK_PROCESS: u8 = 2;
+
 /// How long to wait for the server's greeting or a fork's pid.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -82,14 +86,19 @@ impl ForkServer {
         })
     }
 
-    /// Asks the server for one worker.
+    /// Asks the server for one pool worker.
     pub(crate) fn fork_worker(self: &Arc<Self>) -> Result<(WorkerProcess, UnixStream)> {
+        self.fork(FORK_WORKER)
+    }
+
+    /// Asks the server for one child in the role `what` ([`FORK_WORKER`], [`FORK_PROCESS`]).
+    pub(crate) fn fork(self: &Arc<Self>, what: u8) -> Result<(WorkerProcess, UnixStream)> {
         let (parent_end, child_end) = UnixStream::pair()?;
         let (status_r, status_w) = pipe_with(PipeFlags::CLOEXEC)?;
         {
             let ctl = self.ctl.lock().unwrap_or_else(|p| p.into_inner());
             let fds = [child_end.as_fd(), status_w.as_fd()];
-            crate::sys::fds::send(&*ctl, &[IoSlice::new(&[1])], &fds)
+            crate::sys::fds::send(&*ctl, &[IoSlice::new(&[what])], &fds)
                 .map_err(|e| Error::WorkerStart(format!("fork server unreachable: {e}")))?;
         }
         drop(child_end);
@@ -158,8 +167,9 @@ struct Forked {
     status: OwnedFd,
 }
 
-/// The server's loop: each forked child runs `worker_main` on its channel. Never returns.
-pub(crate) fn serve(ctl: OwnedFd, worker_main: fn(OwnedFd) -> !) -> ! {
+/// The server's loop: each forked child runs the main its request names on its channel
+/// (`mains[0]` for [`FORK_WORKER`], `mains[1]` for [`FORK_PROCESS`]). Never returns.
+pub(crate) fn serve(ctl: OwnedFd, mains: [fn(OwnedFd) -> !; 2]) -> ! {
     let hello = Hello {
         version: crate::wire::PROTOCOL_VERSION,
         build_id: crate::registry::build_id(),
@@ -217,6 +227,12 @@ pub(crate) fn serve(ctl: OwnedFd, worker_main: fn(OwnedFd) -> !) -> ! {
         let Ok([channel, status]) = <[OwnedFd; 2]>::try_from(fds) else {
             continue; // malformed request: dropping the fds tells the parent
         };
+        let child_main = match byte[0] {
+            // SAFETY: `recv` returned n > 0 bytes, so the one byte is initialized.
+            b if unsafe { b.assume_init() } == FORK_PROCESS => mains[1],
+            b if unsafe { b.assume_init() } == FORK_WORKER => mains[0],
+            _ => continue, // unknown request: dropping the fds tells the parent
+        };
         // SAFETY: this process is single-threaded (it never left `init`), so the child
         // inherits no lock held by another thread.
         let pid = super::retry_transient(|| match unsafe { libc::fork() } {
@@ -228,7 +244,7 @@ pub(crate) fn serve(ctl: OwnedFd, worker_main: fn(OwnedFd) -> !) -> ! {
             drop(ctl);
             drop(children);
             drop(status);
-            worker_main(channel);
+            child_main(channel);
         }
         drop(channel);
         let Some(pid) = Pid::from_raw(pid) else {
