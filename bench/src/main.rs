@@ -83,7 +83,30 @@ fn ipc_round(bench: &mut Bench) -> multiproc::Result<()> {
         let _ = procspawn::spawn((), |()| ()).join();
         t_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    bench.record(label, "procspawn", Some(median(&t_ms)));
+    let procspawn_ms = median(&t_ms);
+    bench.record(label, "procspawn", Some(procspawn_ms));
+
+    // The same, forked by the fork server (started by the first one, kept afterwards).
+    let forked = || {
+        Process::new(noop, ())
+            .map(|p| p.with_start_method(StartMethod::ForkServer))
+            .and_then(|p| p.start().map(|()| p))
+    };
+    forked()?.join()?;
+    let mut t_ms = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        forked()?.join()?;
+        t_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let label = "Process start + join, ForkServer (ms)";
+    bench.record(label, "multiproc", Some(median(&t_ms)));
+    bench.record(
+        label,
+        "python forkserver",
+        py_value("proc_forkserver", "value"),
+    );
+    bench.record(label, "procspawn", Some(procspawn_ms));
 
     // Queue: a child produces, this process consumes.
     let q = Queue::new()?;

@@ -254,7 +254,7 @@ impl Process {
 
     /// How to start it (builder style, before `start`): `Spawn` (the default) re-executes
     /// the program; `ForkServer` forks it from the fork server the pools share (started if
-    /// none runs), which is faster. A forked child gets the environment, working directory
+    /// none runs, then kept for the program's life), which is faster. A forked child gets the environment, working directory
     /// and standard streams the fork server started with, not the parent's current ones
     /// (as with Python's `forkserver`).
     pub fn with_start_method(self, method: StartMethod) -> Self {
@@ -326,8 +326,7 @@ impl Process {
         };
         let started = (|| {
             let (child, channel) = match st.meta.start_method {
-                StartMethod::ForkServer => spawn::forkserver::ForkServer::shared()?
-                    .fork(spawn::forkserver::FORK_PROCESS)?,
+                StartMethod::ForkServer => fork_from_server()?,
                 _ => spawn::exec_child(role::PROCESS_FD_ENV)?,
             };
             let exit_fd = child
@@ -557,6 +556,28 @@ fn finish_children() {
 }
 
 /// The child side: runs the task named in the START frame, then exits. Never returns.
+/// A child forked by the fork server, which is kept for the program's life once a
+/// `Process` used it (as Python's is): later starts skip starting it. A server that fails
+/// to fork is let go, so the next start tries a fresh one.
+fn fork_from_server() -> Result<(WorkerProcess, UnixStream)> {
+    use spawn::forkserver::{ForkServer, FORK_PROCESS};
+    static KEPT: Mutex<Option<Arc<ForkServer>>> = Mutex::new(None);
+    let server = {
+        let mut kept = lock(&KEPT);
+        match &*kept {
+            Some(s) => s.clone(),
+            None => {
+                let s = ForkServer::shared()?;
+                *kept = Some(s.clone());
+                s
+            }
+        }
+    };
+    server.fork(FORK_PROCESS).inspect_err(|_| {
+        lock(&KEPT).take();
+    })
+}
+
 pub(crate) fn child_main(fd: OwnedFd) -> ! {
     let code = match child_run(fd) {
         Ok(code) => code,
