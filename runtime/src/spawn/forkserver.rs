@@ -227,10 +227,11 @@ pub(crate) fn serve(ctl: OwnedFd, mains: [fn(OwnedFd) -> !; 2]) -> ! {
         let Ok([channel, status]) = <[OwnedFd; 2]>::try_from(fds) else {
             continue; // malformed request: dropping the fds tells the parent
         };
-        let child_main = match byte[0] {
-            // SAFETY: `recv` returned n > 0 bytes, so the one byte is initialized.
-            b if unsafe { b.assume_init() } == FORK_PROCESS => mains[1],
-            b if unsafe { b.assume_init() } == FORK_WORKER => mains[0],
+        // SAFETY: `recv` returned n > 0 bytes, so the one byte is initialized.
+        let what = unsafe { byte[0].assume_init() };
+        let child_main = match what {
+            FORK_WORKER => mains[0],
+            FORK_PROCESS => mains[1],
             _ => continue, // unknown request: dropping the fds tells the parent
         };
         // SAFETY: this process is single-threaded (it never left `init`), so the child
