@@ -10,6 +10,7 @@ use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, Pat, ReturnType, Type};
 
 use crate::args::Args;
 use crate::errors::Errors;
+use crate::parse::{Borrowed, Messages};
 
 /// One exposed method, validated.
 struct Method<'a> {
@@ -41,38 +42,22 @@ fn named(t: &Type, self_ty: &Type) -> Type {
     t
 }
 
-/// Finds what cannot cross to the server inside a type: references, lifetimes, `impl
-/// Trait`, raw pointers.
-struct Outside<'e> {
-    errors: &'e mut Errors,
-}
+/// Said of a `#[managed]` method's types.
+const MANAGED: Messages = Messages {
+    reference: "#[managed] methods take and return owned values: a reference to outside state \
+                cannot cross to the manager's process (take `String`, not `&str`)",
+    lifetime: "#[managed] method types cannot borrow: use an owned type without lifetimes",
+    impl_trait:
+        "`impl Trait` cannot cross to the manager's process: name a concrete serializable type",
+    pointer: "raw pointers cannot cross to the manager's process: pass the data itself",
+};
 
-impl<'ast> Visit<'ast> for Outside<'_> {
-    fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {
-        self.errors.spanned(
-            r,
-            "#[managed] methods take and return owned values: a reference to outside state \
-             cannot cross to the manager's process (take `String`, not `&str`)",
-        );
+fn check_owned(t: &Type, errors: &mut Errors) {
+    Borrowed {
+        errors,
+        messages: &MANAGED,
     }
-    fn visit_lifetime(&mut self, l: &'ast syn::Lifetime) {
-        self.errors.spanned(
-            l,
-            "#[managed] method types cannot borrow: use an owned type without lifetimes",
-        );
-    }
-    fn visit_type_impl_trait(&mut self, t: &'ast syn::TypeImplTrait) {
-        self.errors.spanned(
-            t,
-            "`impl Trait` cannot cross to the manager's process: name a concrete serializable type",
-        );
-    }
-    fn visit_type_ptr(&mut self, p: &'ast syn::TypePtr) {
-        self.errors.spanned(
-            p,
-            "raw pointers cannot cross to the manager's process: pass the data itself",
-        );
-    }
+    .visit_type(t);
 }
 
 /// The methods to expose (those taking `&self` or `&mut self`), every problem recorded.
@@ -108,7 +93,7 @@ fn methods<'a>(imp: &'a ItemImpl, errors: &mut Errors) -> Vec<Method<'a>> {
         let mut args = Vec::new();
         for (i, arg) in sig.inputs.iter().skip(1).enumerate() {
             let FnArg::Typed(pt) = arg else { continue };
-            Outside { errors }.visit_type(&pt.ty);
+            check_owned(&pt.ty, errors);
             let name = match &*pt.pat {
                 Pat::Ident(p) => p.ident.clone(),
                 _ => format_ident!("__multiproc_arg{}", i),
@@ -118,7 +103,7 @@ fn methods<'a>(imp: &'a ItemImpl, errors: &mut Errors) -> Vec<Method<'a>> {
         let ret = match &sig.output {
             ReturnType::Default => None,
             ReturnType::Type(_, t) => {
-                Outside { errors }.visit_type(t);
+                check_owned(t, errors);
                 Some(named(t, &imp.self_ty))
             }
         };

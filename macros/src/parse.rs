@@ -15,36 +15,43 @@ pub struct TaskSig<'a> {
     pub ret: Option<&'a Type>,
 }
 
-/// Finds borrowed or opaque pieces anywhere inside a type (`Vec<&str>`, `Cow<'a, T>`).
-struct Borrowed<'e> {
-    errors: &'e mut Errors,
+/// What [`Borrowed`] says of each piece it finds.
+pub struct Messages {
+    pub reference: &'static str,
+    pub lifetime: &'static str,
+    pub impl_trait: &'static str,
+    pub pointer: &'static str,
+}
+
+/// Said of a `#[pool_task]` signature.
+const TASK: Messages = Messages {
+    reference: "task arguments must be owned: a reference cannot cross a process boundary \
+                (take `String` instead of `&str`, `Vec<T>` instead of `&[T]`)",
+    lifetime: "task argument and return types cannot borrow: use an owned type without lifetimes",
+    impl_trait:
+        "`impl Trait` cannot be used in a task signature: name a concrete serializable type",
+    pointer: "raw pointers cannot cross a process boundary: pass the data itself",
+};
+
+/// Finds borrowed or opaque pieces anywhere inside a type (`Vec<&str>`, `Cow<'a, T>`),
+/// each reported with its message.
+pub struct Borrowed<'e> {
+    pub errors: &'e mut Errors,
+    pub messages: &'static Messages,
 }
 
 impl<'ast> Visit<'ast> for Borrowed<'_> {
     fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {
-        self.errors.spanned(
-            r,
-            "task arguments must be owned: a reference cannot cross a process boundary \
-             (take `String` instead of `&str`, `Vec<T>` instead of `&[T]`)",
-        );
+        self.errors.spanned(r, self.messages.reference);
     }
     fn visit_lifetime(&mut self, l: &'ast syn::Lifetime) {
-        self.errors.spanned(
-            l,
-            "task argument and return types cannot borrow: use an owned type without lifetimes",
-        );
+        self.errors.spanned(l, self.messages.lifetime);
     }
     fn visit_type_impl_trait(&mut self, t: &'ast syn::TypeImplTrait) {
-        self.errors.spanned(
-            t,
-            "`impl Trait` cannot be used in a task signature: name a concrete serializable type",
-        );
+        self.errors.spanned(t, self.messages.impl_trait);
     }
     fn visit_type_ptr(&mut self, p: &'ast syn::TypePtr) {
-        self.errors.spanned(
-            p,
-            "raw pointers cannot cross a process boundary: pass the data itself",
-        );
+        self.errors.spanned(p, self.messages.pointer);
     }
 }
 
@@ -100,6 +107,7 @@ pub fn task_signature(f: &ItemFn) -> syn::Result<TaskSig<'_>> {
             FnArg::Typed(pt) => {
                 Borrowed {
                     errors: &mut errors,
+                    messages: &TASK,
                 }
                 .visit_type(&pt.ty);
                 arg_types.push(&*pt.ty);
@@ -117,6 +125,7 @@ pub fn task_signature(f: &ItemFn) -> syn::Result<TaskSig<'_>> {
         ReturnType::Type(_, ty) => {
             Borrowed {
                 errors: &mut errors,
+                messages: &TASK,
             }
             .visit_type(ty);
             Some(&**ty)

@@ -357,6 +357,18 @@ pub(crate) fn len(r: Response) -> Result<usize> {
     }
 }
 
+/// Runs a read-compute-swap `attempt` until the swap takes (`Some`), as the sort of a list
+/// and the update of a value do: a change by another client in between makes it start
+/// over, so nothing concurrent is lost. After 10,000 such changes in a row, `Timeout`.
+pub(crate) fn until_swapped<R>(mut attempt: impl FnMut() -> Result<Option<R>>) -> Result<R> {
+    for _ in 0..10_000 {
+        if let Some(r) = attempt()? {
+            return Ok(r);
+        }
+    }
+    Err(Error::Timeout)
+}
+
 /// The error a [`Failure`] stands for.
 pub(crate) fn failure(f: Failure, what: &'static str) -> Error {
     match f {

@@ -4,7 +4,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::client::{
-    boolean, dec, dec_all, dec_opt, done, enc, len, proxy_common, unexpected, Handle, Marker,
+    boolean, dec, dec_all, dec_opt, done, enc, len, proxy_common, unexpected, until_swapped,
+    Handle, Marker,
 };
 use super::messages::{DictOp, ListOp, Request, Response};
 use crate::error::{Error, Result};
@@ -220,8 +221,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 
     /// [`sort`](ListProxy::sort) by a comparison function.
     pub fn sort_by(&self, mut compare: impl FnMut(&T, &T) -> std::cmp::Ordering) -> Result<()> {
-        const SORT_ATTEMPTS: usize = 10_000;
-        for _ in 0..SORT_ATTEMPTS {
+        until_swapped(|| {
             let snapshot = match self.call(ListOp::All)? {
                 Response::Values(vs) => vs,
                 other => return Err(unexpected(other)),
@@ -233,11 +233,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
                 .collect::<Result<_>>()?;
             items.sort_by(|a, b| compare(&a.0, &b.0));
             let sorted = items.iter().map(|&(_, i)| snapshot[i].clone()).collect();
-            if boolean(self.call(ListOp::ReplaceIf(snapshot, sorted))?)? {
-                return Ok(());
-            }
-        }
-        Err(Error::Timeout)
+            Ok(boolean(self.call(ListOp::ReplaceIf(snapshot, sorted))?)?.then_some(()))
+        })
     }
 }
 

@@ -156,8 +156,8 @@ pub(crate) enum QueueOp {
     Get(Wait),
     /// `Len`.
     Size,
-    /// `Len`: 0 for an unbounded queue.
-    MaxSize,
+    /// `Bool`: whether it holds `maxsize` items (never, unbounded).
+    Full,
     Close,
     IsClosed,
     /// `Done`, or `Failed(ReleasedTooOften)`.

@@ -376,13 +376,13 @@ impl Store {
     }
 
     fn queue(&self, id: u64, op: QueueOp, peer_gone: &dyn Fn() -> bool) -> Response {
-        let (wait, mut op) = match op {
-            QueueOp::Put(item, wait) => (wait, Some(QueueOp::Put(item, wait))),
-            QueueOp::Get(wait) => (wait, Some(QueueOp::Get(wait))),
-            QueueOp::Join(wait) => (wait, Some(QueueOp::Join(wait))),
-            op => (Some(std::time::Duration::ZERO), Some(op)),
-        };
-        let until = deadline(wait);
+        let until = deadline(match &op {
+            QueueOp::Put(_, w) | QueueOp::Get(w) | QueueOp::Join(w) => *w,
+            _ => Some(std::time::Duration::ZERO),
+        });
+        // Taken by the look that does it, put back by one that must wait (a put's item is
+        // moved into the queue, not copied).
+        let mut op = Some(op);
         self.blocking(id, "queue", None, peer_gone, |o, gone| {
             let Obj::Queue(q) = o else { return None };
             if gone {
@@ -426,7 +426,9 @@ impl Store {
                     }
                 }
                 QueueOp::Size => Step::Done(Response::Len(q.items.len() as u64)),
-                QueueOp::MaxSize => Step::Done(Response::Len(q.maxsize as u64)),
+                QueueOp::Full => {
+                    Step::Done(Response::Bool(q.maxsize != 0 && q.items.len() >= q.maxsize))
+                }
                 QueueOp::Close => {
                     q.closed = true;
                     Step::Done(Response::Done)

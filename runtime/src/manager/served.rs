@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::client::{
     boolean, dec, dec_opt, done, done_or, enc, failure, len, proxy_common, tag_of, unexpected,
-    Handle, Marker,
+    until_swapped, Handle, Marker,
 };
 use super::messages::{
     CellOp, Failure, NamespaceOp, Owner, QueueOp, Request, Response, SyncOp, Wait,
@@ -36,6 +36,16 @@ impl Handle {
     fn sync(&self, op: SyncOp, wait: Wait) -> Result<Response> {
         self.client
             .call_waiting(&Request::Sync { id: self.id, op }, wait)
+    }
+
+    /// A queue operation that does not wait.
+    fn queue_now(&self, op: QueueOp) -> Result<Response> {
+        self.queue(op, Some(Duration::ZERO))
+    }
+
+    /// A lock, semaphore, event or barrier operation that does not wait.
+    fn sync_now(&self, op: SyncOp) -> Result<Response> {
+        self.sync(op, Some(Duration::ZERO))
     }
 }
 
@@ -96,7 +106,7 @@ macro_rules! queue_proxy {
 
             /// Number of items in the queue (a snapshot).
             pub fn qsize(&self) -> Result<usize> {
-                len(self.h.queue(QueueOp::Size, Some(Duration::ZERO))?)
+                len(self.h.queue_now(QueueOp::Size)?)
             }
 
             /// Whether the queue holds no items (a snapshot).
@@ -106,19 +116,18 @@ macro_rules! queue_proxy {
 
             /// Whether the queue holds `maxsize` items (never, without a maxsize).
             pub fn full(&self) -> Result<bool> {
-                let max = len(self.h.queue(QueueOp::MaxSize, Some(Duration::ZERO))?)?;
-                Ok(max != 0 && self.qsize()? >= max)
+                boolean(self.h.queue_now(QueueOp::Full)?)
             }
 
             /// Closes the queue for every process: later puts fail with `Closed`; gets
             /// return the items still queued, then `Closed` (waiting consumers wake up).
             pub fn close(&self) -> Result<()> {
-                done(self.h.queue(QueueOp::Close, Some(Duration::ZERO))?)
+                done(self.h.queue_now(QueueOp::Close)?)
             }
 
             /// Whether some process closed the queue.
             pub fn is_closed(&self) -> Result<bool> {
-                boolean(self.h.queue(QueueOp::IsClosed, Some(Duration::ZERO))?)
+                boolean(self.h.queue_now(QueueOp::IsClosed)?)
             }
         }
     };
@@ -163,7 +172,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
     /// Marks one item taken by `get` as done; `ReleasedTooOften` if every item is.
     pub fn task_done(&self) -> Result<()> {
         done_or(
-            self.h.queue(QueueOp::TaskDone, Some(Duration::ZERO))?,
+            self.h.queue_now(QueueOp::TaskDone)?,
             "a joinable queue's task_done",
         )
     }
@@ -203,10 +212,7 @@ impl LockGuardProxy<'_> {
 }
 
 fn release(h: &Handle, owner: Owner) -> Result<()> {
-    done_or(
-        h.sync(SyncOp::Release(owner), Some(Duration::ZERO))?,
-        "a manager lock",
-    )
+    done_or(h.sync_now(SyncOp::Release(owner))?, "a manager lock")
 }
 
 impl Drop for LockGuardProxy<'_> {
@@ -297,7 +303,7 @@ macro_rules! lock_proxy {
 
             /// Whether some thread holds the lock (a snapshot).
             pub fn locked(&self) -> Result<bool> {
-                boolean(self.h.sync(SyncOp::Locked, Some(Duration::ZERO))?)
+                boolean(self.h.sync_now(SyncOp::Locked)?)
             }
         }
     };
@@ -370,14 +376,14 @@ macro_rules! semaphore_proxy {
             /// Increments the value, waking a waiter.
             pub fn release(&self) -> Result<()> {
                 done_or(
-                    self.h.sync(SyncOp::Up, Some(Duration::ZERO))?,
+                    self.h.sync_now(SyncOp::Up)?,
                     "a bounded semaphore",
                 )
             }
 
             /// The value now (a snapshot).
             pub fn value(&self) -> Result<u32> {
-                Ok(len(self.h.sync(SyncOp::Value, Some(Duration::ZERO))?)? as u32)
+                Ok(len(self.h.sync_now(SyncOp::Value)?)? as u32)
             }
         }
     };
@@ -405,23 +411,19 @@ pub struct EventProxy {
 proxy_common!(EventProxy, "event");
 
 impl EventProxy {
-    fn now(&self, op: SyncOp) -> Result<Response> {
-        self.h.sync(op, Some(Duration::ZERO))
-    }
-
     /// Sets the flag, waking every waiter.
     pub fn set(&self) -> Result<()> {
-        done(self.now(SyncOp::Set)?)
+        done(self.h.sync_now(SyncOp::Set)?)
     }
 
     /// Clears the flag.
     pub fn clear(&self) -> Result<()> {
-        done(self.now(SyncOp::Clear)?)
+        done(self.h.sync_now(SyncOp::Clear)?)
     }
 
     /// Whether the flag is set.
     pub fn is_set(&self) -> Result<bool> {
-        boolean(self.now(SyncOp::IsSet)?)
+        boolean(self.h.sync_now(SyncOp::IsSet)?)
     }
 
     /// Waits until the flag is set.
@@ -551,7 +553,7 @@ impl ConditionGuardProxy<'_> {
     pub fn notify(&self, n: u32) -> Result<()> {
         let l = &self.lock;
         done_or(
-            l.h.sync(SyncOp::Notify(l.owner, n), Some(Duration::ZERO))?,
+            l.h.sync_now(SyncOp::Notify(l.owner, n))?,
             "a manager condition",
         )
     }
@@ -577,10 +579,6 @@ pub struct BarrierProxy {
 proxy_common!(BarrierProxy, "barrier");
 
 impl BarrierProxy {
-    fn now(&self, op: SyncOp) -> Result<Response> {
-        self.h.sync(op, Some(Duration::ZERO))
-    }
-
     fn wait_waiting(&self, wait: Wait) -> Result<u32> {
         let owner = self.h.client.owner()?;
         match self.h.sync(SyncOp::BarrierWait(owner, wait), wait)? {
@@ -603,27 +601,27 @@ impl BarrierProxy {
 
     /// Breaks the barrier: every waiter gets `BrokenBarrier`, now and until `reset`.
     pub fn abort(&self) -> Result<()> {
-        done(self.now(SyncOp::Abort)?)
+        done(self.h.sync_now(SyncOp::Abort)?)
     }
 
     /// Makes the barrier whole and empty; parties waiting now get `BrokenBarrier`.
     pub fn reset(&self) -> Result<()> {
-        done(self.now(SyncOp::Reset)?)
+        done(self.h.sync_now(SyncOp::Reset)?)
     }
 
     /// How many parties it waits for.
     pub fn parties(&self) -> Result<u32> {
-        Ok(len(self.now(SyncOp::Parties)?)? as u32)
+        Ok(len(self.h.sync_now(SyncOp::Parties)?)? as u32)
     }
 
     /// How many parties wait now.
     pub fn n_waiting(&self) -> Result<u32> {
-        Ok(len(self.now(SyncOp::Waiting)?)? as u32)
+        Ok(len(self.h.sync_now(SyncOp::Waiting)?)? as u32)
     }
 
     /// Whether it is broken.
     pub fn broken(&self) -> Result<bool> {
-        boolean(self.now(SyncOp::Broken)?)
+        boolean(self.h.sync_now(SyncOp::Broken)?)
     }
 }
 
@@ -663,16 +661,13 @@ impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     /// again on the new value). Returns the new value. After 10,000 changes by others in a
     /// row it gives up with `Timeout`.
     pub fn update(&self, mut f: impl FnMut(&T) -> T) -> Result<T> {
-        for _ in 0..10_000 {
+        until_swapped(|| {
             let Response::Value(Some(now)) = self.call(CellOp::Get)? else {
                 return Err(Error::Protocol("a manager value was missing".into()));
             };
             let new = f(&dec(&now)?);
-            if boolean(self.call(CellOp::ReplaceIf(now, enc(&new)?))?)? {
-                return Ok(new);
-            }
-        }
-        Err(Error::Timeout)
+            Ok(boolean(self.call(CellOp::ReplaceIf(now, enc(&new)?))?)?.then_some(new))
+        })
     }
 }
 

@@ -313,22 +313,18 @@ impl ShareableList {
         let since = Instant::now();
         loop {
             let before = seq.load(Ordering::Acquire);
-            if before.is_multiple_of(2) {
+            // Mid-write for longer than `STUCK`: its writer died, and what is there is all
+            // there will be.
+            let stuck = !before.is_multiple_of(2) && since.elapsed() > STUCK;
+            if before.is_multiple_of(2) || stuck {
                 let (kind, len, _, offset) = self.fields(i)?;
                 let mut bytes = vec![0u8; len];
                 self.shm.read(offset, &mut bytes)?;
                 std::sync::atomic::fence(Ordering::Acquire);
-                if seq.load(Ordering::Relaxed) == before {
+                if stuck || seq.load(Ordering::Relaxed) == before {
                     return ShareableItem::decode(kind, &bytes)
                         .ok_or_else(|| corrupted("an item that does not decode"));
                 }
-            } else if since.elapsed() > STUCK {
-                // A writer died mid-write: what is there is all there will be.
-                let (kind, len, _, offset) = self.fields(i)?;
-                let mut bytes = vec![0u8; len];
-                self.shm.read(offset, &mut bytes)?;
-                return ShareableItem::decode(kind, &bytes)
-                    .ok_or_else(|| corrupted("an item its writer died writing"));
             }
             std::thread::yield_now();
         }
