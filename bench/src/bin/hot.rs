@@ -60,6 +60,29 @@ fn main() -> multiproc::Result<()> {
                 }
             }
         }
+        "mapd" => {
+            let pool = Pool::new(2)?;
+            while Instant::now() < until {
+                n += pool.map(square, 0..100_000u64)?.len() as u64;
+            }
+        }
+        "mapd_cold" => {
+            // One map at a time on a pool left idle in between, as the benchmark's row runs.
+            let pool = Pool::new(2)?;
+            let mut took = Vec::new();
+            while Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                let t = Instant::now();
+                n += pool.map(square, 0..100_000u64)?.len() as u64;
+                took.push(t.elapsed().as_secs_f64() * 1e6 / 100_000.0);
+            }
+            println!(
+                "map default p50 {:.3} µs/item, p10 {:.3}, p90 {:.3}",
+                percentile(&mut took, 0.5),
+                percentile(&mut took, 0.1),
+                percentile(&mut took, 0.9)
+            );
+        }
         "rss" => {
             // Worker memory after the benchmark's map and imap work, once idle.
             let pool = Pool::new(2)?;

@@ -271,7 +271,8 @@ pub(crate) fn wait<T>(r: AsyncResult<T>, timeout: Option<std::time::Duration>) -
 }
 
 struct MapState<R> {
-    parts: Vec<Option<Vec<Result<R>>>>,
+    /// Each chunk's values, or the error of its first failing item.
+    parts: Vec<Option<Result<Vec<R>>>>,
     remaining: usize,
 }
 
@@ -311,25 +312,45 @@ impl<R> MapSink<R> {
 impl<R> MapSink<R> {
     /// Records one chunk's results; the last chunk publishes the whole list.
     pub(crate) fn complete_part(&self, part: usize, items: Vec<Result<R>>) {
+        let n = items.len();
+        self.complete_values(part, n, items.into_iter().collect());
+    }
+
+    /// Records one chunk of `n` items: its values, or the error of its first failing item.
+    /// The last chunk publishes the whole list, or the first error in input order.
+    pub(crate) fn complete_values(&self, part: usize, n: usize, values: Result<Vec<R>>) {
         if let Some(p) = &self.progress {
-            p.add(items.len());
+            p.add(n);
         }
         let all = {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             if part >= st.parts.len() || st.parts[part].is_some() {
                 return; // cannot happen: each part completes once
             }
-            st.parts[part] = Some(items);
+            st.parts[part] = Some(values);
             st.remaining -= 1;
             if st.remaining > 0 {
                 return;
             }
             std::mem::take(&mut st.parts)
         };
-        // The whole list, or the error of the first failing item in input order.
-        let result: Result<Vec<R>> = all.into_iter().flatten().flatten().collect();
-        self.cell.set(result, &self.callbacks);
+        self.cell
+            .set(concat(all.into_iter().flatten()), &self.callbacks);
     }
+}
+
+/// The chunks' values joined in order (one copy into a list of the right size), or the
+/// first chunk's error.
+fn concat<R>(parts: impl Iterator<Item = Result<Vec<R>>>) -> Result<Vec<R>> {
+    let mut parts = parts.collect::<Result<Vec<Vec<R>>>>()?;
+    if parts.len() == 1 {
+        return Ok(parts.pop().unwrap_or_default());
+    }
+    let mut all = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for mut p in parts {
+        all.append(&mut p);
+    }
+    Ok(all)
 }
 
 /// Runs a user callback, containing a panic so the slot thread and the pool live on.

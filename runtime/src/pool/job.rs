@@ -12,8 +12,9 @@ use crate::wire::codec::RunFrame;
 /// How a job ended.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// A RESULT body after its job id: one encoded outcome per item.
-    Body(Vec<u8>),
+    /// A RESULT frame's body, and where its outcomes (one encoded outcome per item) start
+    /// in it: after the job id. The frame is kept whole, not copied.
+    Body(Vec<u8>, usize),
     /// Every item of the job failed with this error.
     Failed(Error),
     /// The job was cut into consecutive pieces (a worker died inside it): each piece's item
@@ -270,6 +271,29 @@ pub(crate) fn decode_items<R: serde::de::DeserializeOwned>(done: JobDone) -> Vec
     out
 }
 
+/// Decodes a finished job of a `map`: its values in item order, or the error of its first
+/// failing item. Every item succeeded, the usual case: the values are decoded straight into
+/// the list. Otherwise item by item, as `decode_items` does (which logs each failure).
+pub(crate) fn decode_values<R: serde::de::DeserializeOwned>(done: JobDone) -> Result<Vec<R>> {
+    let mut out = Vec::new();
+    if values_into(&done.outcome, done.items, &mut out) {
+        return Ok(out);
+    }
+    decode_items(done).into_iter().collect()
+}
+
+fn values_into<R: serde::de::DeserializeOwned>(
+    outcome: &Outcome,
+    items: usize,
+    out: &mut Vec<R>,
+) -> bool {
+    match outcome {
+        Outcome::Body(body, at) => crate::wire::codec::decode_values_into(&body[*at..], items, out),
+        Outcome::Failed(_) => false,
+        Outcome::Pieces(pieces) => pieces.iter().all(|(n, piece)| values_into(piece, *n, out)),
+    }
+}
+
 fn decode_into<R: serde::de::DeserializeOwned>(
     task: &str,
     outcome: Outcome,
@@ -277,10 +301,12 @@ fn decode_into<R: serde::de::DeserializeOwned>(
     out: &mut Vec<Result<R>>,
 ) {
     match outcome {
-        Outcome::Body(body) => match crate::wire::codec::decode_outcomes::<R>(task, &body, items) {
-            Ok(v) => out.extend(v),
-            Err(e) => out.extend((0..items).map(|_| Err(e.clone()))),
-        },
+        Outcome::Body(body, at) => {
+            match crate::wire::codec::decode_outcomes::<R>(task, &body[at..], items) {
+                Ok(v) => out.extend(v),
+                Err(e) => out.extend((0..items).map(|_| Err(e.clone()))),
+            }
+        }
         Outcome::Failed(e) => out.extend((0..items).map(|_| Err(e.clone()))),
         Outcome::Pieces(pieces) => {
             for (n, piece) in pieces {
@@ -319,7 +345,7 @@ mod tests {
             task: "t",
             part: j.part,
             items: j.items,
-            outcome: Outcome::Body(result_body(&values)),
+            outcome: Outcome::Body(result_body(&values), 0),
         });
     }
 
@@ -377,6 +403,57 @@ mod tests {
         assert!(lock(&sink.0).is_empty(), "delivered before it was asked to");
         blamed.unwrap().deliver();
         assert!(matches!(lock(&sink.0)[..], [Err(Error::Timeout)]));
+    }
+
+    #[test]
+    fn a_map_chunk_decodes_to_its_values_or_its_first_failure() {
+        let done = |outcome| JobDone {
+            task: "t",
+            part: 0,
+            items: 3,
+            outcome,
+        };
+        // All succeeded: the values, also from pieces of a cut job and after a job id.
+        let mut framed = 7u64.to_le_bytes().to_vec();
+        framed.extend(result_body(&[1, 2, 3]));
+        assert_eq!(
+            decode_values::<u32>(done(Outcome::Body(framed, 8))).unwrap(),
+            [1, 2, 3]
+        );
+        let pieces = Outcome::Pieces(vec![
+            (1, Outcome::Body(result_body(&[1]), 0)),
+            (2, Outcome::Body(result_body(&[2, 3]), 0)),
+        ]);
+        assert_eq!(decode_values::<u32>(done(pieces)).unwrap(), [1, 2, 3]);
+        // One item panicked: the chunk fails with that item's error.
+        let mut body = result_body(&[1]);
+        codec::push_panic(
+            &mut body,
+            &codec::PanicInfo {
+                message: "boom".into(),
+                backtrace: None,
+            },
+        );
+        body.extend(result_body(&[3]));
+        let e = decode_values::<u32>(done(Outcome::Body(body, 0))).unwrap_err();
+        assert!(
+            matches!(&e, Error::TaskPanicked { message, .. } if message == "boom"),
+            "{e:?}"
+        );
+        // A piece lost with its worker: its error.
+        let pieces = Outcome::Pieces(vec![
+            (2, Outcome::Body(result_body(&[1, 2]), 0)),
+            (1, Outcome::Failed(Error::Timeout)),
+        ]);
+        assert!(matches!(
+            decode_values::<u32>(done(pieces)),
+            Err(Error::Timeout)
+        ));
+        // A value that does not decode as the result type, or a short body: errors, not values.
+        let e = decode_values::<String>(done(Outcome::Body(result_body(&[1, 2, 3]), 0)));
+        assert!(matches!(e, Err(Error::Serialization { .. })), "{e:?}");
+        let e = decode_values::<u32>(done(Outcome::Body(result_body(&[1, 2]), 0)));
+        assert!(matches!(e, Err(Error::Protocol(_))), "{e:?}");
     }
 
     #[test]

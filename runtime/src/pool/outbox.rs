@@ -121,12 +121,22 @@ impl Outbox {
         st.buf.clear();
         st.sent = 0;
         st.held_since = None;
-        if st.buf.capacity() > IDLE_BUFFER {
-            // Give a big result's memory back (when the worker next goes idle).
-            st.buf = Vec::with_capacity(BUFFER);
-            conn.trim_heap_later();
-        }
         Ok(())
+    }
+
+    /// Whether the batch buffer grew past what an idle worker keeps.
+    pub(crate) fn grown(&self) -> bool {
+        lock(&self.shared.state).buf.capacity() > IDLE_BUFFER
+    }
+
+    /// Gives a buffer that big results grew back (unless results are still in it): the
+    /// worker does this when it runs out of work, not after each job, so a stream of big
+    /// results reuses one buffer instead of growing a new one each time.
+    pub(crate) fn shrink(&self) {
+        let mut st = lock(&self.shared.state);
+        if st.sent == st.buf.len() && st.buf.capacity() > IDLE_BUFFER {
+            st.buf = Vec::with_capacity(BUFFER);
+        }
     }
 
     fn start_flusher(&self, conn: &Conn) -> Result<()> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::job::{decode_items, JobDone, Sink};
+use super::job::{decode_items, decode_values, JobDone, Sink};
 use crate::error::Error;
 use crate::exec::imap::Inbox;
 use crate::exec::options::Callbacks;
@@ -32,8 +32,8 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ApplySink<R> {
 
 impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
     fn complete(&self, done: JobDone) {
-        let part = done.part;
-        self.complete_part(part, decode_items::<R>(done));
+        let (part, items) = (done.part, done.items);
+        self.complete_values(part, items, decode_values::<R>(done));
     }
     fn claim(&self) -> bool {
         self.cell.claim()

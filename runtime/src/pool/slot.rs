@@ -278,7 +278,7 @@ impl Shared {
                     }
                 }
             }
-            let f = match frame::read_frame(&mut reader) {
+            let f = match frame::read_frame_buffered(&mut reader) {
                 Ok(Some(f)) => f,
                 Ok(None) => return End::Gone,
                 Err(Error::Io(_)) => return End::Gone,
@@ -288,6 +288,7 @@ impl Shared {
                 Ok(v) => v,
                 Err(e) => return End::Broken(e),
             };
+            let outcomes_at = f.body.len() - rest.len();
             let job = {
                 let mut io = lock(&self.slots[k]);
                 match io.inflight.iter().position(|j| j.id == id) {
@@ -299,7 +300,7 @@ impl Shared {
                 return End::Broken(Error::Protocol(format!("result for unknown job {id}")));
             };
             let outcome = match f.kind {
-                Kind::Result => Outcome::Body(rest.to_vec()),
+                Kind::Result => Outcome::Body(f.body, outcomes_at),
                 Kind::JobFailed => Outcome::Failed(ChunkFailure::decode_error(rest, job.task)),
                 other => {
                     // Not an answer: the job goes back with the worker's other jobs, and

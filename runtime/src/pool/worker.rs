@@ -97,6 +97,12 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
         if outbox.holding() && !conn.frame_ready()? {
             outbox.flush(&mut conn)?;
         }
+        // Out of work for now: give back what big results grew (see `Conn::trim_heap_later`).
+        if (out.capacity() > IDLE_BUFFER || outbox.grown()) && !conn.frame_ready()? {
+            out = Vec::with_capacity(BUFFER);
+            outbox.shrink();
+            conn.trim_heap_later();
+        }
         let Some(f) = conn.recv_frame()? else {
             return Ok(()); // parent closed the channel
         };
@@ -124,10 +130,6 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
                 lane.idle(run.seq);
                 let hold = f.flags & frame::FLAG_MAY_DELAY != 0 && started.elapsed() < SHORT_JOB;
                 outbox.push(&mut conn, &mut out, hold)?;
-                if out.capacity() > IDLE_BUFFER {
-                    out = Vec::with_capacity(BUFFER);
-                    conn.trim_heap_later();
-                }
                 // Over its memory cap: hand in what it has and exit, before the next job.
                 // The parent sees the end of stream with nothing running and replaces this
                 // worker; the jobs it had not started run elsewhere.

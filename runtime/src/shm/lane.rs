@@ -133,16 +133,6 @@ impl Lane {
             .store(RUNNING | item | u64::from(seq), Ordering::Release);
     }
 
-    /// Moves the running mark to item `item` of the same job (one store: the worker is the
-    /// only writer).
-    fn mark_item(&self, item: usize) {
-        let w = self.st().running.load(Ordering::Relaxed);
-        let item = (item as u64).min(0x7fff_ffff) << 32;
-        self.st()
-            .running
-            .store((w & !ITEM_MASK) | item, Ordering::Release);
-    }
-
     /// Job `seq` is done (its result may still be unsent).
     pub(crate) fn idle(&self, seq: u32) {
         self.st().running.store(u64::from(seq), Ordering::Release);
@@ -191,16 +181,39 @@ impl Lane {
 /// This worker's lane, once the handshake gave it one.
 static WORKER_LANE: OnceLock<Lane> = OnceLock::new();
 
-/// Makes `lane` the one `mark_item` reports to (pool workers only).
+/// Makes `lane` the one `ItemMarks::for_running_job` marks (pool workers only).
 pub(crate) fn install(lane: Lane) -> &'static Lane {
     WORKER_LANE.get_or_init(|| lane)
 }
 
-/// Records that the worker moves on to item `item` of the job it is running. Nothing
-/// outside a pool worker.
-pub(crate) fn mark_item(item: usize) {
-    if let Some(lane) = WORKER_LANE.get() {
-        lane.mark_item(item);
+/// Marks the items of the job the worker is running as it moves through them: one store
+/// each (the worker is the only writer), with the lane looked up and the job's word read
+/// once per chunk.
+pub(crate) struct ItemMarks<'a> {
+    lane: Option<(&'a Lane, u64)>,
+}
+
+impl ItemMarks<'static> {
+    /// For the job this worker runs now; marks nothing outside a pool worker.
+    pub(crate) fn for_running_job() -> Self {
+        ItemMarks::of(WORKER_LANE.get())
+    }
+}
+
+impl<'a> ItemMarks<'a> {
+    fn of(lane: Option<&'a Lane>) -> Self {
+        ItemMarks {
+            lane: lane.map(|l| (l, l.st().running.load(Ordering::Relaxed) & !ITEM_MASK)),
+        }
+    }
+
+    /// The worker moves on to item `item`.
+    #[inline]
+    pub(crate) fn mark(&self, item: usize) {
+        if let Some((lane, job)) = self.lane {
+            let item = (item as u64).min(0x7fff_ffff) << 32;
+            lane.st().running.store(job | item, Ordering::Release);
+        }
     }
 }
 
@@ -240,7 +253,7 @@ mod tests {
         assert_eq!(l.running_now(), None);
         l.running(7, 0);
         assert_eq!(l.running_now(), Some(Running { seq: 7, item: 0 }));
-        l.mark_item(41);
+        ItemMarks::of(Some(&l)).mark(41);
         assert_eq!(l.running_now(), Some(Running { seq: 7, item: 41 }));
         l.idle(7);
         assert_eq!(l.running_now(), None);

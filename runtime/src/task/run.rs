@@ -21,10 +21,10 @@ where
     let args: Vec<Args> = crate::wire::serial::decode(input).map_err(|e| e.to_string())?;
     // Only the job the worker runs reports its items: a task nested inside another (a
     // barrier's action) must not move the mark the parent reads if the worker dies.
-    let outermost = !super::panic::running_task();
+    let marks = (!super::panic::running_task()).then(crate::shm::lane::ItemMarks::for_running_job);
     for (i, a) in args.into_iter().enumerate() {
-        if outermost && i > 0 {
-            crate::shm::lane::mark_item(i);
+        if let Some(marks) = marks.as_ref().filter(|_| i > 0) {
+            marks.mark(i);
         }
         let outcome = super::panic::in_task(|| catch_unwind(AssertUnwindSafe(|| f.call(a))));
         match outcome {

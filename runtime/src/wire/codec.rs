@@ -44,9 +44,8 @@ fn push_item<T: Serialize + ?Sized>(
     tag: u8,
     value: &T,
 ) -> Result<(), serial::CodecError> {
-    out.push(tag);
-    let len_at = out.len();
-    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&[tag, 0, 0, 0, 0]);
+    let len_at = out.len() - 4;
     serial::encode_into(out, value)?;
     let len = out.len() - len_at - 4;
     let len = u32::try_from(len).map_err(|_| serial::size_limit())?;
@@ -112,7 +111,9 @@ pub(crate) fn run_frame<A: Serialize>(
     task: &str,
     args: &[A],
 ) -> Result<RunFrame, Error> {
-    let mut buf = Vec::with_capacity(64 + task.len());
+    // Room for the usual case, an argument encoded in about its size in memory.
+    let guess = std::mem::size_of_val(args).min(16 << 20);
+    let mut buf = Vec::with_capacity(64 + task.len() + guess);
     let start = frame::begin(&mut buf, Kind::Run);
     buf.extend_from_slice(&job_id.to_le_bytes());
     buf.extend_from_slice(&[0; 8]); // epoch, seq
@@ -291,6 +292,47 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
         return Err(Error::Protocol("RESULT frame has trailing bytes".into()));
     }
     Ok(out)
+}
+
+/// Appends the values of `n` outcomes to `out` when every one is a success that decodes;
+/// otherwise leaves `out` as it was and answers `false` (the caller then decodes item by
+/// item with `decode_outcomes` to learn which failed and why). No per-item `Result`: a
+/// map's values go straight into the list the caller gets.
+pub(crate) fn decode_values_into<R: DeserializeOwned>(
+    mut body: &[u8],
+    n: usize,
+    out: &mut Vec<R>,
+) -> bool {
+    let mark = out.len();
+    out.reserve(n);
+    for _ in 0..n {
+        let value = match body {
+            [TAG_OK, a, b, c, d, rest @ ..] => {
+                let len = u32::from_le_bytes([*a, *b, *c, *d]) as usize;
+                match (rest.get(..len), rest.get(len..)) {
+                    (Some(payload), Some(tail)) => {
+                        body = tail;
+                        serial::decode::<R>(payload).ok()
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match value {
+            Some(v) => out.push(v),
+            None => {
+                out.truncate(mark);
+                return false;
+            }
+        }
+    }
+    if body.is_empty() {
+        true
+    } else {
+        out.truncate(mark);
+        false
+    }
 }
 
 /// Checks a one-item outcome list without decoding the value (whose type the caller may not

@@ -4,7 +4,7 @@
 //! attached to its first bytes), allowed only on RUN, START and WELCOME frames: the queues, pipes and
 //! shared objects among the arguments.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 use crate::error::Error;
 
@@ -115,6 +115,27 @@ pub(crate) fn parse_header(h: &[u8; HEADER_LEN]) -> Result<(Kind, u8, usize), Er
 /// Reads one frame from a blocking reader. `Ok(None)` is a clean end of stream between
 /// frames; an end inside a frame is a protocol error.
 pub(crate) fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, Error> {
+    read_frame_with(r, |r, body| r.read_exact(body))
+}
+
+/// `read_frame` from a buffered reader, copying out of the buffer only what it already
+/// holds of the body and reading the rest straight into the body: a big frame is not
+/// copied twice.
+pub(crate) fn read_frame_buffered<R: Read>(
+    r: &mut std::io::BufReader<R>,
+) -> Result<Option<Frame>, Error> {
+    read_frame_with(r, |r, body| {
+        let n = r.buffer().len().min(body.len());
+        body[..n].copy_from_slice(&r.buffer()[..n]);
+        r.consume(n);
+        r.get_mut().read_exact(&mut body[n..])
+    })
+}
+
+fn read_frame_with<R: Read>(
+    r: &mut R,
+    read_body: impl FnOnce(&mut R, &mut [u8]) -> io::Result<()>,
+) -> Result<Option<Frame>, Error> {
     let mut header = [0u8; HEADER_LEN];
     let mut got = 0;
     while got < HEADER_LEN {
@@ -133,7 +154,7 @@ pub(crate) fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, Error> {
         )));
     }
     let mut body = vec![0u8; len];
-    r.read_exact(&mut body).map_err(|e| {
+    read_body(r, &mut body).map_err(|e| {
         if e.kind() == io::ErrorKind::UnexpectedEof {
             Error::Protocol("stream ended inside a frame body".into())
         } else {

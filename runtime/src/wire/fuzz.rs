@@ -144,8 +144,20 @@ fn result_outcomes() {
     for _ in 0..Inputs::iterations() {
         let input = gen.input(&seeds);
         for n in 0..4 {
-            if let Ok(v) = codec::decode_outcomes::<u64>("t", &input, n) {
+            let slow = codec::decode_outcomes::<u64>("t", &input, n);
+            if let Ok(v) = &slow {
                 assert_eq!(v.len(), n);
+            }
+            // The map's fast path agrees: values exactly when every outcome is a value.
+            let mut fast = vec![99u64];
+            let all_ok: Option<Vec<u64>> = slow
+                .ok()
+                .and_then(|v| v.into_iter().map(Result::ok).collect());
+            if codec::decode_values_into(&input, n, &mut fast) {
+                assert_eq!(Some(fast[1..].to_vec()), all_ok);
+            } else {
+                assert_eq!(fast, [99], "a failed fast decode left values behind");
+                assert_eq!(all_ok, None);
             }
             let _ = codec::decode_outcomes::<String>("t", &input, n);
             let _ = codec::decode_outcomes::<Vec<u8>>("t", &input, n);
