@@ -47,6 +47,7 @@ fn main() -> multiproc::Result<()> {
         }
         "map1" | "imap1" => {
             let pool = Pool::new(2)?;
+            let cpu = self_cpu_secs();
             while Instant::now() < until {
                 if which == "map1" {
                     let opts = Opts::new().chunksize(1);
@@ -59,6 +60,10 @@ fn main() -> multiproc::Result<()> {
                     }
                 }
             }
+            println!(
+                "parent CPU per item {:.3} µs",
+                (self_cpu_secs() - cpu) * 1e6 / n as f64
+            );
         }
         "mapd" => {
             let pool = Pool::new(2)?;

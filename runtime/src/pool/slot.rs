@@ -268,16 +268,22 @@ impl Shared {
     fn serve(&self, k: usize, reader: UnixStream, proc: &WorkerProcess, lane: &Lane) -> End {
         let mut reader = BufReader::with_capacity(64 * 1024, reader);
         let mut watch = Watch::default();
+        // Results read since this thread last waited: more than one, and the worker is
+        // sending batches (see `Outbox`), the next of which is most of a millisecond away.
+        let mut since_wait = 0u32;
         loop {
             if reader.buffer().is_empty() {
                 let fd = std::os::fd::AsFd::as_fd(reader.get_ref());
-                // A short job's result usually arrives within moments: see `poll_briefly`.
-                if !crate::sys::wait::poll_briefly(fd) {
+                // A short job's result usually arrives within moments (see `poll_briefly`),
+                // unless it comes in a batch: polling for it would only burn the CPU.
+                let batched = std::mem::take(&mut since_wait) > 1;
+                if batched || !crate::sys::wait::poll_briefly(fd) {
                     if let Some(end) = self.wait_on_worker(k, fd, proc, lane, &mut watch) {
                         return end;
                     }
                 }
             }
+            since_wait += 1;
             let f = match frame::read_frame_buffered(&mut reader) {
                 Ok(Some(f)) => f,
                 Ok(None) => return End::Gone,

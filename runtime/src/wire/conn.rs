@@ -59,6 +59,7 @@ impl Conn {
                 self.inbuf.reserve(64 * 1024);
             }
             let spare = self.inbuf.spare_capacity_mut();
+            let spare_len = spare.len();
             let got = crate::sys::fds::recv(&self.fd, spare, &mut self.fds, RecvFlags::empty());
             if got.as_ref().is_ok_and(|r| r.truncated) {
                 // Descriptors were dropped by the kernel: the frames that needed them will
@@ -71,9 +72,15 @@ impl Conn {
                     return Ok(got_any);
                 }
                 Ok(n) => {
+                    let drained = n < spare_len;
                     // SAFETY: recvmsg initialised the first n spare bytes.
                     unsafe { self.inbuf.set_len(self.inbuf.len() + n) };
                     got_any = true;
+                    if drained {
+                        // The socket held less than there was room for: it is empty now,
+                        // and asking again would only hear so (one syscall saved per fill).
+                        return Ok(true);
+                    }
                 }
                 Err(Errno::AGAIN) => return Ok(got_any),
                 Err(Errno::INTR) => {}
@@ -115,17 +122,24 @@ impl Conn {
         }))
     }
 
-    /// Whether a whole frame is already buffered, after reading what the socket holds.
+    /// Whether a whole frame is buffered, reading what the socket holds if none is yet.
     pub(crate) fn frame_ready(&mut self) -> Result<bool, Error> {
+        if self.whole_frame_buffered() {
+            return Ok(true);
+        }
         if !self.eof {
             self.fill()?;
         }
+        Ok(self.whole_frame_buffered())
+    }
+
+    fn whole_frame_buffered(&self) -> bool {
         let avail = &self.inbuf[self.pos..];
         if avail.len() < HEADER_LEN {
-            return Ok(false);
+            return false;
         }
         let len = u32::from_le_bytes([avail[4], avail[5], avail[6], avail[7]]) as usize;
-        Ok(avail.len() >= HEADER_LEN + len)
+        avail.len() >= HEADER_LEN + len
     }
 
     /// Blocks until a whole frame arrives. `Ok(None)`: the parent closed the channel.
