@@ -153,6 +153,24 @@ fn abort_and_exit_are_worker_losses_too() {
     assert_eq!(pool.starmap(add, vec![(1, 1), (2, 2)]).unwrap(), vec![2, 4]);
 }
 
+/// A worker that dies at once, while its caller polls the channel for the result: the
+/// caller gets `WorkerLost` (not a hang, not a protocol error), a replacement serves, and
+/// callers around it get their results.
+#[multiproc::test]
+fn a_worker_dying_while_its_caller_reads_for_the_result_is_a_loss() {
+    let pool = Pool::new(2).unwrap();
+    for round in 0..10i64 {
+        let fine = pool.apply_async(add, (round, 1)).unwrap();
+        let lost = pool.apply_async(abort_now, ()).unwrap();
+        match lost.get_timeout(LONG) {
+            Err(Error::WorkerLost { .. }) => {}
+            other => panic!("round {round}: expected WorkerLost, got {other:?}"),
+        }
+        assert_eq!(fine.get_timeout(LONG).unwrap(), round + 1);
+    }
+    assert_eq!(pool.apply(add, (2, 2)).unwrap(), 4);
+}
+
 #[multiproc::test]
 fn killing_a_busy_worker_from_outside_fails_only_its_task() {
     let pool = Pool::new(1).unwrap();

@@ -166,6 +166,57 @@ fn callbacks_run_in_the_parent_and_a_panicking_one_is_contained() {
     assert_eq!(pool.apply(add, (1, 1)).unwrap(), 2);
 }
 
+/// Callers blocked in `get` read their own result off the worker's channel when it comes
+/// first: with several callers, a map and callbacks sharing two workers, every result still
+/// reaches its own caller once, whichever thread reads it, and none waits behind another.
+#[multiproc::test]
+fn callers_reading_their_own_results_share_workers_with_everything_else() {
+    let pool = Pool::new(2).unwrap();
+    let called = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        for t in 0..4i64 {
+            let pool = &pool;
+            s.spawn(move || {
+                for i in 0..300i64 {
+                    let r = pool.apply_async(add, (t * 1000, i)).unwrap();
+                    let got = if i % 3 == 0 {
+                        r.get_timeout(LONG).unwrap()
+                    } else {
+                        r.get().unwrap()
+                    };
+                    assert_eq!(got, t * 1000 + i);
+                }
+            });
+        }
+        s.spawn(|| {
+            for _ in 0..20 {
+                let v = pool
+                    .map_with(square, 0..500u64, Opts::new().chunksize(3))
+                    .unwrap();
+                assert_eq!(v, (0..500u64).map(|x| x * x).collect::<Vec<_>>());
+            }
+        });
+        let (called, pool) = (called.clone(), &pool);
+        s.spawn(move || {
+            for i in 0..200i64 {
+                let c = called.clone();
+                let r = pool
+                    .apply_async_with(
+                        add,
+                        (i, 1),
+                        Opts::new().callback(move |v: &i64| {
+                            assert_eq!(*v, i + 1);
+                            c.fetch_add(1, Ordering::SeqCst);
+                        }),
+                    )
+                    .unwrap();
+                assert_eq!(r.get().unwrap(), i + 1);
+            }
+        });
+    });
+    assert_eq!(called.load(Ordering::SeqCst), 200);
+}
+
 #[multiproc::test]
 fn map_keeps_order_for_every_chunksize() {
     let pool = Pool::new(3).unwrap();

@@ -45,6 +45,26 @@ fn main() -> multiproc::Result<()> {
                 percentile(&mut lat, 0.99)
             );
         }
+        "apply_split" => {
+            // Where an apply's round trip goes: caller → the task running, and back.
+            let pool = Pool::new(2)?;
+            let (mut there, mut back) = (Vec::new(), Vec::new());
+            while Instant::now() < until {
+                for _ in 0..1000 {
+                    let t0 = mono_ns();
+                    let t1 = pool.apply_async(now_ns, ())?.get()?;
+                    let t2 = mono_ns();
+                    there.push(t1.saturating_sub(t0) as f64 / 1e3);
+                    back.push(t2.saturating_sub(t1) as f64 / 1e3);
+                }
+                n += 1000;
+            }
+            println!(
+                "caller → task p50 {:.1} µs; task → caller p50 {:.1} µs",
+                percentile(&mut there, 0.5),
+                percentile(&mut back, 0.5)
+            );
+        }
         "map1" | "imap1" => {
             let pool = Pool::new(2)?;
             let cpu = self_cpu_secs();
@@ -63,6 +83,22 @@ fn main() -> multiproc::Result<()> {
             println!(
                 "parent CPU per item {:.3} µs",
                 (self_cpu_secs() - cpu) * 1e6 / n as f64
+            );
+        }
+        "start" => {
+            // Pool(2) start → first result, as the benchmark's row runs it.
+            let mut took = Vec::new();
+            while Instant::now() < until {
+                let t = Instant::now();
+                let pool = Pool::new(2)?;
+                pool.apply(add, (1, 2))?;
+                took.push(t.elapsed().as_secs_f64() * 1e3);
+                drop(pool);
+                n += 1;
+            }
+            println!(
+                "start → first result p50 {:.3} ms",
+                percentile(&mut took, 0.5)
             );
         }
         "mapd" => {
@@ -100,6 +136,11 @@ fn main() -> multiproc::Result<()> {
             std::thread::sleep(Duration::from_millis(200));
             for pid in pool.pids() {
                 println!("worker {pid}: {:.2} MiB", rss_mib(pid));
+                if let Some(script) = std::env::var_os("HOT_SMAPS_SCRIPT") {
+                    let _ = std::process::Command::new(script)
+                        .arg(pid.to_string())
+                        .status();
+                }
                 if std::env::var_os("HOT_SMAPS").is_some() {
                     print!(
                         "{}",
@@ -165,4 +206,21 @@ fn main() -> multiproc::Result<()> {
     let dt = t.elapsed().as_secs_f64();
     println!("{which}: {n} in {dt:.2} s = {:.1} /s", n as f64 / dt);
     Ok(())
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the machine.
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the struct it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// When the task ran, on the machine's monotonic clock.
+#[pool_task]
+fn now_ns() -> u64 {
+    mono_ns()
 }
