@@ -101,6 +101,22 @@ fn main() -> multiproc::Result<()> {
                 percentile(&mut took, 0.5)
             );
         }
+        "mdict" => {
+            // A manager's dict: one set and one get per iteration.
+            let m = Manager::new()?;
+            let d = m.dict::<u64, u64>()?;
+            let mut lat = Vec::new();
+            while Instant::now() < until {
+                for i in 0..1000u64 {
+                    let t = Instant::now();
+                    d.insert(&(i % 10), &i)?;
+                    d.get(&(i % 10))?;
+                    lat.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+                n += 1000;
+            }
+            println!("dict set + get p50 {:.1} µs", percentile(&mut lat, 0.5));
+        }
         "mapd" => {
             let pool = Pool::new(2)?;
             while Instant::now() < until {
