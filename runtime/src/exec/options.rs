@@ -52,13 +52,6 @@ pub(crate) struct Callbacks<T> {
     pub on_err: Option<ErrCallback>,
 }
 
-impl<T> Callbacks<T> {
-    /// No callback is set.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.on_ok.is_none() && self.on_err.is_none()
-    }
-}
-
 impl<T> Default for Callbacks<T> {
     fn default() -> Self {
         Callbacks {

@@ -32,14 +32,7 @@ pub(crate) struct Cell<T> {
     /// `QUEUED` until a backend starts the call (sends a job of it to a worker, or a thread
     /// picks it up), `STARTED` then, or `CANCELLED` by the reader first.
     progress: AtomicU8,
-    /// How a backend helps a waiter get this result sooner (a process pool: the caller
-    /// reads its own result off the worker's channel). Given "is it done?" and the
-    /// deadline, it polls briefly as `poll_briefly_for` does; true if done.
-    assist: std::sync::OnceLock<Assist>,
 }
-
-/// See `Cell::assist`.
-pub(crate) type Assist = Box<dyn Fn(&dyn Fn() -> bool, Option<Instant>) -> bool + Send + Sync>;
 
 const QUEUED: u8 = 0;
 const STARTED: u8 = 1;
@@ -53,13 +46,7 @@ impl<T> Cell<T> {
             done: AtomicBool::new(false),
             waker: Mutex::new(None),
             progress: AtomicU8::new(QUEUED),
-            assist: std::sync::OnceLock::new(),
         })
-    }
-
-    /// Sets how a waiter polls for this result (see `Cell::assist`); once.
-    pub(crate) fn set_assist(&self, assist: Assist) {
-        let _ = self.assist.set(assist);
     }
 
     fn lock(&self) -> MutexGuard<'_, Slot<T>> {
@@ -123,11 +110,7 @@ impl<T> Cell<T> {
 
     /// Waits until done or `deadline`; true if done (or taken).
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
-        let done = || self.done.load(Ordering::Acquire);
-        match self.assist.get() {
-            Some(assist) => assist(&done, deadline),
-            None => poll_briefly_for(deadline, done),
-        };
+        poll_briefly_for(deadline, || self.done.load(Ordering::Acquire));
         let mut g = self.lock();
         while matches!(*g, Slot::Pending) {
             g = match self.waiters.wait(g, deadline) {

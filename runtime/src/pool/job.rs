@@ -54,8 +54,6 @@ pub(crate) trait Sink: Send + Sync {
     fn claim(&self) -> bool {
         !self.is_cancelled()
     }
-    /// A job of the call was written to slot `k`'s worker.
-    fn written_to(&self, _k: usize) {}
 }
 
 /// One unit of work: a chunk of calls of one task, ready to write.

@@ -152,27 +152,11 @@ impl Pool {
         self.refuse_if_stopped()?;
         let policy = self.policy(&opts);
         let cell = Cell::new();
-        let written_to = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
-        let has_callbacks = !opts.callbacks.is_empty();
         let sink = Arc::new(ApplySink {
             cell: cell.clone(),
             callbacks: opts.callbacks,
-            written_to: written_to.clone(),
         });
         let job = self.job(entry.name, std::slice::from_ref(&args), 0, sink)?;
-        // A caller blocked on the result reads it off the worker's channel itself; not
-        // when callbacks are set, which run on the slot thread, as Python's do on its
-        // result handler.
-        if !has_callbacks {
-            let (shared, id) = (Arc::downgrade(&self.shared), job.id);
-            cell.set_assist(Box::new(move |done, deadline| {
-                let k = written_to.load(std::sync::atomic::Ordering::Relaxed);
-                match shared.upgrade() {
-                    Some(shared) if k != usize::MAX => shared.poll_assisting(k, id, done, deadline),
-                    _ => crate::sys::wait::poll_briefly_for(deadline, done),
-                }
-            }));
-        }
         self.shared.submit(vec![job.with_policy(policy)])?;
         Ok(AsyncResult::new(cell))
     }

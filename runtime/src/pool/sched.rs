@@ -210,16 +210,6 @@ pub(super) struct Writer {
     pub stream: Option<UnixStream>,
 }
 
-/// The read side of a slot's channel while its slot thread serves the worker. Whoever
-/// holds the lock reads and handles frames, in channel order.
-#[derive(Default)]
-pub(super) struct Reader {
-    pub stream: Option<std::io::BufReader<UnixStream>>,
-    /// How the worker's service ended, found by a caller reading for the slot thread
-    /// (which then buries the worker).
-    pub end: Option<super::slot::End>,
-}
-
 /// A frame on its way to a worker: its bytes, its descriptors, its job's id.
 type OutFrame = (Arc<Vec<u8>>, Vec<SharedFd>, u64);
 
@@ -249,12 +239,6 @@ pub(crate) struct Shared {
     /// One per slot: rung to wake its thread out of a wait on its worker with no deadline
     /// (when jobs with a shorter `kill_after` come).
     pub(super) bells: Vec<Bell>,
-    /// One per slot: the read side of its worker's channel, shared by the slot thread and
-    /// callers that read their own result (`slot.rs`, `assist`).
-    pub(super) readers: Vec<Mutex<Reader>>,
-    /// One per slot: callers polling for a result of its worker, reading it themselves if
-    /// it comes first on the channel; while any does, the slot thread does not poll too.
-    pub(super) assisting: Vec<std::sync::atomic::AtomicUsize>,
     /// A thread is in `pump`; `repump`: someone asked for another round meanwhile.
     pumping: AtomicBool,
     repump: AtomicBool,
@@ -301,10 +285,6 @@ impl Shared {
             bells: (0..n)
                 .map(|_| Bell::new())
                 .collect::<std::io::Result<_>>()?,
-            readers: (0..n).map(|_| Mutex::new(Reader::default())).collect(),
-            assisting: (0..n)
-                .map(|_| std::sync::atomic::AtomicUsize::new(0))
-                .collect(),
             pumping: AtomicBool::new(false),
             repump: AtomicBool::new(false),
             server,
@@ -506,7 +486,6 @@ impl Shared {
                         && job.policy.kill_after.is_none(),
                 );
                 frames.push((job.run.bytes.clone(), job.run.fds.clone(), job.id));
-                job.sink.written_to(k);
             }
             io.inflight.extend(jobs);
             frames

@@ -2,7 +2,6 @@
 //! outcomes into the `AsyncResult` of an `apply`, the collector of a `map`, or an `imap`'s
 //! inbox.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -17,9 +16,6 @@ use crate::exec::result::{Cell, MapSink};
 pub(crate) struct ApplySink<R> {
     pub cell: Arc<Cell<R>>,
     pub callbacks: Callbacks<R>,
-    /// The slot whose worker the job was last written to (`usize::MAX`: none yet), where
-    /// a caller waiting for the result looks for it.
-    pub written_to: Arc<AtomicUsize>,
 }
 
 impl<R: DeserializeOwned + Send + 'static> Sink for ApplySink<R> {
@@ -31,9 +27,6 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ApplySink<R> {
     }
     fn claim(&self) -> bool {
         self.cell.claim()
-    }
-    fn written_to(&self, k: usize) {
-        self.written_to.store(k, Ordering::Relaxed);
     }
 }
 

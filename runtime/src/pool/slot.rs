@@ -30,7 +30,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Why a slot stopped reading its worker.
-pub(super) enum End {
+enum End {
     /// End of stream: the worker exited or was killed.
     Gone,
     /// It broke the protocol (it must be killed).
@@ -264,218 +264,84 @@ pub(crate) fn slot_main(shared: Arc<Shared>, k: usize, first: std::sync::mpsc::S
 
 impl Shared {
     /// Reads results from slot `k`'s worker until it goes away (end of stream), breaks the
-    /// protocol, or runs an item past its `kill_after` (then it has been killed). A caller
-    /// waiting for its own result may read it first (`assist`): frames are read and handled
-    /// under the slot's reader lock, so they are handled once each, in channel order.
+    /// protocol, or runs an item past its `kill_after` (then it has been killed).
     fn serve(&self, k: usize, reader: UnixStream, proc: &WorkerProcess, lane: &Lane) -> End {
-        use std::os::fd::AsRawFd;
-        let raw = reader.as_raw_fd();
-        // SAFETY: the stream stays in `readers[k]` until this function takes it out, as it
-        // returns; `fd` is not used after that.
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
-        *lock(&self.readers[k]) = super::sched::Reader {
-            stream: Some(BufReader::with_capacity(64 * 1024, reader)),
-            end: None,
-        };
-        let end = self.serve_reader(k, fd, proc, lane);
-        *lock(&self.readers[k]) = super::sched::Reader::default();
-        end
-    }
-
-    fn serve_reader(
-        &self,
-        k: usize,
-        fd: std::os::fd::BorrowedFd<'_>,
-        proc: &WorkerProcess,
-        lane: &Lane,
-    ) -> End {
+        let mut reader = BufReader::with_capacity(64 * 1024, reader);
         let mut watch = Watch::default();
         // Results read since this thread last waited: more than one, and the worker is
         // sending batches (see `Outbox`), the next of which is most of a millisecond away.
         let mut since_wait = 0u32;
-        let mut read_by_caller = false;
         loop {
-            let mut r = lock(&self.readers[k]);
-            if let Some(end) = r.end.take() {
-                return end;
-            }
-            if r.stream.as_ref().is_none_or(|s| s.buffer().is_empty()) {
-                drop(r);
+            if reader.buffer().is_empty() {
+                let fd = std::os::fd::AsFd::as_fd(reader.get_ref());
                 // A short job's result usually arrives within moments (see `poll_briefly`),
-                // unless it comes in a batch, or a caller is polling for it: then polling
-                // too would only burn the CPU.
+                // unless it comes in a batch: polling for it would only burn the CPU.
                 let batched = std::mem::take(&mut since_wait) > 1;
-                let assisted = std::mem::take(&mut read_by_caller)
-                    || self.assisting[k].load(std::sync::atomic::Ordering::Relaxed) > 0;
-                if batched || assisted || !crate::sys::wait::poll_briefly(fd) {
+                if batched || !crate::sys::wait::poll_briefly(fd) {
                     if let Some(end) = self.wait_on_worker(k, fd, proc, lane, &mut watch) {
                         return end;
                     }
                 }
-                r = lock(&self.readers[k]);
-                if let Some(end) = r.end.take() {
-                    return end;
-                }
-                // A caller may have read what woke this thread (and is likely to read
-                // its next result too).
-                if r.stream.as_ref().is_none_or(|s| s.buffer().is_empty())
-                    && !crate::sys::wait::has_input(fd)
-                {
-                    read_by_caller = true;
-                    continue;
-                }
             }
-            let Some(stream) = r.stream.as_mut() else {
-                return End::Gone;
-            };
-            let f = match frame::read_frame_buffered(stream) {
+            since_wait += 1;
+            let f = match frame::read_frame_buffered(&mut reader) {
                 Ok(Some(f)) => f,
                 Ok(None) => return End::Gone,
                 Err(Error::Io(_)) => return End::Gone,
                 Err(e) => return End::Broken(e),
             };
-            since_wait += 1;
-            // Refill once per burst of results, not once per result.
-            let last_of_burst = stream.buffer().is_empty();
-            if let Some(end) = self.handle_result(k, f, last_of_burst) {
-                return end;
+            let (id, rest) = match frame::split_job_id(&f.body) {
+                Ok(v) => v,
+                Err(e) => return End::Broken(e),
+            };
+            let outcomes_at = f.body.len() - rest.len();
+            let job = {
+                let mut io = lock(&self.slots[k]);
+                match io.inflight.iter().position(|j| j.id == id) {
+                    Some(pos) => io.inflight.remove(pos),
+                    None => None,
+                }
+            };
+            let Some(job) = job else {
+                return End::Broken(Error::Protocol(format!("result for unknown job {id}")));
+            };
+            let outcome = match f.kind {
+                Kind::Result => Outcome::Body(f.body, outcomes_at),
+                Kind::JobFailed => Outcome::Failed(ChunkFailure::decode_error(rest, job.task)),
+                other => {
+                    // Not an answer: the job goes back with the worker's other jobs, and
+                    // the protocol error is blamed on what the worker was running.
+                    lock(&self.slots[k]).inflight.push_front(job);
+                    return End::Broken(Error::Protocol(format!(
+                        "unexpected {other:?} frame from worker"
+                    )));
+                }
+            };
+            // Counts first: a caller woken by this result and submitting at once must see
+            // this worker as free.
+            let now = Instant::now();
+            let retire_now = {
+                let mut s = lock(&self.sched);
+                s.outstanding -= 1;
+                if s.outstanding == 0 {
+                    self.idle.notify_all();
+                }
+                let slot = &mut s.slots[k];
+                slot.timed(now, job.run.bytes.len());
+                slot.retiring && slot.inflight == 0
+            };
+            job.sink.complete(JobDone {
+                task: job.task,
+                part: job.part,
+                items: job.items,
+                outcome,
+            });
+            if retire_now {
+                self.stop_slot_worker(k);
+            } else if reader.buffer().is_empty() {
+                // Refill once per burst of results, not once per result.
+                self.pump();
             }
-        }
-    }
-
-    /// Handles one frame from slot `k`'s worker (with its reader locked): completes the job
-    /// it answers, after updating the counts, and refills the worker if `refill`.
-    fn handle_result(&self, k: usize, f: frame::Frame, refill: bool) -> Option<End> {
-        let (id, rest) = match frame::split_job_id(&f.body) {
-            Ok(v) => v,
-            Err(e) => return Some(End::Broken(e)),
-        };
-        let outcomes_at = f.body.len() - rest.len();
-        let job = {
-            let mut io = lock(&self.slots[k]);
-            match io.inflight.iter().position(|j| j.id == id) {
-                Some(pos) => io.inflight.remove(pos),
-                None => None,
-            }
-        };
-        let Some(job) = job else {
-            return Some(End::Broken(Error::Protocol(format!(
-                "result for unknown job {id}"
-            ))));
-        };
-        let outcome = match f.kind {
-            Kind::Result => Outcome::Body(f.body, outcomes_at),
-            Kind::JobFailed => Outcome::Failed(ChunkFailure::decode_error(rest, job.task)),
-            other => {
-                // Not an answer: the job goes back with the worker's other jobs, and
-                // the protocol error is blamed on what the worker was running.
-                lock(&self.slots[k]).inflight.push_front(job);
-                return Some(End::Broken(Error::Protocol(format!(
-                    "unexpected {other:?} frame from worker"
-                ))));
-            }
-        };
-        // Counts first: a caller woken by this result and submitting at once must see
-        // this worker as free.
-        let now = Instant::now();
-        let retire_now = {
-            let mut s = lock(&self.sched);
-            s.outstanding -= 1;
-            if s.outstanding == 0 {
-                self.idle.notify_all();
-            }
-            let slot = &mut s.slots[k];
-            slot.timed(now, job.run.bytes.len());
-            slot.retiring && slot.inflight == 0
-        };
-        job.sink.complete(JobDone {
-            task: job.task,
-            part: job.part,
-            items: job.items,
-            outcome,
-        });
-        if retire_now {
-            self.stop_slot_worker(k);
-        } else if refill {
-            self.pump();
-        }
-        None
-    }
-
-    /// Polls briefly (as `poll_briefly_for` does) for a caller waiting on job `id`, last
-    /// written to slot `k`, reading the result itself when it arrives (`assist`). True if
-    /// `done`.
-    pub(crate) fn poll_assisting(
-        &self,
-        k: usize,
-        id: u64,
-        done: &dyn Fn() -> bool,
-        deadline: Option<Instant>,
-    ) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        let Some(assisting) = self.assisting.get(k) else {
-            return crate::sys::wait::poll_briefly_for(deadline, done);
-        };
-        assisting.fetch_add(1, Relaxed);
-        let got = crate::sys::wait::poll_briefly_for(deadline, || {
-            done() || {
-                self.assist(k, id);
-                done()
-            }
-        });
-        assisting.fetch_sub(1, Relaxed);
-        got
-    }
-
-    /// A caller waiting for job `id`, last written to slot `k`, reads the job's result
-    /// itself when it is next on the worker's channel, instead of waiting for the slot
-    /// thread to read it and hand it over: one hand-off fewer for a caller blocked on an
-    /// `apply`. It takes nothing else: only a whole RESULT frame of that job, read
-    /// exactly, and only when the slot thread has nothing buffered; the frame is handled
-    /// as the slot thread would (counts, result, refill). If the read fails (the worker
-    /// died sending it), how the service ended is left for the slot thread.
-    pub(crate) fn assist(&self, k: usize, id: u64) {
-        use rustix::net::RecvFlags;
-        let Some(Ok(mut r)) = self.readers.get(k).map(|m| m.try_lock()) else {
-            return;
-        };
-        if r.end.is_some() {
-            return;
-        }
-        let Some(stream) = r.stream.as_ref().filter(|s| s.buffer().is_empty()) else {
-            return;
-        };
-        let mut head = [0u8; frame::HEADER_LEN + 8];
-        let peek = RecvFlags::PEEK | RecvFlags::DONTWAIT;
-        match rustix::net::recv(stream.get_ref(), &mut head, peek) {
-            Ok((n, _)) if n == head.len() => {}
-            _ => return,
-        }
-        let header: [u8; frame::HEADER_LEN] =
-            head[..frame::HEADER_LEN].try_into().unwrap_or_default();
-        let ours = match frame::parse_header(&header) {
-            Ok((Kind::Result, _, len)) => {
-                frame::fd_count(&header) == 0
-                    && head[frame::HEADER_LEN..] == id.to_le_bytes()
-                    // Whole, so the read below cannot block (on a worker stopped mid-send,
-                    // say): the caller's own deadline still holds.
-                    && rustix::io::ioctl_fionread(stream.get_ref())
-                        .is_ok_and(|n| n >= (frame::HEADER_LEN + len) as u64)
-            }
-            _ => false,
-        };
-        if !ours {
-            return;
-        }
-        // Exactly this frame: what follows it stays on the channel for the slot thread.
-        let end = match frame::read_frame(&mut stream.get_ref()) {
-            Ok(Some(f)) => self.handle_result(k, f, true),
-            Ok(None) | Err(Error::Io(_)) => Some(End::Gone),
-            Err(e) => Some(End::Broken(e)),
-        };
-        if let Some(end) = end {
-            r.end = Some(end);
-            self.bells[k].ring();
         }
     }
 
@@ -513,12 +379,7 @@ impl Shared {
                         self.pump();
                     }
                 }
-                Ok(Wake::Rung) => {
-                    // Deadlines may have changed, or a caller reading for this thread
-                    // found the worker gone: look again.
-                    self.bells[k].silence();
-                    return None;
-                }
+                Ok(Wake::Rung) => self.bells[k].silence(),
                 // Readable, or a poll error the read reports.
                 Ok(Wake::Readable) | Err(_) => return None,
             }

@@ -159,19 +159,15 @@ pub(crate) fn poll_briefly_for(deadline: Option<Instant>, mut ready: impl FnMut(
 /// Polls socket `fd` briefly (see [`poll_briefly_for`]) for incoming data or end of stream,
 /// so the blocking read that follows usually does not sleep. True if it saw any.
 pub(crate) fn poll_briefly(fd: BorrowedFd<'_>) -> bool {
-    // Data, end of stream or an error: the blocking read reports it.
-    poll_briefly_for(None, || has_input(fd))
-}
-
-/// Whether socket `fd` has input waiting, or end of stream or an error to report (which
-/// a read then returns), without blocking.
-pub(crate) fn has_input(fd: BorrowedFd<'_>) -> bool {
     use rustix::net::RecvFlags;
     let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-    !matches!(
-        rustix::net::recv(fd, &mut probe, RecvFlags::PEEK | RecvFlags::DONTWAIT),
-        Err(Errno::AGAIN) | Err(Errno::INTR)
-    )
+    poll_briefly_for(None, || {
+        // Data, end of stream or an error: the blocking read reports it.
+        !matches!(
+            rustix::net::recv(fd, &mut probe, RecvFlags::PEEK | RecvFlags::DONTWAIT),
+            Err(Errno::AGAIN) | Err(Errno::INTR)
+        )
+    })
 }
 
 /// An eventfd one thread rings to wake another out of [`readable_or_rung`].
