@@ -217,6 +217,41 @@ fn callers_reading_their_own_results_share_workers_with_everything_else() {
     assert_eq!(called.load(Ordering::SeqCst), 200);
 }
 
+#[pool_task]
+fn big_result(mib: usize) -> Vec<u8> {
+    vec![7u8; mib << 20]
+}
+
+fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A worker keeps the buffers a stream of big results grew only while work keeps coming:
+/// idle, it gives the memory back.
+#[multiproc::test]
+fn an_idle_worker_gives_back_what_big_results_grew() {
+    let pool = Pool::new(1).unwrap();
+    let pid = pool.pids()[0];
+    for _ in 0..2 {
+        assert_eq!(pool.apply(big_result, (16,)).unwrap().len(), 16 << 20);
+    }
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let kib = resident_kib(pid).expect("the worker's /proc status");
+        if kib < 12 << 10 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "idle worker still holds {kib} KiB"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(pool.apply(add, (1, 2)).unwrap(), 3);
+}
+
 #[multiproc::test]
 fn map_keeps_order_for_every_chunksize() {
     let pool = Pool::new(3).unwrap();
