@@ -33,6 +33,16 @@ def rss_kib(pid):
     return 0
 
 
+def uss_kib(pid):
+    """Memory of the process's own (private) pages, not shared with any other process."""
+    total = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                total += int(line.split()[1])
+    return total
+
+
 def self_cpu():
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
@@ -193,7 +203,10 @@ def main():
         with mp.Pool(2) as pool:
             pool.map(square, range(100))
             kids = mp.active_children()
-            out = {"value": sum(rss_kib(p.pid) for p in kids) / len(kids) / 1024.0}
+            out = {
+                "value": sum(rss_kib(p.pid) for p in kids) / len(kids) / 1024.0,
+                "uss_mib": sum(uss_kib(p.pid) for p in kids) / len(kids) / 1024.0,
+            }
     elif scenario.startswith("proc_"):
         ctx = mp.get_context(scenario[len("proc_"):])
         times = []

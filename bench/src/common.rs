@@ -95,6 +95,19 @@ pub fn rss_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
+/// Private memory (USS) of process `pid` in MiB: its pages shared with no other process.
+pub fn uss_mib(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    s.lines()
+        .filter_map(|l| {
+            l.strip_prefix("Private_Clean:")
+                .or_else(|| l.strip_prefix("Private_Dirty:"))
+        })
+        .filter_map(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        / 1024.0
+}
+
 #[pool_task]
 pub fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));

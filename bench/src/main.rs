@@ -560,11 +560,15 @@ impl Bench {
         // Idle worker memory.
         let rss = pids.iter().map(|p| rss_mib(*p)).sum::<f64>() / pids.len().max(1) as f64;
         self.record("idle worker RSS (MiB)", "multiproc", Some(rss));
-        self.record(
-            "idle worker RSS (MiB)",
-            "python",
-            py_value("idle_rss", "value"),
-        );
+        let py = python("idle_rss");
+        let py_key = |key: &str| py.as_ref()?.get(key)?.as_f64();
+        self.record("idle worker RSS (MiB)", "python", py_key("value"));
+        // RSS counts the pages of libc and of the binary that every process using them
+        // shares; what a worker costs the machine is its private memory.
+        let label = "idle worker private memory, USS (MiB)";
+        let uss = pids.iter().map(|p| uss_mib(*p)).sum::<f64>() / pids.len().max(1) as f64;
+        self.record(label, "multiproc", Some(uss));
+        self.record(label, "python", py_key("uss_mib"));
         Ok(())
     }
 }

@@ -151,7 +151,11 @@ fn main() -> multiproc::Result<()> {
             }
             std::thread::sleep(Duration::from_millis(200));
             for pid in pool.pids() {
-                println!("worker {pid}: {:.2} MiB", rss_mib(pid));
+                println!(
+                    "worker {pid}: {:.2} MiB, private {:.2} MiB",
+                    rss_mib(pid),
+                    uss_mib(pid)
+                );
                 if let Some(script) = std::env::var_os("HOT_SMAPS_SCRIPT") {
                     let _ = std::process::Command::new(script)
                         .arg(pid.to_string())
