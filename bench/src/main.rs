@@ -305,7 +305,12 @@ fn python(scenario: &str) -> Option<serde_json::Value> {
 }
 
 fn py_value(scenario: &str, key: &str) -> Option<f64> {
-    python(scenario)?.get(key)?.as_f64()
+    py_key(python(scenario).as_ref(), key)
+}
+
+/// One figure of a Python scenario's answer.
+fn py_key(answer: Option<&serde_json::Value>, key: &str) -> Option<f64> {
+    answer?.get(key)?.as_f64()
 }
 
 fn peak_rss_mib() -> f64 {
@@ -421,20 +426,12 @@ impl Bench {
                 Some(t.elapsed().as_secs_f64() * 1e6 / ITEMS as f64),
             );
             let py = python(name);
-            self.record(
-                &label,
-                "python",
-                py.as_ref().and_then(|p| p["value"].as_f64()),
-            );
+            self.record(&label, "python", py_key(py.as_ref(), "value"));
             if cs == Some(1) {
                 // What one parent spends to feed its workers: the ceiling on how many it can feed.
                 let label = "map 100k, chunksize 1: parent CPU per item, all its threads (µs)";
                 self.record(label, "multiproc", Some(cpu * 1e6 / ITEMS as f64));
-                self.record(
-                    label,
-                    "python",
-                    py.as_ref().and_then(|p| p["parent_cpu_us"].as_f64()),
-                );
+                self.record(label, "python", py_key(py.as_ref(), "parent_cpu_us"));
             }
             if cs.is_none() {
                 let t = Instant::now();
@@ -561,14 +558,17 @@ impl Bench {
         let rss = pids.iter().map(|p| rss_mib(*p)).sum::<f64>() / pids.len().max(1) as f64;
         self.record("idle worker RSS (MiB)", "multiproc", Some(rss));
         let py = python("idle_rss");
-        let py_key = |key: &str| py.as_ref()?.get(key)?.as_f64();
-        self.record("idle worker RSS (MiB)", "python", py_key("value"));
+        self.record(
+            "idle worker RSS (MiB)",
+            "python",
+            py_key(py.as_ref(), "value"),
+        );
         // RSS counts the pages of libc and of the binary that every process using them
         // shares; what a worker costs the machine is its private memory.
         let label = "idle worker private memory, USS (MiB)";
         let uss = pids.iter().map(|p| uss_mib(*p)).sum::<f64>() / pids.len().max(1) as f64;
         self.record(label, "multiproc", Some(uss));
-        self.record(label, "python", py_key("uss_mib"));
+        self.record(label, "python", py_key(py.as_ref(), "uss_mib"));
         Ok(())
     }
 }

@@ -254,9 +254,9 @@ impl Process {
 
     /// How to start it (builder style, before `start`): `Spawn` (the default) re-executes
     /// the program; `ForkServer` forks it from the fork server the pools share (started if
-    /// none runs, then kept for the program's life), which is faster. A forked child gets the environment, working directory
-    /// and standard streams the fork server started with, not the parent's current ones
-    /// (as with Python's `forkserver`).
+    /// none runs, then kept for the program's life), which is faster. A forked child gets
+    /// the environment, working directory and standard streams the fork server started
+    /// with, not the parent's current ones (as with Python's `forkserver`).
     pub fn with_start_method(self, method: StartMethod) -> Self {
         lock(&self.inner.state).meta.start_method = method;
         self
@@ -327,7 +327,7 @@ impl Process {
         let started = (|| {
             let (child, channel) = match st.meta.start_method {
                 StartMethod::ForkServer => fork_from_server()?,
-                _ => spawn::exec_child(role::PROCESS_FD_ENV)?,
+                StartMethod::Spawn => spawn::exec_child(role::PROCESS_FD_ENV)?,
             };
             let exit_fd = child
                 .exit_fd()
@@ -555,7 +555,6 @@ fn finish_children() {
     }
 }
 
-/// The child side: runs the task named in the START frame, then exits. Never returns.
 /// A child forked by the fork server, which is kept for the program's life once a
 /// `Process` used it (as Python's is): later starts skip starting it. A server that fails
 /// to fork is let go, so the next start tries a fresh one.
@@ -578,6 +577,7 @@ fn fork_from_server() -> Result<(WorkerProcess, UnixStream)> {
     })
 }
 
+/// The child side: runs the task named in the START frame, then exits. Never returns.
 pub(crate) fn child_main(fd: OwnedFd) -> ! {
     let code = match child_run(fd) {
         Ok(code) => code,

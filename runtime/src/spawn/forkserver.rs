@@ -86,11 +86,6 @@ impl ForkServer {
         })
     }
 
-    /// Asks the server for one pool worker.
-    pub(crate) fn fork_worker(self: &Arc<Self>) -> Result<(WorkerProcess, UnixStream)> {
-        self.fork(FORK_WORKER)
-    }
-
     /// Asks the server for one child in the role `what` ([`FORK_WORKER`], [`FORK_PROCESS`]).
     pub(crate) fn fork(self: &Arc<Self>, what: u8) -> Result<(WorkerProcess, UnixStream)> {
         let (parent_end, child_end) = UnixStream::pair()?;

@@ -174,7 +174,7 @@ pub(crate) fn start(
     server: Option<&Arc<forkserver::ForkServer>>,
 ) -> Result<(WorkerProcess, UnixStream)> {
     match (method, server) {
-        (StartMethod::ForkServer, Some(server)) => server.fork_worker(),
+        (StartMethod::ForkServer, Some(server)) => server.fork(forkserver::FORK_WORKER),
         _ => exec_worker(),
     }
 }
