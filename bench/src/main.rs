@@ -58,6 +58,8 @@ const PING_PONGS: usize = 5_000;
 const PIPE_BIG: u32 = 500;
 const INCREMENTS: u64 = 200_000;
 const MANAGER_OPS: u64 = 2_000;
+/// Maps of `ITEMS` per round and chunksize; the row takes their median.
+const MAP_RUNS: usize = 5;
 
 /// Process, Queue, Pipe and shared-value scenarios.
 fn ipc_round(bench: &mut Bench) -> multiproc::Result<()> {
@@ -408,29 +410,32 @@ impl Bench {
 
         // map / imap per item.
         for (name, cs) in [("map_cs1", Some(1)), ("map_csdefault", None)] {
-            let opts = match cs {
+            let opts = || match cs {
                 Some(c) => Opts::new().chunksize(c),
                 None => Opts::new(),
             };
-            let (t, cpu) = (Instant::now(), self_cpu_secs());
-            let v = self.pool.map_with(square, 0..ITEMS, opts)?;
-            let cpu = self_cpu_secs() - cpu;
-            assert_eq!(v.len() as u64, ITEMS);
+            // The median of a few maps, so that one disturbed by the Python run before it
+            // (its workers still exiting) does not decide the row.
+            let (mut per_item, mut cpu_per_item) = (Vec::new(), Vec::new());
+            for _ in 0..MAP_RUNS {
+                let (t, cpu) = (Instant::now(), self_cpu_secs());
+                let v = self.pool.map_with(square, 0..ITEMS, opts())?;
+                let cpu = self_cpu_secs() - cpu;
+                assert_eq!(v.len() as u64, ITEMS);
+                per_item.push(t.elapsed().as_secs_f64() * 1e6 / ITEMS as f64);
+                cpu_per_item.push(cpu * 1e6 / ITEMS as f64);
+            }
             let label = format!(
                 "map 100k, chunksize {} (µs/item)",
                 cs.map_or("default".into(), |c| c.to_string())
             );
-            self.record(
-                &label,
-                "multiproc",
-                Some(t.elapsed().as_secs_f64() * 1e6 / ITEMS as f64),
-            );
+            self.record(&label, "multiproc", Some(median(&per_item)));
             let py = python(name);
             self.record(&label, "python", py_key(py.as_ref(), "value"));
             if cs == Some(1) {
                 // What one parent spends to feed its workers: the ceiling on how many it can feed.
                 let label = "map 100k, chunksize 1: parent CPU per item, all its threads (µs)";
-                self.record(label, "multiproc", Some(cpu * 1e6 / ITEMS as f64));
+                self.record(label, "multiproc", Some(median(&cpu_per_item)));
                 self.record(label, "python", py_key(py.as_ref(), "parent_cpu_us"));
             }
             if cs.is_none() {
@@ -470,21 +475,29 @@ impl Bench {
             }
         }
 
-        // Pool start → first result, then close + join.
+        // Pool start → first result, then close + join: medians of several starts, as the
+        // Process rows take, so that one start disturbed by the peer run before it (Python's
+        // workers still exiting) does not decide the row. Python's is one start per run.
+        const STARTS: usize = 10;
         for (method, py_methods) in [
             (StartMethod::Spawn, vec!["spawn", "fork"]),
             (StartMethod::ForkServer, vec!["forkserver"]),
         ] {
+            let (mut first, mut close_join) = (Vec::new(), Vec::new());
+            for _ in 0..STARTS {
+                let t = Instant::now();
+                let pool = Pool::builder().processes(2).start_method(method).build()?;
+                pool.apply(add, (1, 2))?;
+                first.push(t.elapsed().as_secs_f64() * 1e3);
+                let t = Instant::now();
+                pool.close();
+                pool.join()?;
+                close_join.push(t.elapsed().as_secs_f64() * 1e3);
+            }
             let label = format!("Pool(2) start → first result, {method:?} (ms)");
-            let t = Instant::now();
-            let pool = Pool::builder().processes(2).start_method(method).build()?;
-            pool.apply(add, (1, 2))?;
-            self.record(&label, "multiproc", Some(t.elapsed().as_secs_f64() * 1e3));
-            let t = Instant::now();
-            pool.close();
-            pool.join()?;
+            self.record(&label, "multiproc", Some(median(&first)));
             let cj = format!("Pool(2) close + join, {method:?} (ms)");
-            self.record(&cj, "multiproc", Some(t.elapsed().as_secs_f64() * 1e3));
+            self.record(&cj, "multiproc", Some(median(&close_join)));
             for m in py_methods {
                 if let Some(py) = python(&format!("start_{m}")) {
                     self.record(&label, &format!("python {m}"), py["value"].as_f64());
@@ -492,15 +505,19 @@ impl Bench {
                 }
             }
         }
-        let t = Instant::now();
-        let ps = procspawn::Pool::new(2).expect("procspawn pool");
-        let _ = ps.spawn((1i64, 2i64), |(a, b)| a + b).join();
+        let mut first = Vec::new();
+        for _ in 0..STARTS {
+            let t = Instant::now();
+            let ps = procspawn::Pool::new(2).expect("procspawn pool");
+            let _ = ps.spawn((1i64, 2i64), |(a, b)| a + b).join();
+            first.push(t.elapsed().as_secs_f64() * 1e3);
+            drop(ps);
+        }
         self.record(
             "Pool(2) start → first result, Spawn (ms)",
             "procspawn",
-            Some(t.elapsed().as_secs_f64() * 1e3),
+            Some(median(&first)),
         );
-        drop(ps);
 
         // CPU-bound 10 ms tasks: speedup from 1 to N workers.
         let n = multiproc::cpu_count();
