@@ -145,6 +145,36 @@ fn main() -> multiproc::Result<()> {
                 percentile(&mut took, 0.9)
             );
         }
+        "mapsizes" => {
+            // A map's fixed cost against its cost per item: p50 of maps of each size, back
+            // to back and after an idle pause, on 1 and 2 workers.
+            for workers in [1usize, 2] {
+                let pool = Pool::new(workers)?;
+                for size in [1u64, 1_000, 10_000, 100_000, 1_000_000] {
+                    for pause in [0u64, 50] {
+                        let (mut took, stop) =
+                            (Vec::new(), Instant::now() + Duration::from_secs(secs));
+                        while took.len() < 5 || (Instant::now() < stop && took.len() < 200) {
+                            std::thread::sleep(Duration::from_millis(pause));
+                            let t = Instant::now();
+                            n += match std::env::var("CS").ok().and_then(|c| c.parse().ok()) {
+                                Some(cs) => {
+                                    pool.map_with(square, 0..size, Opts::new().chunksize(cs))?
+                                }
+                                None => pool.map(square, 0..size)?,
+                            }
+                            .len() as u64;
+                            took.push(t.elapsed().as_secs_f64() * 1e6);
+                        }
+                        let p50 = percentile(&mut took, 0.5);
+                        println!(
+                            "workers {workers} size {size:>7} pause {pause:>2} ms: p50 {p50:>9.1} µs = {:.4} µs/item",
+                            p50 / size as f64
+                        );
+                    }
+                }
+            }
+        }
         "rss" => {
             // Worker memory after the benchmark's map and imap work, once idle.
             let pool = Pool::new(2)?;

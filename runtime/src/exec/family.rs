@@ -41,7 +41,9 @@ macro_rules! pool_family {
 
         /// Applies `f` to every item, in parallel, returning results in input order (Python's
         /// `map`). The input is collected first, as Python does; chunksize defaults to
-        /// `ceil(len / (4 × processes))`. The first failing item (in input order) is the error.
+        /// `ceil(len / (4 × processes))` (capped on a process pool: see
+        /// [`Opts::chunksize`](crate::Opts::chunksize)). The first failing item (in input
+        /// order) is the error.
         pub fn map<F, A, I>(&self, f: F, iter: I) -> Result<Vec<F::Output>>
         where
             F: TaskFn<(A,)>,

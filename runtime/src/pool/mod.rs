@@ -175,9 +175,9 @@ impl Pool {
         let entry = f.__entry()?;
         self.refuse_if_stopped()?;
         let policy = self.policy(&opts);
-        let chunksize = opts
-            .chunksize
-            .unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
+        let chunksize = opts.chunksize.unwrap_or_else(|| {
+            default_chunksize(items.len(), self.processes()).min(pipelined_chunk(&items))
+        });
         let parts = items.len().div_ceil(chunksize);
         let sink = Arc::new(MapSink::<F::Output>::new(
             parts,
@@ -268,3 +268,29 @@ impl Drop for Pool {
 }
 
 crate::exec::task_pool::task_pool_by_primitives!(Pool);
+
+/// The most items a default chunk holds: as many as fit, by the first item's encoding, in
+/// half of what may wait in a busy worker's socket (`sched::PIPELINE_BYTES`). Each worker
+/// then has its next chunk queued while it runs one; a bigger chunk goes to idle workers
+/// only, and each worker would wait a round trip through the parent between its chunks.
+fn pipelined_chunk<A: Serialize>(items: &[A]) -> usize {
+    let per_item = items
+        .first()
+        .and_then(|a| crate::wire::serial::encoded_len(a).ok())
+        .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX).max(1));
+    (sched::PIPELINE_BYTES / 2 / per_item).max(1)
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::pipelined_chunk;
+
+    #[test]
+    fn default_chunks_of_small_items_fit_the_pipeline_twice() {
+        // 8 bytes per (u64,): 4096 items make 32 KiB.
+        assert_eq!(pipelined_chunk(&[(7u64,); 3]), 4096);
+        // Items bigger than the pipeline go one per chunk; no items, no cap.
+        assert_eq!(pipelined_chunk(&[(vec![0u8; 1 << 20],)]), 1);
+        assert_eq!(pipelined_chunk::<(u64,)>(&[]), 32 * 1024);
+    }
+}

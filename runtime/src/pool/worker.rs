@@ -97,8 +97,9 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
         if outbox.holding() && !conn.frame_ready()? {
             outbox.flush(&mut conn)?;
         }
-        // Out of work for now: give back what big results grew (see `Conn::trim_heap_later`).
-        if (out.capacity() > IDLE_BUFFER || outbox.grown()) && !conn.frame_ready()? {
+        // Out of work for a while: give back what big results grew (see `IDLE_GRACE` and
+        // `Conn::trim_heap_later`).
+        if (out.capacity() > IDLE_BUFFER || outbox.grown()) && conn.idle_for_grace()? {
             out = Vec::with_capacity(BUFFER);
             outbox.shrink();
             conn.trim_heap_later();

@@ -16,9 +16,13 @@ use crate::error::Error;
 use crate::wire::frame::{self, Frame, HEADER_LEN};
 
 /// A buffer's usual size; one grown beyond `IDLE_BUFFER` is replaced when the worker goes
-/// idle.
+/// idle (has had nothing to do for `IDLE_GRACE`).
 pub(crate) const BUFFER: usize = 64 * 1024;
 pub(crate) const IDLE_BUFFER: usize = 128 * 1024;
+/// How long a worker out of work keeps what big frames grew before giving it back: a caller
+/// running map after map reuses the buffers (and the heap pages behind them) instead of
+/// faulting fresh ones in for every map. Idle longer, the worker is as small as before.
+pub(crate) const IDLE_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 /// Most reserved at once for the rest of a frame still arriving.
 const RESERVE_AHEAD: usize = 64 << 20;
 
@@ -163,10 +167,36 @@ impl Conn {
                     crate::sys::wait::poll_briefly(self.fd.as_fd());
                     continue;
                 }
+                if self.holds_idle_memory()
+                    && crate::sys::wait::readable(
+                        self.fd.as_fd(),
+                        Some(std::time::Instant::now() + IDLE_GRACE),
+                    )?
+                {
+                    continue; // work came within the grace: keep the buffers
+                }
                 self.release_idle_memory();
                 self.wait(PollFlags::IN)?;
             }
         }
+    }
+
+    /// True when nothing arrives within `IDLE_GRACE` (a whole frame buffered, some bytes
+    /// or the end of stream count as something): the worker may give back its own buffers.
+    pub(crate) fn idle_for_grace(&mut self) -> Result<bool, Error> {
+        if self.frame_ready()? || self.eof || self.pos < self.inbuf.len() {
+            return Ok(false);
+        }
+        let deadline = std::time::Instant::now() + IDLE_GRACE;
+        Ok(!crate::sys::wait::readable(
+            self.fd.as_fd(),
+            Some(deadline),
+        )?)
+    }
+
+    /// Whether going to sleep now would give memory back (see `release_idle_memory`).
+    fn holds_idle_memory(&self) -> bool {
+        self.trim || (self.pos == self.inbuf.len() && self.inbuf.capacity() > IDLE_BUFFER)
     }
 
     /// Asks for freed heap memory to be returned to the kernel when the worker next goes
