@@ -98,11 +98,11 @@ fn serve_inner(fd: OwnedFd) -> Result<()> {
             outbox.flush(&mut conn)?;
         }
         // Out of work for a while: give back what big results grew (see `IDLE_GRACE` and
-        // `Conn::trim_heap_later`).
+        // `Conn::trim_heap`).
         if (out.capacity() > IDLE_BUFFER || outbox.grown()) && conn.idle_for_grace()? {
             out = Vec::with_capacity(BUFFER);
             outbox.shrink();
-            conn.trim_heap_later();
+            conn.trim_heap();
         }
         let Some(f) = conn.recv_frame()? else {
             return Ok(()); // parent closed the channel

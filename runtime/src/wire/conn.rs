@@ -34,8 +34,6 @@ pub(crate) struct Conn {
     eof: bool,
     /// Descriptors received and not yet claimed by a frame, in arrival order.
     fds: VecDeque<OwnedFd>,
-    /// Heap memory was freed (a big buffer dropped): return it when going idle.
-    trim: bool,
 }
 
 impl Conn {
@@ -47,7 +45,6 @@ impl Conn {
             pos: 0,
             eof: false,
             fds: VecDeque::new(),
-            trim: false,
         })
     }
 
@@ -167,15 +164,12 @@ impl Conn {
                     crate::sys::wait::poll_briefly(self.fd.as_fd());
                     continue;
                 }
-                if self.holds_idle_memory()
-                    && crate::sys::wait::readable(
-                        self.fd.as_fd(),
-                        Some(std::time::Instant::now() + IDLE_GRACE),
-                    )?
-                {
-                    continue; // work came within the grace: keep the buffers
+                if self.holds_idle_memory() {
+                    if !self.quiet_for_grace()? {
+                        continue; // work came within the grace: keep the buffer
+                    }
+                    self.release_idle_memory(false);
                 }
-                self.release_idle_memory();
                 self.wait(PollFlags::IN)?;
             }
         }
@@ -183,10 +177,20 @@ impl Conn {
 
     /// True when nothing arrives within `IDLE_GRACE` (a whole frame buffered, some bytes
     /// or the end of stream count as something): the worker may give back its own buffers.
+    /// Polls briefly first (see `poll_briefly`), so a job sent right away is not waited for
+    /// asleep.
     pub(crate) fn idle_for_grace(&mut self) -> Result<bool, Error> {
         if self.frame_ready()? || self.eof || self.pos < self.inbuf.len() {
             return Ok(false);
         }
+        if crate::sys::wait::poll_briefly(self.fd.as_fd()) {
+            return Ok(false);
+        }
+        self.quiet_for_grace()
+    }
+
+    /// Sleeps until input arrives or `IDLE_GRACE` passes; true if none came.
+    fn quiet_for_grace(&self) -> Result<bool, Error> {
         let deadline = std::time::Instant::now() + IDLE_GRACE;
         Ok(!crate::sys::wait::readable(
             self.fd.as_fd(),
@@ -194,23 +198,22 @@ impl Conn {
         )?)
     }
 
-    /// Whether going to sleep now would give memory back (see `release_idle_memory`).
+    /// Whether a receive buffer that a burst of big frames grew is empty and could go.
     fn holds_idle_memory(&self) -> bool {
-        self.trim || (self.pos == self.inbuf.len() && self.inbuf.capacity() > IDLE_BUFFER)
+        self.pos == self.inbuf.len() && self.inbuf.capacity() > IDLE_BUFFER
     }
 
-    /// Asks for freed heap memory to be returned to the kernel when the worker next goes
-    /// idle (after dropping a large buffer).
-    pub(crate) fn trim_heap_later(&mut self) {
-        self.trim = true;
+    /// After the worker dropped big buffers of its own (idle for `IDLE_GRACE`): gives them
+    /// and this connection's grown receive buffer back to the kernel now.
+    pub(crate) fn trim_heap(&mut self) {
+        self.release_idle_memory(true);
     }
 
     /// About to sleep with nothing buffered: gives back a receive buffer that a burst of
-    /// big frames grew, and the heap memory freed since (see `trim_heap_later`), so an idle
+    /// big frames grew, and the heap memory freed since (`trim`: the caller freed some), so an idle
     /// worker stays small.
-    fn release_idle_memory(&mut self) {
-        let mut trim = std::mem::take(&mut self.trim);
-        if self.pos == self.inbuf.len() && self.inbuf.capacity() > IDLE_BUFFER {
+    fn release_idle_memory(&mut self, mut trim: bool) {
+        if self.holds_idle_memory() {
             self.inbuf = Vec::with_capacity(BUFFER);
             self.pos = 0;
             trim = true;
