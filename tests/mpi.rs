@@ -40,6 +40,13 @@ fn launch(
     exe: &std::path::Path,
     program: &str,
 ) -> (std::process::ExitStatus, String) {
+    // Each job gets its own session directory: concurrent `mpirun`s sharing Open MPI's
+    // default one race on creating and removing it ("orte_session_dir failed" under load).
+    let session = std::env::temp_dir().join(format!(
+        "multiproc-mpi-test-{}-{program}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&session).expect("a session directory for mpirun");
     cmd.arg(exe)
         .args([
             program,
@@ -51,6 +58,7 @@ fn launch(
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env(IN_JOB, "1")
+        .env("OMPI_MCA_orte_tmpdir_base", &session)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -74,6 +82,7 @@ fn launch(
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&session);
             panic!("mpirun {program} still running after {JOB_LIMIT:?}: a hang");
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -83,6 +92,7 @@ fn launch(
         out.join().unwrap_or_default(),
         err.join().unwrap_or_default()
     );
+    let _ = std::fs::remove_dir_all(&session);
     (status, text)
 }
 
