@@ -269,8 +269,9 @@ impl<T, K> Opts<T, K> {
 impl<T, K: TakesChunksize> Opts<T, K> {
     /// Items per job (Python's `chunksize`). Must be ≥ 1. Map and starmap calls default to
     /// Python's `ceil(len / (4 × processes))`, on a process pool at most as many items as
-    /// the first one's encoding fits in 32 KiB (so each worker has its next chunk queued
-    /// while it runs one); imap calls default to 1.
+    /// fit in a 32 KiB job, judged by the largest encoding among the first, middle and last
+    /// items (so each worker has its next chunk queued while it runs one); imap calls
+    /// default to 1.
     pub fn chunksize(mut self, n: usize) -> Self {
         self.chunksize = Some(n);
         self

@@ -176,7 +176,8 @@ impl Pool {
         self.refuse_if_stopped()?;
         let policy = self.policy(&opts);
         let chunksize = opts.chunksize.unwrap_or_else(|| {
-            default_chunksize(items.len(), self.processes()).min(pipelined_chunk(&items))
+            default_chunksize(items.len(), self.processes())
+                .min(pipelined_chunk(entry.name, &items))
         });
         let parts = items.len().div_ceil(chunksize);
         let sink = Arc::new(MapSink::<F::Output>::new(
@@ -269,16 +270,20 @@ impl Drop for Pool {
 
 crate::exec::task_pool::task_pool_by_primitives!(Pool);
 
-/// The most items a default chunk holds: as many as fit, by the first item's encoding, in
-/// half of what may wait in a busy worker's socket (`sched::PIPELINE_BYTES`). Each worker
-/// then has its next chunk queued while it runs one; a bigger chunk goes to idle workers
-/// only, and each worker would wait a round trip through the parent between its chunks.
-fn pipelined_chunk<A: Serialize>(items: &[A]) -> usize {
-    let per_item = items
-        .first()
-        .and_then(|a| crate::wire::serial::encoded_len(a).ok())
+/// The most items a default chunk of `task` holds: as many as fit in half of what may wait
+/// in a busy worker's socket (`sched::PIPELINE_BYTES`), frame and all, by the largest
+/// encoding among the first, middle and last items. Each worker then has its next chunk
+/// queued while it runs one; a bigger chunk goes to idle workers only, and each worker
+/// would wait a round trip through the parent between its chunks.
+fn pipelined_chunk<A: Serialize>(task: &str, items: &[A]) -> usize {
+    let per_item = [0, items.len() / 2, items.len().saturating_sub(1)]
+        .into_iter()
+        .filter_map(|i| crate::wire::serial::encoded_len(items.get(i)?).ok())
+        .max()
         .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX).max(1));
-    (sched::PIPELINE_BYTES / 2 / per_item).max(1)
+    let room =
+        (sched::PIPELINE_BYTES / 2).saturating_sub(crate::wire::codec::run_frame_overhead(task));
+    (room / per_item).max(1)
 }
 
 #[cfg(test)]
@@ -287,10 +292,27 @@ mod chunk_tests {
 
     #[test]
     fn default_chunks_of_small_items_fit_the_pipeline_twice() {
-        // 8 bytes per (u64,): 4096 items make 32 KiB.
-        assert_eq!(pipelined_chunk(&[(7u64,); 3]), 4096);
-        // Items bigger than the pipeline go one per chunk; no items, no cap.
-        assert_eq!(pipelined_chunk(&[(vec![0u8; 1 << 20],)]), 1);
-        assert_eq!(pipelined_chunk::<(u64,)>(&[]), 32 * 1024);
+        let task = "a_task";
+        let frame_of = |n: usize| crate::wire::codec::run_frame(1, task, &vec![(7u64,); n]);
+        let n = pipelined_chunk(task, &[(7u64,); 3]);
+        // Two whole frames of `n` items fit what may wait in a busy worker's socket, and
+        // not two of one item more.
+        let len = |n| frame_of(n).map(|f| f.bytes.len()).unwrap_or(usize::MAX);
+        assert!(
+            2 * len(n) <= super::sched::PIPELINE_BYTES,
+            "{n}: {}",
+            len(n)
+        );
+        assert!(
+            2 * len(n + 1) > super::sched::PIPELINE_BYTES,
+            "{n}: {}",
+            len(n + 1)
+        );
+        // The largest of the items sampled sets the size: a short first item does not.
+        let words = [String::new(), "x".repeat(1000), "y".repeat(10)];
+        assert!(pipelined_chunk(task, &words) <= 32 * 1024 / 1000);
+        // Items bigger than the pipeline go one per chunk; no items, no cap to speak of.
+        assert_eq!(pipelined_chunk(task, &[(vec![0u8; 1 << 20],)]), 1);
+        assert!(pipelined_chunk::<(u64,)>(task, &[]) > 30 * 1024);
     }
 }

@@ -104,6 +104,12 @@ pub(crate) fn encode_call<A: Serialize>(args: &A) -> Result<(Vec<u8>, Vec<Shared
     Ok((buf, fds))
 }
 
+/// Bytes of a RUN frame for `task` besides its encoded arguments: header, job id, epoch,
+/// sequence number, the task's name and the chunk's length prefix.
+pub(crate) fn run_frame_overhead(task: &str) -> usize {
+    RUN_NAME + 2 + task.len() + serial::SEQ_LEN_BYTES
+}
+
 /// Builds a complete RUN frame for `args` (a chunk of argument tuples), with the descriptors
 /// of the queues, pipes and shared objects among them.
 pub(crate) fn run_frame<A: Serialize>(
