@@ -123,7 +123,11 @@ fn main() -> multiproc::Result<()> {
             println!("dict set + get p50 {:.1} µs", percentile(&mut lat, 0.5));
         }
         "mapd" => {
-            let pool = Pool::new(2)?;
+            // HOT_WORKERS=n: on n workers (2 unless set).
+            let workers = std::env::var("HOT_WORKERS")
+                .ok()
+                .and_then(|w| w.parse().ok());
+            let pool = Pool::new(workers.unwrap_or(2))?;
             while Instant::now() < until {
                 n += pool.map(square, 0..100_000u64)?.len() as u64;
             }

@@ -271,12 +271,50 @@ pub(crate) fn wait<T>(r: AsyncResult<T>, timeout: Option<std::time::Duration>) -
 }
 
 struct MapState<R> {
-    /// Each chunk's values, or the error of its first failing item.
-    parts: Vec<Option<Result<Vec<R>>>>,
+    /// The list so far: every value of parts `0..next`, in input order. `None` while the
+    /// thread completing part `next` appends to it outside the lock.
+    list: Option<Vec<R>>,
+    /// The first part not yet in `list`.
+    next: usize,
+    /// Parts that finished before their turn: their values, or their first error.
+    early: std::collections::BTreeMap<usize, Result<Vec<R>>>,
+    /// The error of the first failing part in input order; later parts are not kept.
+    failed: Option<Error>,
     remaining: usize,
+    /// Items in the whole map: the list's size, reserved by the first chunk to land in it.
+    items: usize,
+}
+
+impl<R> MapState<R> {
+    /// Moves the parts waiting for their turn into the list, in order, while it is here.
+    fn merge_early(&mut self) {
+        let Some(list) = self.list.as_mut() else {
+            return; // its holder merges when it puts the list back
+        };
+        if list.capacity() == 0 && self.early.contains_key(&self.next) {
+            list.reserve_exact(self.items);
+        }
+        while let Some(part) = self.early.remove(&self.next) {
+            match part {
+                Ok(mut values) if self.failed.is_none() => list.append(&mut values),
+                Ok(_) => {}
+                Err(e) => {
+                    self.failed.get_or_insert(e);
+                }
+            }
+            self.next += 1;
+        }
+    }
 }
 
 /// Sink of a `map`/`starmap` call: gathers chunks, publishes the whole list when all are in.
+/// Chunks finishing in input order are decoded straight into the list the caller gets: no
+/// chunk buffers and no copy at the end, the usual case; a chunk finishing ahead of its
+/// turn waits in its own buffer. The list is sized for every item by the first chunk to
+/// land in it, on the thread that completes chunks, not when the map starts on the
+/// caller's: measured with glibc, a list reserved on the caller's thread had its pages
+/// given back and faulted in afresh on every map (0.8M page faults in 3 s of 100k-item
+/// maps, half the speed).
 pub(crate) struct MapSink<R> {
     state: Mutex<MapState<R>>,
     pub cell: Arc<Cell<Vec<R>>>,
@@ -286,14 +324,20 @@ pub(crate) struct MapSink<R> {
 }
 
 impl<R> MapSink<R> {
+    /// The sink of a map of `items` items in `parts` chunks.
     pub(crate) fn new(
         parts: usize,
+        items: usize,
         callbacks: Callbacks<Vec<R>>,
         progress: Option<Counter>,
     ) -> MapSink<R> {
         MapSink {
             state: Mutex::new(MapState {
-                parts: (0..parts).map(|_| None).collect(),
+                list: Some(Vec::new()),
+                items,
+                next: 0,
+                early: std::collections::BTreeMap::new(),
+                failed: None,
                 remaining: parts,
             }),
             cell: Cell::new(),
@@ -313,47 +357,168 @@ impl<R> MapSink<R> {
     /// Records one chunk's results; the last chunk publishes the whole list.
     pub(crate) fn complete_part(&self, part: usize, items: Vec<Result<R>>) {
         let n = items.len();
-        self.complete_values(part, n, items.into_iter().collect());
+        self.complete_with(part, n, |list| {
+            for item in items {
+                list.push(item?);
+            }
+            Ok(())
+        });
     }
 
-    /// Records one chunk of `n` items: its values, or the error of its first failing item.
+    /// Records chunk `part` of `n` items: `fill` appends its values to the list it is given,
+    /// or answers the error of its first failing item (what it appended is then dropped).
     /// The last chunk publishes the whole list, or the first error in input order.
-    pub(crate) fn complete_values(&self, part: usize, n: usize, values: Result<Vec<R>>) {
+    pub(crate) fn complete_with(
+        &self,
+        part: usize,
+        n: usize,
+        fill: impl FnOnce(&mut Vec<R>) -> Result<()>,
+    ) {
         if let Some(p) = &self.progress {
             p.add(n);
         }
-        let all = {
-            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            if part >= st.parts.len() || st.parts[part].is_some() {
-                return; // cannot happen: each part completes once
+        let fill_into = |list: &mut Vec<R>| {
+            let mark = list.len();
+            let r = fill(list);
+            if r.is_err() {
+                list.truncate(mark);
             }
-            st.parts[part] = Some(values);
-            st.remaining -= 1;
-            if st.remaining > 0 {
-                return;
-            }
-            std::mem::take(&mut st.parts)
+            r
         };
-        self.cell
-            .set(concat(all.into_iter().flatten()), &self.callbacks);
+        let mut st = lock(&self.state);
+        if part < st.next || st.early.contains_key(&part) {
+            return; // cannot happen: each part completes once
+        }
+        if st.failed.is_some() {
+            // An earlier part failed: the map's answer is that error, these values unused.
+            if part == st.next {
+                st.next += 1;
+                st.merge_early();
+            } else {
+                st.early.insert(part, Ok(Vec::new()));
+            }
+        } else if part == st.next && st.list.is_some() {
+            let mut list = st.list.take().unwrap_or_default();
+            if list.capacity() == 0 {
+                list.reserve_exact(st.items);
+            }
+            drop(st);
+            let r = fill_into(&mut list);
+            st = lock(&self.state);
+            st.list = Some(list);
+            if let Err(e) = r {
+                st.failed = Some(e);
+            }
+            st.next += 1;
+            st.merge_early();
+        } else {
+            drop(st);
+            let mut values = Vec::new();
+            let r = fill_into(&mut values).map(|()| values);
+            st = lock(&self.state);
+            st.early.insert(part, r);
+            st.merge_early();
+        }
+        st.remaining -= 1;
+        if st.remaining > 0 {
+            return;
+        }
+        let all = match (st.failed.take(), st.list.take()) {
+            (Some(e), _) => Err(e),
+            (None, Some(list)) if st.early.is_empty() => Ok(list),
+            _ => Err(Error::Protocol("a map finished with chunks missing".into())),
+        };
+        drop(st);
+        self.cell.set(all, &self.callbacks);
     }
-}
-
-/// The chunks' values joined in order (one copy into a list of the right size), or the
-/// first chunk's error.
-fn concat<R>(parts: impl Iterator<Item = Result<Vec<R>>>) -> Result<Vec<R>> {
-    let mut parts = parts.collect::<Result<Vec<Vec<R>>>>()?;
-    if parts.len() == 1 {
-        return Ok(parts.pop().unwrap_or_default());
-    }
-    let mut all = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-    for mut p in parts {
-        all.append(&mut p);
-    }
-    Ok(all)
 }
 
 /// Runs a user callback, containing a panic so the slot thread and the pool live on.
 pub(crate) fn run_contained(f: impl FnOnce()) {
     let _ = catch_unwind(AssertUnwindSafe(f));
+}
+
+#[cfg(test)]
+mod map_sink_tests {
+    use super::*;
+
+    fn sink(parts: usize) -> MapSink<u32> {
+        MapSink::new(parts, 2 * parts, Callbacks::default(), None)
+    }
+
+    fn values(part: usize) -> Vec<Result<u32>> {
+        let first = 2 * part as u32;
+        vec![Ok(first), Ok(first + 1)]
+    }
+
+    fn answer(s: &MapSink<u32>) -> Option<Result<Vec<u32>>> {
+        let r = AsyncResult::new(s.cell.clone());
+        r.ready().then(|| r.get())
+    }
+
+    #[test]
+    fn chunks_finishing_in_any_order_give_the_list_in_input_order() {
+        for order in [[0, 1, 2, 3], [3, 2, 1, 0], [1, 0, 3, 2], [2, 0, 3, 1]] {
+            let s = sink(4);
+            for (k, &part) in order.iter().enumerate() {
+                assert!(answer(&s).is_none(), "{order:?}: done after {k} chunks");
+                s.complete_part(part, values(part));
+            }
+            assert_eq!(
+                answer(&s).unwrap().unwrap(),
+                (0..8).collect::<Vec<_>>(),
+                "{order:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_failure_in_input_order_is_the_answer_whatever_finishes_first() {
+        for order in [[0, 1, 2, 3], [3, 2, 1, 0], [3, 1, 0, 2], [1, 3, 2, 0]] {
+            let s = sink(4);
+            for &part in &order {
+                let mut items = values(part);
+                if part == 1 || part == 3 {
+                    items[1] = Err(Error::Protocol(format!("item of part {part}")));
+                }
+                s.complete_part(part, items);
+            }
+            match answer(&s) {
+                Some(Err(Error::Protocol(m))) => assert_eq!(m, "item of part 1", "{order:?}"),
+                other => panic!("{order:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_completed_by_threads_at_once_all_land_in_order() {
+        for _ in 0..20 {
+            let s = Arc::new(sink(64));
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let s = s.clone();
+                    std::thread::spawn(move || {
+                        for part in (t..64).step_by(4) {
+                            s.complete_part(part, values(part));
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(answer(&s).unwrap().unwrap(), (0..128).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn a_chunk_completed_twice_counts_once() {
+        let s = sink(2);
+        s.complete_part(1, values(1));
+        s.complete_part(1, values(1));
+        assert!(answer(&s).is_none());
+        s.complete_part(0, values(0));
+        s.complete_part(0, values(0));
+        assert_eq!(answer(&s).unwrap().unwrap(), [0, 1, 2, 3]);
+    }
 }

@@ -271,15 +271,29 @@ pub(crate) fn decode_items<R: serde::de::DeserializeOwned>(done: JobDone) -> Vec
     out
 }
 
-/// Decodes a finished job of a `map`: its values in item order, or the error of its first
-/// failing item. Every item succeeded, the usual case: the values are decoded straight into
-/// the list. Otherwise item by item, as `decode_items` does (which logs each failure).
-pub(crate) fn decode_values<R: serde::de::DeserializeOwned>(done: JobDone) -> Result<Vec<R>> {
-    let mut out = Vec::new();
-    if values_into(&done.outcome, done.items, &mut out) {
-        return Ok(out);
+/// Decodes a finished job of a `map`: appends its values to `list` in item order, or
+/// answers the error of its first failing item (leaving `list` as it was). Every item
+/// succeeded, the usual case: the values are decoded straight into the list. Otherwise item
+/// by item, as `decode_items` does (which logs each failure).
+pub(crate) fn decode_values_into<R: serde::de::DeserializeOwned>(
+    done: JobDone,
+    list: &mut Vec<R>,
+) -> Result<()> {
+    let mark = list.len();
+    if values_into(&done.outcome, done.items, list) {
+        return Ok(());
     }
-    decode_items(done).into_iter().collect()
+    list.truncate(mark); // pieces before the one that failed
+    for item in decode_items(done) {
+        match item {
+            Ok(v) => list.push(v),
+            Err(e) => {
+                list.truncate(mark);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn values_into<R: serde::de::DeserializeOwned>(
@@ -403,6 +417,24 @@ mod tests {
         assert!(lock(&sink.0).is_empty(), "delivered before it was asked to");
         blamed.unwrap().deliver();
         assert!(matches!(lock(&sink.0)[..], [Err(Error::Timeout)]));
+    }
+
+    /// `decode_values_into` onto a list already holding an earlier chunk's value, which
+    /// stays whatever happens: this chunk's values, or its error.
+    fn decode_values<R: serde::de::DeserializeOwned + Default + PartialEq + std::fmt::Debug>(
+        done: JobDone,
+    ) -> Result<Vec<R>> {
+        let mut list = vec![R::default()];
+        let r = decode_values_into(done, &mut list);
+        assert_eq!(
+            list.first(),
+            Some(&R::default()),
+            "the earlier value was lost"
+        );
+        if r.is_err() {
+            assert_eq!(list.len(), 1, "a failed chunk left values behind");
+        }
+        r.map(|()| list.split_off(1))
     }
 
     #[test]

@@ -182,6 +182,7 @@ impl Pool {
         let parts = items.len().div_ceil(chunksize);
         let sink = Arc::new(MapSink::<F::Output>::new(
             parts,
+            items.len(),
             opts.callbacks,
             opts.progress.start(Some(items.len())),
         ));

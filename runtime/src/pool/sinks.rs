@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::job::{decode_items, decode_values, JobDone, Sink};
+use super::job::{decode_items, decode_values_into, JobDone, Sink};
 use crate::error::Error;
 use crate::exec::imap::Inbox;
 use crate::exec::options::Callbacks;
@@ -33,7 +33,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ApplySink<R> {
 impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
     fn complete(&self, done: JobDone) {
         let (part, items) = (done.part, done.items);
-        self.complete_values(part, items, decode_values::<R>(done));
+        self.complete_with(part, items, |list| decode_values_into(done, list));
     }
     fn claim(&self) -> bool {
         self.cell.claim()
