@@ -291,9 +291,6 @@ impl<R> MapState<R> {
         let Some(list) = self.list.as_mut() else {
             return; // its holder merges when it puts the list back
         };
-        if list.capacity() == 0 && self.early.contains_key(&self.next) {
-            list.reserve_exact(self.items);
-        }
         while let Some(part) = self.early.remove(&self.next) {
             match part {
                 Ok(mut values) if self.failed.is_none() => list.append(&mut values),
