@@ -166,6 +166,56 @@ fn callbacks_run_in_the_parent_and_a_panicking_one_is_contained() {
     assert_eq!(pool.apply(add, (1, 1)).unwrap(), 2);
 }
 
+/// A finished call lets go of its callbacks (and what they captured) with no later call to
+/// push it out: a program may wait for a callback's channel to close, as it would for a
+/// thread's.
+#[multiproc::test]
+fn a_finished_call_releases_its_callbacks() {
+    let pool = Pool::new(2).unwrap();
+    for round in 0..20u64 {
+        let (tx, rx) = std::sync::mpsc::channel::<u64>();
+        let r = if round % 2 == 0 {
+            let tx = tx.clone();
+            pool.apply_async_with(
+                square,
+                (round,),
+                Opts::new().callback(move |v: &u64| tx.send(*v).unwrap()),
+            )
+            .unwrap()
+        } else {
+            let (t, e) = (tx.clone(), tx.clone());
+            // Its result is never asked for: the handle goes at once.
+            drop(
+                pool.apply_async_with(
+                    boom,
+                    (round as u32,),
+                    Opts::new()
+                        .callback(move |v: &u32| t.send(u64::from(*v)).unwrap())
+                        .error_callback(move |_: &Error| e.send(u64::MAX).unwrap()),
+                )
+                .unwrap(),
+            );
+            drop(tx);
+            // The error callback ran (and then both closures were dropped): the channel
+            // ends after one message.
+            assert_eq!(rx.recv_timeout(LONG), Ok(u64::MAX));
+            assert_eq!(
+                rx.recv_timeout(LONG),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+            );
+            continue;
+        };
+        drop(tx);
+        assert_eq!(r.get_timeout(LONG).unwrap(), round * round);
+        assert_eq!(rx.recv_timeout(LONG), Ok(round * round));
+        assert_eq!(
+            rx.recv_timeout(LONG),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected),
+            "round {round}: the callback is still held after its call finished"
+        );
+    }
+}
+
 /// Callers blocked in `get` read their own result off the worker's channel when it comes
 /// first: with several callers, a map and callbacks sharing two workers, every result still
 /// reaches its own caller once, whichever thread reads it, and none waits behind another.

@@ -4,7 +4,6 @@
 use std::io::{Read, Write};
 use std::marker::PhantomData;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -274,7 +273,7 @@ impl Client {
                     c.writer.set_write_timeout(Some(left(deadline)?))?;
                 }
                 proto::send(&mut c.writer, &mut c.session, req, c.max_message)?;
-                crate::sys::wait::poll_briefly(c.writer.as_fd());
+                c.reader.get_mut().poll_next();
                 c.reader.get_mut().set_deadline(Some(deadline));
                 // A closed connection is an error here, so that it is not given back.
                 proto::recv::<Response>(&mut c.reader, &mut c.session, proto::MAX_MESSAGE, |_| {

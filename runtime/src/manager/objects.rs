@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use indexmap::IndexMap;
@@ -24,6 +24,7 @@ use super::messages::{
     Bytes, CellOp, DictOp, Failure, Kind, ListOp, NamespaceOp, Owner, QueueOp, Request, Response,
     SyncOp, Wait,
 };
+use crate::sys::wait::Waiters;
 
 struct QueueState {
     items: VecDeque<Bytes>,
@@ -132,8 +133,9 @@ struct Entry {
     obj: Obj,
     kind: Kind,
     tag: u64,
-    /// Signalled on every change to the object (and when a client's lease ends).
-    changed: Arc<Condvar>,
+    /// Signalled on every change to the object (and when a client's lease ends); a change
+    /// nobody waits for makes no system call.
+    changed: Arc<Waiters>,
 }
 
 #[derive(Default)]
@@ -306,7 +308,7 @@ impl Store {
                 obj,
                 kind,
                 tag,
-                changed: Arc::new(Condvar::new()),
+                changed: Arc::new(Waiters::default()),
             },
         );
         if let Some(name) = name {
@@ -366,11 +368,7 @@ impl Store {
             // Woken by a change, the deadline, or the heartbeat (to notice a caller gone).
             let beat = Instant::now() + HEARTBEAT;
             let d = until.map_or(beat, |u| u.min(beat));
-            let left = d.saturating_duration_since(Instant::now());
-            objs = match cv.wait_timeout(objs, left) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
+            objs = cv.wait(objs, Some(d)).unwrap_or_else(|g| g);
             waited = true;
         }
     }

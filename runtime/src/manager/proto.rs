@@ -18,6 +18,7 @@
 //! is a [`Welcome`] with its limits.
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -332,6 +333,8 @@ pub(crate) struct Deadlined<S> {
     deadline: Option<Instant>,
     /// The read timeout now set on the socket.
     set: Option<Duration>,
+    /// Whether the next read that finds nothing buffered polls briefly first.
+    poll_next: bool,
 }
 
 /// What a [`Deadlined`] stream needs: a socket read timeout.
@@ -346,16 +349,29 @@ impl<S: Read + ReadTimeout> Deadlined<S> {
             deadline: None,
             // Unknown: the first read with a deadline sets one, one without clears it.
             set: Some(Duration::MAX),
+            poll_next: false,
         }
     }
 
     pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
         self.deadline = deadline;
     }
+
+    /// Makes the next read poll briefly (see `recv_briefly`) before it sleeps: for a read
+    /// whose data usually follows within microseconds (a reply, a client's next request).
+    /// The poll reads what comes, so no second call is needed to take it.
+    pub(crate) fn poll_next(&mut self) {
+        self.poll_next = true;
+    }
 }
 
-impl<S: Read + ReadTimeout> Read for Deadlined<S> {
+impl<S: Read + ReadTimeout + AsFd> Read for Deadlined<S> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if std::mem::take(&mut self.poll_next) {
+            if let Some(got) = crate::sys::wait::recv_briefly(self.s.as_fd(), self.deadline, buf) {
+                return got;
+            }
+        }
         let want = match self.deadline {
             None => None,
             Some(d) => {

@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::net::TcpListener;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
@@ -24,6 +24,7 @@ use super::objects::Store;
 use super::proto::{self, Deadlined, Session, ANSWER_LEN, HELLO_LEN};
 use super::stream::Stream;
 use crate::error::{Error, Result};
+use crate::sys::wait::Waiters;
 
 /// Connections in their handshake at once, at most; a new one past this evicts the oldest.
 pub(crate) const MAX_PENDING: usize = 1024;
@@ -58,7 +59,9 @@ struct Server {
 /// Request memory, all connections together.
 struct Budget {
     used: Mutex<usize>,
-    freed: Condvar,
+    /// Signalled when bytes are given back; a give-back nobody waits for makes no system
+    /// call (one per request otherwise).
+    freed: Waiters,
     limit: usize,
 }
 
@@ -71,13 +74,9 @@ impl Budget {
                 *used += n;
                 return true;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            used = match self.freed.wait_timeout(used, left) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
+            used = match self.freed.wait(used, Some(deadline)) {
+                Ok(g) => g,
+                Err(_) => return false,
             };
         }
     }
@@ -162,7 +161,7 @@ fn run(control: &mut UnixStream) -> Result<()> {
         limits: setup.limits,
         budget: Budget {
             used: Mutex::new(0),
-            freed: Condvar::new(),
+            freed: Waiters::default(),
             limit: setup.limits.max_buffered,
         },
     });
@@ -440,7 +439,7 @@ fn serve_requests(server: &Server, peer: Stream, mut session: Session, lease: &m
     loop {
         if reader.buffer().is_empty() {
             // A client's next request often follows its last reply at once.
-            crate::sys::wait::poll_briefly(reader.get_ref().s.as_fd());
+            reader.get_mut().poll_next();
         }
         reader.get_mut().set_deadline(None);
         match reader.fill_buf() {
@@ -505,7 +504,7 @@ mod tests {
             },
             budget: Budget {
                 used: Mutex::new(0),
-                freed: Condvar::new(),
+                freed: Waiters::default(),
                 limit: 1 << 20,
             },
         };
@@ -615,7 +614,7 @@ mod tests {
     fn the_budget_is_given_back() {
         let budget = Budget {
             used: Mutex::new(0),
-            freed: Condvar::new(),
+            freed: Waiters::default(),
             limit: 100,
         };
         let soon = Instant::now() + Duration::from_millis(1);

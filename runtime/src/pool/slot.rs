@@ -271,18 +271,27 @@ impl Shared {
         // Results read since this thread last waited: more than one, and the worker is
         // sending batches (see `Outbox`), the next of which is most of a millisecond away.
         let mut since_wait = 0u32;
+        // The sink of the job completed last, dropped once the next result is in or the
+        // worker has been quiet for a moment. A caller woken by a result usually allocates
+        // its next call at once; freeing the finished call's memory (allocated on the
+        // caller's thread) at that very moment had the two threads contend for the
+        // allocator's lock, a sleep and a wake-up on most round trips.
+        let mut spent: Option<Arc<dyn super::job::Sink>> = None;
         loop {
             if reader.buffer().is_empty() {
                 let fd = std::os::fd::AsFd::as_fd(reader.get_ref());
                 // A short job's result usually arrives within moments (see `poll_briefly`),
                 // unless it comes in a batch: polling for it would only burn the CPU.
                 let batched = std::mem::take(&mut since_wait) > 1;
-                if batched || !crate::sys::wait::poll_briefly(fd) {
+                let polled = !batched && crate::sys::wait::poll_briefly(fd);
+                drop(spent.take());
+                if !polled {
                     if let Some(end) = self.wait_on_worker(k, fd, proc, lane, &mut watch) {
                         return end;
                     }
                 }
             }
+            drop(spent.take());
             since_wait += 1;
             let f = match frame::read_frame_buffered(&mut reader) {
                 Ok(Some(f)) => f,
@@ -330,12 +339,22 @@ impl Shared {
                 slot.timed(now, job.run.bytes.len());
                 slot.retiring && slot.inflight == 0
             };
-            job.sink.complete(JobDone {
-                task: job.task,
-                part: job.part,
-                items: job.items,
+            let Job {
+                task,
+                part,
+                items,
+                sink,
+                run,
+                ..
+            } = job;
+            drop(run);
+            sink.complete(JobDone {
+                task,
+                part,
+                items,
                 outcome,
             });
+            spent = Some(sink);
             if retire_now {
                 self.stop_slot_worker(k);
             } else if reader.buffer().is_empty() {

@@ -170,6 +170,27 @@ pub(crate) fn poll_briefly(fd: BorrowedFd<'_>) -> bool {
     })
 }
 
+/// Receives into `buf` from socket `fd` without sleeping, polling as [`poll_briefly_for`]
+/// does (until `deadline`, if sooner): `Some` with what the receive gave (bytes, 0 at end of
+/// stream, or an error) once it gave anything but "nothing yet", `None` if nothing came.
+pub(crate) fn recv_briefly(
+    fd: BorrowedFd<'_>,
+    deadline: Option<Instant>,
+    buf: &mut [u8],
+) -> Option<std::io::Result<usize>> {
+    use rustix::net::RecvFlags;
+    let mut got = None;
+    poll_briefly_for(deadline, || {
+        match rustix::net::recv(fd, &mut *buf, RecvFlags::DONTWAIT) {
+            Ok((n, _)) => got = Some(Ok(n)),
+            Err(Errno::AGAIN) | Err(Errno::INTR) => return false,
+            Err(e) => got = Some(Err(e.into())),
+        }
+        true
+    });
+    got
+}
+
 /// An eventfd one thread rings to wake another out of [`readable_or_rung`].
 pub(crate) struct Bell(std::os::fd::OwnedFd);
 

@@ -160,8 +160,19 @@ impl Conn {
             if !self.fill()? && !self.eof {
                 // A worker that just sent a result is usually sent its next job within
                 // microseconds: polling briefly saves the wake-up of a sleeping process.
+                // The poll reads what comes, so taking it needs no second call.
                 if !std::mem::replace(&mut polled, true) {
-                    crate::sys::wait::poll_briefly(self.fd.as_fd());
+                    let mut failed = None;
+                    crate::sys::wait::poll_briefly_for(None, || match self.fill() {
+                        Ok(got) => got || self.eof,
+                        Err(e) => {
+                            failed = Some(e);
+                            true
+                        }
+                    });
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
                     continue;
                 }
                 if self.holds_idle_memory() {
