@@ -5,6 +5,7 @@ Standard library only. Scenarios mirror bench/src/main.rs; inputs are fixed here
 import json
 import multiprocessing as mp
 import os
+import re
 import resource
 import statistics
 import sys
@@ -152,12 +153,17 @@ def main():
         assert len(r) == n_items
         out = {"value": n_items / dt / 1e3}
     elif scenario.startswith("map_") or scenario.startswith("imap"):
+        # An optional "_w<N>" suffix: a pool of N workers instead of 2.
+        workers = 2
+        if re.fullmatch(r".*_w\d+", scenario):
+            scenario, w = scenario.rsplit("_w", 1)
+            workers = int(w)
         kind, cs = scenario.rsplit("_cs", 1)
         cs = None if cs == "default" else int(cs)
         # A map is the median of five, as the Rust side takes it; an imap is one run.
         runs = 5 if kind == "map" else 1
         per_item, cpu_per_item = [], []
-        with mp.Pool(2) as pool:
+        with mp.Pool(workers) as pool:
             pool.map(square, range(1000))
             for _ in range(runs):
                 cpu = self_cpu()

@@ -449,6 +449,23 @@ impl Bench {
                 );
             }
         }
+        // One worker: the parent's result thread and the worker each on a core of their
+        // own. Where the result list is allocated, and by which thread, once made a 2x
+        // difference here that two workers did not show.
+        {
+            let one = Pool::new(1)?;
+            one.map(square, 0..1000u64)?;
+            let mut per_item = Vec::new();
+            for _ in 0..MAP_RUNS {
+                let t = Instant::now();
+                let v = one.map(square, 0..ITEMS)?;
+                assert_eq!(v.len() as u64, ITEMS);
+                per_item.push(t.elapsed().as_secs_f64() * 1e6 / ITEMS as f64);
+            }
+            let label = "map 100k, chunksize default, 1 worker (µs/item)";
+            self.record(label, "multiproc", Some(median(&per_item)));
+            self.record(label, "python", py_value("map_csdefault_w1", "value"));
+        }
         for (kind, ordered) in [("imap", true), ("imap_unordered", false)] {
             for cs in [1usize, 100] {
                 let t = Instant::now();
