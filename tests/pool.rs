@@ -405,9 +405,9 @@ fn imap_on_an_endless_input_stays_within_its_window() {
         .unwrap();
     assert_eq!(first[49], 49 * 49);
     let pulled = pulled.load(Ordering::SeqCst);
-    // The window is 32 chunks per worker, whatever the input's length.
+    // The window is 64 chunks per worker, whatever the input's length.
     assert!(
-        pulled <= 50 + 2 * 32,
+        pulled <= 50 + 2 * 64,
         "imap read {pulled} items ahead of a consumer of 50"
     );
 }

@@ -232,8 +232,12 @@ impl Pool {
             chunksize,
             inbox.clone(),
         );
-        // Enough chunks to keep every worker's pipeline full, and a constant bound.
-        let window = self.processes() * 32;
+        // Twice what fills every worker's pipeline (`FAST_PIPELINE_DEPTH`), so that while
+        // the consumer tops the window up (once half of it is free) the workers still have
+        // queued work: with one pipeline's worth, each worker idled between batches
+        // (`hot imap1`: 470k -> 560-620k items/s at chunksize 1). A constant bound all the
+        // same.
+        let window = self.processes() * 2 * sched::FAST_PIPELINE_DEPTH;
         Ok(Imap::new(inbox, feed, window, opts.timeout))
     }
 

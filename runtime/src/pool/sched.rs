@@ -30,7 +30,7 @@ pub(crate) use super::job::{Job, JobDone, Outcome, Sink};
 const PIPELINE_DEPTH: usize = 2;
 /// Jobs written ahead to a worker whose jobs take microseconds: enough that it always has
 /// work while the parent sleeps through a wake-up.
-const FAST_PIPELINE_DEPTH: usize = 32;
+pub(super) const FAST_PIPELINE_DEPTH: usize = 32;
 /// A worker finishing queued jobs faster than this counts as fast.
 pub(super) const FAST_JOB: Duration = Duration::from_micros(200);
 /// Jobs taking longer than this go to a worker one at a time: the round trip it then waits
