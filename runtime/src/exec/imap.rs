@@ -3,7 +3,7 @@
 //! started. The iterator is shared by both pools; each supplies a *feeder* that submits the
 //! next chunks of the input to its own workers, delivering results into the [`Inbox`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
@@ -16,9 +16,28 @@ use crate::error::{Error, Result};
 use crate::sys::wait::{deadline_after, lock, poll_briefly_for, Waiters, POLL_BRIEFLY};
 
 struct Chunks<R> {
-    /// Finished chunks by part number (ordered) or in completion order (unordered).
-    by_part: HashMap<usize, Vec<Result<R>>>,
+    /// Ordered: the finished chunks of parts `base`, `base + 1`, ... (`None`: not in yet).
+    /// The window bounds how far ahead of `base` a part can be.
+    ahead: VecDeque<Option<Vec<Result<R>>>>,
+    base: usize,
+    /// Unordered: finished chunks in completion order.
     arrived: VecDeque<Vec<Result<R>>>,
+}
+
+impl<R> Chunks<R> {
+    /// Takes the next chunk to yield, if it is in: part `next` (the oldest not yet taken:
+    /// parts are taken in order) or whichever came first.
+    fn take(&mut self, ordered: bool, next: usize) -> Option<Vec<Result<R>>> {
+        if !ordered {
+            return self.arrived.pop_front();
+        }
+        debug_assert_eq!(next, self.base, "ordered parts are taken in order");
+        if next != self.base || !matches!(self.ahead.front(), Some(Some(_))) {
+            return None;
+        }
+        self.base += 1;
+        self.ahead.pop_front().flatten()
+    }
 }
 
 /// Where finished chunks of one imap call land.
@@ -38,7 +57,8 @@ impl<R> Inbox<R> {
     pub(crate) fn new(ordered: bool, progress: Option<Counter>) -> Arc<Inbox<R>> {
         Arc::new(Inbox {
             chunks: Mutex::new(Chunks {
-                by_part: HashMap::new(),
+                ahead: VecDeque::new(),
+                base: 0,
                 arrived: VecDeque::new(),
             }),
             waiters: Waiters::default(),
@@ -56,7 +76,13 @@ impl<R> Inbox<R> {
         }
         let mut chunks = lock(&self.chunks);
         if self.ordered {
-            chunks.by_part.insert(part, items);
+            // A part already taken (delivered twice) has no place left.
+            if let Some(at) = part.checked_sub(chunks.base) {
+                if chunks.ahead.len() <= at {
+                    chunks.ahead.resize_with(at + 1, || None);
+                }
+                chunks.ahead[at] = Some(items);
+            }
         } else {
             chunks.arrived.push_back(items);
         }
@@ -71,12 +97,7 @@ impl<R> Inbox<R> {
     /// The next chunk if it is in: part `next` (ordered) or whichever came first.
     #[cfg(feature = "futures")]
     fn try_take(&self, next: usize) -> Option<Vec<Result<R>>> {
-        let mut chunks = lock(&self.chunks);
-        if self.ordered {
-            chunks.by_part.remove(&next)
-        } else {
-            chunks.arrived.pop_front()
-        }
+        lock(&self.chunks).take(self.ordered, next)
     }
 
     /// Delivers `items` copies of `e` for a chunk that could not run.
@@ -95,12 +116,7 @@ impl<R> Inbox<R> {
         let mut poll_until = None;
         let mut chunks = lock(&self.chunks);
         loop {
-            let got = if self.ordered {
-                chunks.by_part.remove(&next)
-            } else {
-                chunks.arrived.pop_front()
-            };
-            if let Some(items) = got {
+            if let Some(items) = chunks.take(self.ordered, next) {
                 return Ok(items);
             }
             let until = *poll_until.get_or_insert_with(|| {
@@ -342,5 +358,51 @@ impl<R> std::fmt::Debug for Imap<'_, R> {
             .field("in_flight", &(self.submitted - self.yielded))
             .field("input_done", &self.input_done)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(part: usize) -> Vec<Result<usize>> {
+        vec![Ok(part * 10), Ok(part * 10 + 1)]
+    }
+
+    #[test]
+    fn ordered_parts_come_out_in_order_whatever_order_they_land_in() {
+        for order in [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1], [1, 3, 0, 2]] {
+            let inbox = Inbox::<usize>::new(true, None);
+            let mut next = 0;
+            let mut got = Vec::new();
+            for part in order {
+                inbox.deliver(part, chunk(part));
+                while let Some(items) = lock(&inbox.chunks).take(true, next) {
+                    next += 1;
+                    got.extend(items.into_iter().map(|r| r.unwrap()));
+                }
+            }
+            assert_eq!(
+                got,
+                [0, 1, 10, 11, 20, 21, 30, 31],
+                "landing order {order:?}"
+            );
+            // A part delivered again once taken is dropped, not kept forever.
+            inbox.deliver(1, chunk(1));
+            let c = lock(&inbox.chunks);
+            assert!(c.ahead.is_empty() && c.base == 4);
+        }
+    }
+
+    #[test]
+    fn unordered_parts_come_out_as_they_land() {
+        let inbox = Inbox::<usize>::new(false, None);
+        for part in [2, 0, 1] {
+            inbox.deliver(part, chunk(part));
+        }
+        let firsts: Vec<usize> = (0..3)
+            .map(|i| inbox.wait(i, None).unwrap()[0].as_ref().copied().unwrap())
+            .collect();
+        assert_eq!(firsts, [20, 0, 10]);
     }
 }

@@ -23,7 +23,7 @@ where
     R: DeserializeOwned + Send + 'static,
 {
     Box::new(move |first_part, max| {
-        let mut jobs = Vec::new();
+        let mut jobs = Vec::with_capacity(max.min(1024));
         let mut used = 0;
         let mut done = false;
         while used < max {
