@@ -290,6 +290,26 @@ fn median(v: &[f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// `MAP_RUNS` maps of `ITEMS` squares on `pool` at chunksize `cs` (`None`: the default):
+/// each one's time and parent CPU per item (µs). Rows take the median, so that one map
+/// disturbed by the Python run before it (its workers still exiting) does not decide them.
+fn timed_maps(pool: &Pool, cs: Option<usize>) -> multiproc::Result<(Vec<f64>, Vec<f64>)> {
+    let (mut per_item, mut cpu_per_item) = (Vec::new(), Vec::new());
+    for _ in 0..MAP_RUNS {
+        let opts = match cs {
+            Some(c) => Opts::new().chunksize(c),
+            None => Opts::new(),
+        };
+        let (t, cpu) = (Instant::now(), self_cpu_secs());
+        let v = pool.map_with(square, 0..ITEMS, opts)?;
+        let cpu = self_cpu_secs() - cpu;
+        assert_eq!(v.len() as u64, ITEMS);
+        per_item.push(t.elapsed().as_secs_f64() * 1e6 / ITEMS as f64);
+        cpu_per_item.push(cpu * 1e6 / ITEMS as f64);
+    }
+    Ok((per_item, cpu_per_item))
+}
+
 fn python(scenario: &str) -> Option<serde_json::Value> {
     let out = Command::new("python3")
         .arg(PY)
@@ -410,21 +430,7 @@ impl Bench {
 
         // map / imap per item.
         for (name, cs) in [("map_cs1", Some(1)), ("map_csdefault", None)] {
-            let opts = || match cs {
-                Some(c) => Opts::new().chunksize(c),
-                None => Opts::new(),
-            };
-            // The median of a few maps, so that one disturbed by the Python run before it
-            // (its workers still exiting) does not decide the row.
-            let (mut per_item, mut cpu_per_item) = (Vec::new(), Vec::new());
-            for _ in 0..MAP_RUNS {
-                let (t, cpu) = (Instant::now(), self_cpu_secs());
-                let v = self.pool.map_with(square, 0..ITEMS, opts())?;
-                let cpu = self_cpu_secs() - cpu;
-                assert_eq!(v.len() as u64, ITEMS);
-                per_item.push(t.elapsed().as_secs_f64() * 1e6 / ITEMS as f64);
-                cpu_per_item.push(cpu * 1e6 / ITEMS as f64);
-            }
+            let (per_item, cpu_per_item) = timed_maps(&self.pool, cs)?;
             let label = format!(
                 "map 100k, chunksize {} (µs/item)",
                 cs.map_or("default".into(), |c| c.to_string())
@@ -455,13 +461,7 @@ impl Bench {
         {
             let one = Pool::new(1)?;
             one.map(square, 0..1000u64)?;
-            let mut per_item = Vec::new();
-            for _ in 0..MAP_RUNS {
-                let t = Instant::now();
-                let v = one.map(square, 0..ITEMS)?;
-                assert_eq!(v.len() as u64, ITEMS);
-                per_item.push(t.elapsed().as_secs_f64() * 1e6 / ITEMS as f64);
-            }
+            let (per_item, _) = timed_maps(&one, None)?;
             let label = "map 100k, chunksize default, 1 worker (µs/item)";
             self.record(label, "multiproc", Some(median(&per_item)));
             self.record(label, "python", py_value("map_csdefault_w1", "value"));

@@ -284,14 +284,15 @@ impl Shared {
                 // unless it comes in a batch: polling for it would only burn the CPU.
                 let batched = std::mem::take(&mut since_wait) > 1;
                 let polled = !batched && crate::sys::wait::poll_briefly(fd);
-                drop(spent.take());
+                drop(spent.take()); // before a wait that may be long
                 if !polled {
                     if let Some(end) = self.wait_on_worker(k, fd, proc, lane, &mut watch) {
                         return end;
                     }
                 }
+            } else {
+                drop(spent.take()); // the next result is in
             }
-            drop(spent.take());
             since_wait += 1;
             let f = match frame::read_frame_buffered(&mut reader) {
                 Ok(Some(f)) => f,
