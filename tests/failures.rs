@@ -373,6 +373,39 @@ fn big_frames_both_ways_do_not_deadlock() {
     }
 }
 
+#[pool_task]
+fn pause_then_sum(pause_ms: u64, v: Vec<u8>) -> (usize, u64) {
+    std::thread::sleep(Duration::from_millis(pause_ms));
+    (v.len(), v.iter().map(|&b| u64::from(b)).sum())
+}
+
+#[multiproc::test]
+fn frames_of_every_size_in_one_batch_reach_their_items() {
+    // Small frames are copied into one write and large ones written from the job's own
+    // bytes: a batch mixes both, around the size where one becomes the other, and the first
+    // item holds its worker so that jobs queued behind it are taken back and sent again
+    // under another stamp.
+    let pool = Pool::new(2).unwrap();
+    let sizes = [
+        0usize, 1, 4000, 4050, 4060, 4070, 4200, 9000, 70_000, 300_000, 17,
+    ];
+    let items: Vec<(u64, Vec<u8>)> = (0..120usize)
+        .map(|i| {
+            let pause = if i == 0 { 300 } else { 0 };
+            let len = sizes[i % sizes.len()];
+            (pause, (0..len).map(|j| ((i * 7 + j) % 251) as u8).collect())
+        })
+        .collect();
+    let want: Vec<(usize, u64)> = items
+        .iter()
+        .map(|(_, v)| (v.len(), v.iter().map(|&b| u64::from(b)).sum()))
+        .collect();
+    let got = pool
+        .starmap_with(pause_then_sum, items, Opts::new().chunksize(1))
+        .unwrap();
+    assert_eq!(got, want);
+}
+
 /// Writes `junk` into this worker's channel to the parent, as a corrupted frame would arrive.
 #[pool_task]
 fn corrupt_my_channel(junk: Vec<u8>) -> u8 {

@@ -181,7 +181,12 @@ fn main() -> multiproc::Result<()> {
         }
         "rss" => {
             // Worker memory after the benchmark's map and imap work, once idle.
-            let pool = Pool::new(2)?;
+            let method = if std::env::var_os("HOT_FORKSERVER").is_some() {
+                StartMethod::ForkServer
+            } else {
+                StartMethod::Spawn
+            };
+            let pool = Pool::builder().processes(2).start_method(method).build()?;
             pool.map(square, 0..100_000u64)?;
             pool.map_with(square, 0..100_000u64, Opts::new().chunksize(1))?;
             let opts = Opts::new().chunksize(100);

@@ -115,7 +115,7 @@ pub fn world_size() -> usize {
 }
 
 /// An initializer's task name and RUN frame.
-type Initializer = (&'static str, Arc<Vec<u8>>);
+type Initializer = (&'static str, Vec<u8>);
 
 /// Configures an MPI [`Pool`]: workers, threads inside each, initializer.
 ///
@@ -176,7 +176,7 @@ impl PoolBuilder {
         self.initializer = Some(f.__entry().and_then(|entry| {
             let run = codec::run_frame(0, entry.name, std::slice::from_ref(&initargs))?;
             refuse_handles(run.fds.len())?;
-            Ok((entry.name, run.bytes))
+            Ok((entry.name, run.bytes.into_vec()))
         }));
         self
     }

@@ -19,6 +19,7 @@ use crate::shm::lane::Lane;
 use crate::spawn::forkserver::ForkServer;
 use crate::spawn::StartMethod;
 use crate::sys::wait::{lock, Bell, Waiters};
+use crate::wire::codec;
 use crate::wire::conn::send_frame_counted;
 use crate::wire::frame::{self, Kind};
 
@@ -208,10 +209,49 @@ pub(super) struct SlotIo {
 pub(super) struct Writer {
     pub generation: u64,
     pub stream: Option<UnixStream>,
+    /// Small frames stamped for the write in progress, one after the other.
+    pub scratch: Vec<u8>,
 }
 
-/// A frame on its way to a worker: its bytes, its descriptors, its job's id.
-type OutFrame = (Arc<Vec<u8>>, Vec<SharedFd>, u64);
+/// A frame no larger than this is copied, stamped, into the writer's scratch buffer; a
+/// larger one is written from the job's own bytes (shared with the job, which may be
+/// taken back meanwhile), after a stamped copy of its head.
+const COPY_FRAMES_UP_TO: usize = 4096;
+/// Past a write, a scratch buffer that a burst grew beyond this goes.
+const SCRATCH_KEPT: usize = 256 * 1024;
+
+/// A frame on its way to a worker, and its job's id.
+struct OutFrame {
+    id: u64,
+    body: OutBody,
+}
+
+enum OutBody {
+    /// Bytes `range` of the writer's scratch buffer.
+    Copied(std::ops::Range<usize>),
+    /// The stamped head, then the job's bytes after theirs, with its descriptors.
+    Shared {
+        head: [u8; codec::RUN_STAMPED],
+        bytes: Arc<Vec<u8>>,
+        fds: Vec<SharedFd>,
+    },
+}
+
+impl OutFrame {
+    fn len(&self) -> usize {
+        match &self.body {
+            OutBody::Copied(r) => r.len(),
+            OutBody::Shared { bytes, .. } => bytes.len(),
+        }
+    }
+
+    fn fds(&self) -> &[SharedFd] {
+        match &self.body {
+            OutBody::Copied(_) => &[],
+            OutBody::Shared { fds, .. } => fds,
+        }
+    }
+}
 
 /// How a write of frames to a worker failed.
 struct WriteFailure {
@@ -463,10 +503,13 @@ impl Shared {
         generation: u64,
         mut jobs: Vec<Job>,
     ) -> std::result::Result<bool, Vec<Job>> {
-        let w = lock(&self.writers[k]);
+        let mut guard = lock(&self.writers[k]);
+        let w = &mut *guard;
         let Some(stream) = w.stream.as_ref().filter(|_| w.generation == generation) else {
             return Err(jobs);
         };
+        let scratch = &mut w.scratch;
+        scratch.clear();
         let frames: Vec<OutFrame> = {
             let mut io = lock(&self.slots[k]);
             if io.generation != generation || io.stream.is_none() {
@@ -476,21 +519,36 @@ impl Shared {
             for job in &mut jobs {
                 job.seq = io.next_seq;
                 io.next_seq = io.next_seq.wrapping_add(1);
-                job.run.stamp(io.epoch, job.seq);
                 // Items run at once only where each needs no timer of its own and no
                 // earlier death in this job asks for them one by one.
-                job.run.set_parallel(
-                    self.config.threads > 1
-                        && job.items > 1
-                        && !job.alone
-                        && job.policy.kill_after.is_none(),
-                );
-                frames.push((job.run.bytes.clone(), job.run.fds.clone(), job.id));
+                let parallel = self.config.threads > 1
+                    && job.items > 1
+                    && !job.alone
+                    && job.policy.kill_after.is_none();
+                let head = job.run.stamped_head(io.epoch, job.seq, parallel);
+                let bytes = &mut job.run.bytes;
+                let body = if bytes.len() <= COPY_FRAMES_UP_TO && job.run.fds.is_empty() {
+                    let at = scratch.len();
+                    scratch.extend_from_slice(&head);
+                    scratch.extend_from_slice(&bytes[codec::RUN_STAMPED..]);
+                    OutBody::Copied(at..scratch.len())
+                } else {
+                    OutBody::Shared {
+                        head,
+                        bytes: bytes.share(),
+                        fds: job.run.fds.clone(),
+                    }
+                };
+                frames.push(OutFrame { id: job.id, body });
             }
             io.inflight.extend(jobs);
             frames
         };
-        let Err(failure) = send_frames(stream, &frames) else {
+        let sent = send_frames(stream, scratch, &frames);
+        if scratch.capacity() > SCRATCH_KEPT {
+            *scratch = Vec::new();
+        }
+        let Err(failure) = sent else {
             // A worker that was idle starts now, not when its (maybe long) frame began to
             // go out: the time it has before its job may be taken back counts from here.
             let mut s = lock(&self.sched);
@@ -505,7 +563,7 @@ impl Shared {
         if failure.partial || gone {
             // A half-written frame cannot be taken back: the worker must be replaced.
             let _ = stream.shutdown(std::net::Shutdown::Both);
-            drop(w);
+            drop(guard);
             let mut io = lock(&self.slots[k]);
             if io.generation == generation {
                 io.stream = None;
@@ -513,11 +571,11 @@ impl Shared {
             }
             return Ok(false);
         }
-        drop(w);
+        drop(guard);
         // The stream is intact, but frames after the failed one were not sent either: take
         // back everything the worker has not started, fail the job that cannot be sent, and
         // run the rest again.
-        let failed_id = frames[failure.index].2;
+        let failed_id = frames[failure.index].id;
         let mut taken = self.take_unstarted(k, generation, 1);
         let Some(pos) = taken.iter().position(|j| j.id == failed_id) else {
             // Not taken back (the worker went away meanwhile): its slot thread settles it.
@@ -851,11 +909,23 @@ fn pick_slot_for(slots: &[SlotSched], now: Instant, bytes: usize, id: u64) -> Op
 /// Writes frames in order with as few system calls as the kernel allows (one `writev` when
 /// no descriptors ride along), telling on failure which frame it failed in and whether part
 /// of it went out.
-fn send_frames(stream: &UnixStream, frames: &[OutFrame]) -> std::result::Result<(), WriteFailure> {
+fn send_frames(
+    stream: &UnixStream,
+    scratch: &[u8],
+    frames: &[OutFrame],
+) -> std::result::Result<(), WriteFailure> {
     use std::io::{IoSlice, Write};
-    if frames.iter().any(|(_, fds, _)| !fds.is_empty()) {
-        for (index, (bytes, fds, _)) in frames.iter().enumerate() {
-            send_frame_counted(stream, bytes, fds).map_err(|(n, error)| WriteFailure {
+    if frames.iter().any(|f| !f.fds().is_empty()) {
+        for (index, f) in frames.iter().enumerate() {
+            let whole;
+            let bytes = match &f.body {
+                OutBody::Copied(r) => &scratch[r.clone()],
+                OutBody::Shared { head, bytes, .. } => {
+                    whole = [&head[..], &bytes[codec::RUN_STAMPED..]].concat();
+                    &whole[..]
+                }
+            };
+            send_frame_counted(stream, bytes, f.fds()).map_err(|(n, error)| WriteFailure {
                 index,
                 partial: n > 0,
                 error,
@@ -863,7 +933,26 @@ fn send_frames(stream: &UnixStream, frames: &[OutFrame]) -> std::result::Result<
         }
         return Ok(());
     }
-    let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|(b, _, _)| IoSlice::new(b)).collect();
+    // Neighbouring copied frames go as one slice.
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(frames.len().min(64));
+    let mut copied: Option<std::ops::Range<usize>> = None;
+    for f in frames {
+        match &f.body {
+            OutBody::Copied(r) => {
+                copied = Some(copied.map_or(r.clone(), |c| c.start..r.end));
+            }
+            OutBody::Shared { head, bytes, .. } => {
+                if let Some(c) = copied.take() {
+                    slices.push(IoSlice::new(&scratch[c]));
+                }
+                slices.push(IoSlice::new(head));
+                slices.push(IoSlice::new(&bytes[codec::RUN_STAMPED..]));
+            }
+        }
+    }
+    if let Some(c) = copied {
+        slices.push(IoSlice::new(&scratch[c]));
+    }
     let mut slices = &mut slices[..];
     let mut written = 0usize;
     // std's write_vectored uses writev; SIGPIPE is ignored by the Rust runtime, and a closed
@@ -882,15 +971,15 @@ fn send_frames(stream: &UnixStream, frames: &[OutFrame]) -> std::result::Result<
         };
         // Which frame the failure fell in, and whether it had begun.
         let mut start = 0;
-        for (index, (bytes, _, _)) in frames.iter().enumerate() {
-            if written < start + bytes.len() {
+        for (index, f) in frames.iter().enumerate() {
+            if written < start + f.len() {
                 return Err(WriteFailure {
                     index,
                     partial: written > start,
                     error,
                 });
             }
-            start += bytes.len();
+            start += f.len();
         }
         break;
     }

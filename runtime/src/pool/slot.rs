@@ -231,6 +231,7 @@ pub(crate) fn slot_main(shared: Arc<Shared>, k: usize, first: std::sync::mpsc::S
         *lock(&shared.writers[k]) = Writer {
             generation,
             stream: Some(writer),
+            scratch: Vec::new(),
         };
         let stop_now = {
             let mut s = lock(&shared.sched);

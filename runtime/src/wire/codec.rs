@@ -60,18 +60,69 @@ const RUN_JOB_ID: usize = frame::HEADER_LEN;
 const RUN_EPOCH: usize = RUN_JOB_ID + 8;
 const RUN_SEQ: usize = RUN_EPOCH + 4;
 const RUN_NAME: usize = RUN_SEQ + 4;
+/// How much of a RUN frame differs from one send of it to the next (flags, epoch and
+/// sequence number are all in it): see [`RunFrame::stamped_head`].
+pub(crate) const RUN_STAMPED: usize = RUN_NAME;
 
 /// A RUN frame ready to write, with what it takes to cut it into smaller jobs later.
 pub(crate) struct RunFrame {
-    /// Shared with a write in progress (a job taken back while being written to a worker
-    /// can be stamped for another one: `Arc::make_mut` copies it then).
-    pub bytes: std::sync::Arc<Vec<u8>>,
+    /// Never changed once the job is queued: each send stamps a copy of its head (see
+    /// [`RunFrame::stamped_head`]).
+    pub bytes: FrameBytes,
     /// Descriptors of the queues, pipes and shared objects among the arguments.
     pub fds: Vec<SharedFd>,
     /// Where the first item's arguments start in `bytes` (after the item count).
     pub items_at: u32,
     /// Where each item's arguments end in `bytes`; empty for a job of one item.
     pub item_ends: Vec<u32>,
+}
+
+/// A frame's bytes: its own until a write in progress has to share them (a big frame, written
+/// outside the lock under which its job can be taken back and sent elsewhere). Small frames
+/// are copied into the write instead and never shared, which spares them the allocation of
+/// an `Arc` each (at chunksize 1, one per item).
+pub(crate) enum FrameBytes {
+    Own(Vec<u8>),
+    Shared(std::sync::Arc<Vec<u8>>),
+}
+
+impl FrameBytes {
+    /// The bytes as an `Arc` that a write can hold on to.
+    pub(crate) fn share(&mut self) -> std::sync::Arc<Vec<u8>> {
+        let shared = match std::mem::replace(self, FrameBytes::Own(Vec::new())) {
+            FrameBytes::Own(v) => std::sync::Arc::new(v),
+            FrameBytes::Shared(a) => a,
+        };
+        *self = FrameBytes::Shared(shared.clone());
+        shared
+    }
+
+    /// The bytes to change, copied first if a write still holds them.
+    fn make_mut(&mut self) -> &mut Vec<u8> {
+        match self {
+            FrameBytes::Own(v) => v,
+            FrameBytes::Shared(a) => std::sync::Arc::make_mut(a),
+        }
+    }
+
+    /// The bytes, copied only if a write still holds them.
+    #[cfg(feature = "mpi")]
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        match self {
+            FrameBytes::Own(v) => v,
+            FrameBytes::Shared(a) => std::sync::Arc::unwrap_or_clone(a),
+        }
+    }
+}
+
+impl std::ops::Deref for FrameBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FrameBytes::Own(v) => v,
+            FrameBytes::Shared(a) => a,
+        }
+    }
 }
 
 /// Appends the encoding of `args` as a `Vec` (its length, then each item), noting
@@ -131,7 +182,7 @@ pub(crate) fn run_frame<A: Serialize>(
     frame::finish(&mut buf, start)?;
     frame::set_fd_count(&mut buf, start, fds.len())?;
     Ok(RunFrame {
-        bytes: std::sync::Arc::new(buf),
+        bytes: FrameBytes::Own(buf),
         fds,
         items_at,
         item_ends: ends,
@@ -183,7 +234,7 @@ impl RunFrame {
             Vec::new()
         };
         Ok(RunFrame {
-            bytes: std::sync::Arc::new(bytes),
+            bytes: FrameBytes::Own(bytes),
             fds: self.fds.clone(),
             items_at,
             item_ends,
@@ -194,10 +245,12 @@ impl RunFrame {
 impl RunFrame {
     /// Marks the frame as batchable (see `frame::FLAG_MAY_DELAY`).
     pub(crate) fn set_may_delay(&mut self) {
-        std::sync::Arc::make_mut(&mut self.bytes)[2] |= frame::FLAG_MAY_DELAY;
+        self.bytes.make_mut()[2] |= frame::FLAG_MAY_DELAY;
     }
 
-    /// Lets the worker run the chunk's items on its threads, or not.
+    /// Lets the worker run the chunk's items on its threads, or not (an MPI rank's frame;
+    /// the pool's are stamped as they are sent, see [`RunFrame::stamped_head`]).
+    #[cfg(feature = "mpi")]
     pub(crate) fn set_parallel(&mut self, parallel: bool) {
         let flags = self.bytes[2];
         let want = if parallel {
@@ -206,15 +259,25 @@ impl RunFrame {
             flags & !frame::FLAG_PARALLEL
         };
         if want != flags {
-            std::sync::Arc::make_mut(&mut self.bytes)[2] = want;
+            self.bytes.make_mut()[2] = want;
         }
     }
 
-    /// Writes the lane epoch and sequence number the frame is sent under.
-    pub(crate) fn stamp(&mut self, epoch: u32, seq: u32) {
-        let b = std::sync::Arc::make_mut(&mut self.bytes);
-        b[RUN_EPOCH..RUN_EPOCH + 4].copy_from_slice(&epoch.to_le_bytes());
-        b[RUN_SEQ..RUN_SEQ + 4].copy_from_slice(&seq.to_le_bytes());
+    /// The first [`RUN_STAMPED`] bytes of this frame as sent under lane `epoch` and `seq`,
+    /// its items run at once or not (`frame::FLAG_PARALLEL`); the rest of the
+    /// frame goes as it is. The frame itself does not change, so a write in progress can share it
+    /// while the job is taken back and sent to another worker under another stamp.
+    pub(crate) fn stamped_head(&self, epoch: u32, seq: u32, parallel: bool) -> [u8; RUN_STAMPED] {
+        let mut head = [0u8; RUN_STAMPED];
+        head.copy_from_slice(&self.bytes[..RUN_STAMPED]);
+        if parallel {
+            head[2] |= frame::FLAG_PARALLEL;
+        } else {
+            head[2] &= !frame::FLAG_PARALLEL;
+        }
+        head[RUN_EPOCH..RUN_EPOCH + 4].copy_from_slice(&epoch.to_le_bytes());
+        head[RUN_SEQ..RUN_SEQ + 4].copy_from_slice(&seq.to_le_bytes());
+        head
     }
 }
 
@@ -426,11 +489,13 @@ mod tests {
     #[test]
     fn run_frame_layout() {
         let f = run_frame(42, "m::square", &[(3u64,), (4u64,)]).unwrap();
-        let mut f = f;
-        f.stamp(7, 9);
-        let bytes = f.bytes.clone();
+        let mut bytes = f.stamped_head(7, 9, false).to_vec();
+        bytes.extend_from_slice(&f.bytes[RUN_STAMPED..]);
         let (kind, flags, len) = frame::parse_header(bytes[..8].try_into().unwrap()).unwrap();
         assert_eq!((kind, flags, len), (Kind::Run, 0, bytes.len() - 8));
+        // The frame itself keeps its unstamped head; a parallel stamp sets the flag.
+        assert_eq!(f.bytes[RUN_EPOCH..RUN_NAME], [0; 8]);
+        assert_eq!(f.stamped_head(7, 9, true)[2], frame::FLAG_PARALLEL);
         let run = parse_run(&bytes[8..]).unwrap();
         assert_eq!(
             (run.job_id, run.epoch, run.seq, run.name),
