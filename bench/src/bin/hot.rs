@@ -2,9 +2,10 @@
 //!
 //! Scenarios: `apply` (apply_async round trips), `map1` (map at chunksize 1), `imap1` (imap
 //! at chunksize 1), `queue_big` (1 MiB items from a child), `queue_small`, `cpu` (the
-//! speedup of 10 ms tasks from 1 worker to all), `rss` (idle worker memory after work), `uneven`
-//! (the mixed-duration scenarios, as makespan over the ideal one). Each runs for
-//! `--secs N` (default 5) and prints its rate.
+//! speedup of 10 ms tasks from 1 worker to all), `rss` (idle worker memory after work;
+//! `HOT_FORKSERVER=1` for workers forked from the fork server), `uneven` (the
+//! mixed-duration scenarios, as makespan over the ideal one). Each runs for `--secs N`
+//! (default 5) and prints its rate.
 
 use std::time::{Duration, Instant};
 

@@ -213,42 +213,37 @@ pub(super) struct Writer {
     pub scratch: Vec<u8>,
 }
 
-/// A frame no larger than this is copied, stamped, into the writer's scratch buffer; a
-/// larger one is written from the job's own bytes (shared with the job, which may be
-/// taken back meanwhile), after a stamped copy of its head.
+/// A frame no larger than this is copied, stamped, into the writer's scratch buffer (its
+/// descriptors ride along all the same); a larger one is written from the job's own bytes
+/// (shared with the job, which may be taken back meanwhile), after a stamped copy of its
+/// head.
 const COPY_FRAMES_UP_TO: usize = 4096;
 /// Past a write, a scratch buffer that a burst grew beyond this goes.
 const SCRATCH_KEPT: usize = 256 * 1024;
 
-/// A frame on its way to a worker, and its job's id.
+/// A frame on its way to a worker, with its descriptors and its job's id.
 struct OutFrame {
     id: u64,
     body: OutBody,
+    fds: Vec<SharedFd>,
 }
 
 enum OutBody {
     /// Bytes `range` of the writer's scratch buffer.
     Copied(std::ops::Range<usize>),
-    /// The stamped head, then the job's bytes after theirs, with its descriptors.
+    /// The stamped head, then the job's bytes after theirs.
     Shared {
         head: [u8; codec::RUN_STAMPED],
         bytes: Arc<Vec<u8>>,
-        fds: Vec<SharedFd>,
     },
 }
 
 impl OutFrame {
-    fn len(&self) -> usize {
+    /// The frame's bytes, in two pieces (the second empty for a copied frame).
+    fn pieces<'a>(&'a self, scratch: &'a [u8]) -> [&'a [u8]; 2] {
         match &self.body {
-            OutBody::Copied(r) => r.len(),
-            OutBody::Shared { bytes, .. } => bytes.len(),
-        }
-    }
-
-    fn fds(&self) -> &[SharedFd] {
-        match &self.body {
-            OutBody::Copied(_) => &[],
-            OutBody::Shared { fds, .. } => fds,
+            OutBody::Copied(r) => [&scratch[r.clone()], &[]],
+            OutBody::Shared { head, bytes } => [head, &bytes[codec::RUN_STAMPED..]],
         }
     }
 }
@@ -527,7 +522,7 @@ impl Shared {
                     && job.policy.kill_after.is_none();
                 let head = job.run.stamped_head(io.epoch, job.seq, parallel);
                 let bytes = &mut job.run.bytes;
-                let body = if bytes.len() <= COPY_FRAMES_UP_TO && job.run.fds.is_empty() {
+                let body = if bytes.len() <= COPY_FRAMES_UP_TO {
                     let at = scratch.len();
                     scratch.extend_from_slice(&head);
                     scratch.extend_from_slice(&bytes[codec::RUN_STAMPED..]);
@@ -536,10 +531,13 @@ impl Shared {
                     OutBody::Shared {
                         head,
                         bytes: bytes.share(),
-                        fds: job.run.fds.clone(),
                     }
                 };
-                frames.push(OutFrame { id: job.id, body });
+                frames.push(OutFrame {
+                    id: job.id,
+                    body,
+                    fds: job.run.fds.clone(),
+                });
             }
             io.inflight.extend(jobs);
             frames
@@ -915,17 +913,17 @@ fn send_frames(
     frames: &[OutFrame],
 ) -> std::result::Result<(), WriteFailure> {
     use std::io::{IoSlice, Write};
-    if frames.iter().any(|f| !f.fds().is_empty()) {
+    if frames.iter().any(|f| !f.fds.is_empty()) {
         for (index, f) in frames.iter().enumerate() {
             let whole;
-            let bytes = match &f.body {
-                OutBody::Copied(r) => &scratch[r.clone()],
-                OutBody::Shared { head, bytes, .. } => {
-                    whole = [&head[..], &bytes[codec::RUN_STAMPED..]].concat();
+            let bytes = match f.pieces(scratch) {
+                [all, []] => all,
+                pieces => {
+                    whole = pieces.concat();
                     &whole[..]
                 }
             };
-            send_frame_counted(stream, bytes, f.fds()).map_err(|(n, error)| WriteFailure {
+            send_frame_counted(stream, bytes, &f.fds).map_err(|(n, error)| WriteFailure {
                 index,
                 partial: n > 0,
                 error,
@@ -937,18 +935,14 @@ fn send_frames(
     let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(frames.len().min(64));
     let mut copied: Option<std::ops::Range<usize>> = None;
     for f in frames {
-        match &f.body {
-            OutBody::Copied(r) => {
-                copied = Some(copied.map_or(r.clone(), |c| c.start..r.end));
-            }
-            OutBody::Shared { head, bytes, .. } => {
-                if let Some(c) = copied.take() {
-                    slices.push(IoSlice::new(&scratch[c]));
-                }
-                slices.push(IoSlice::new(head));
-                slices.push(IoSlice::new(&bytes[codec::RUN_STAMPED..]));
-            }
+        if let OutBody::Copied(r) = &f.body {
+            copied = Some(copied.map_or(r.clone(), |c| c.start..r.end));
+            continue;
         }
+        if let Some(c) = copied.take() {
+            slices.push(IoSlice::new(&scratch[c]));
+        }
+        slices.extend(f.pieces(scratch).map(IoSlice::new));
     }
     if let Some(c) = copied {
         slices.push(IoSlice::new(&scratch[c]));
@@ -972,14 +966,15 @@ fn send_frames(
         // Which frame the failure fell in, and whether it had begun.
         let mut start = 0;
         for (index, f) in frames.iter().enumerate() {
-            if written < start + f.len() {
+            let len: usize = f.pieces(scratch).iter().map(|p| p.len()).sum();
+            if written < start + len {
                 return Err(WriteFailure {
                     index,
                     partial: written > start,
                     error,
                 });
             }
-            start += f.len();
+            start += len;
         }
         break;
     }
