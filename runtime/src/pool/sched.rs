@@ -405,8 +405,9 @@ impl Shared {
 
     fn assign(&self) {
         loop {
-            let mut batch: Vec<(usize, u64, Job)> = Vec::new();
-            let mut per_slot = vec![0usize; self.slots.len()];
+            // One write per worker: each slot's jobs in the order they were pending, with
+            // the generation of the worker they were booked on.
+            let mut per_slot: Vec<(u64, Vec<Job>)> = Vec::new();
             let mut dropped = 0;
             {
                 let mut s = lock(&self.sched);
@@ -435,8 +436,12 @@ impl Shared {
                     if max.is_some_and(|m| slot.assigned >= m) {
                         slot.retiring = true;
                     }
-                    batch.push((k, slot.generation, job));
-                    per_slot[k] += 1;
+                    if per_slot.is_empty() {
+                        per_slot.resize_with(s.slots.len(), Default::default);
+                    }
+                    let (generation, jobs) = &mut per_slot[k];
+                    *generation = s.slots[k].generation;
+                    jobs.push(job);
                 }
                 if dropped > 0 {
                     s.outstanding -= dropped;
@@ -445,15 +450,10 @@ impl Shared {
                     }
                 }
             }
-            // One write per worker: group the batch by slot, keeping each slot's order.
-            batch.sort_by_key(|(k, _, _)| *k);
             let mut gone = Vec::new();
-            let mut rest = batch.into_iter().peekable();
-            while let Some((k, generation, first)) = rest.next() {
-                let mut jobs = Vec::with_capacity(per_slot[k]);
-                jobs.push(first);
-                while let Some((_, _, job)) = rest.next_if(|(k2, _, _)| *k2 == k) {
-                    jobs.push(job);
+            for (k, (generation, jobs)) in per_slot.into_iter().enumerate() {
+                if jobs.is_empty() {
+                    continue;
                 }
                 let load = Load::of(&jobs);
                 match self.write_jobs(k, generation, jobs) {
