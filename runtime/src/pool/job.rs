@@ -2,6 +2,7 @@
 //! sinks that receive them — including the one that reassembles a chunk cut into pieces
 //! after a worker died inside it.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
@@ -11,28 +12,45 @@ use crate::wire::codec::RunFrame;
 
 /// How a job ended.
 #[derive(Debug)]
-pub(crate) enum Outcome {
+pub(crate) enum Outcome<'a> {
     /// A RESULT frame's body, and where its outcomes (one encoded outcome per item) start
-    /// in it: after the job id. The frame is kept whole, not copied.
-    Body(Vec<u8>, usize),
+    /// in it: after the job id. The frame is kept whole, not copied: borrowed from the
+    /// reader's buffer while its sink completes, when the buffer held all of it.
+    Body(Cow<'a, [u8]>, usize),
     /// Every item of the job failed with this error.
     Failed(Error),
     /// The job was cut into consecutive pieces (a worker died inside it): each piece's item
     /// count and outcome, in item order.
-    Pieces(Vec<(usize, Outcome)>),
+    Pieces(Vec<(usize, Outcome<'a>)>),
+}
+
+impl Outcome<'_> {
+    /// The same outcome owning its bytes, to keep past the reader's next read.
+    fn into_owned(self) -> Outcome<'static> {
+        match self {
+            Outcome::Body(body, at) => Outcome::Body(Cow::Owned(body.into_owned()), at),
+            Outcome::Failed(e) => Outcome::Failed(e),
+            Outcome::Pieces(pieces) => Outcome::Pieces(
+                pieces
+                    .into_iter()
+                    .map(|(n, piece)| (n, piece.into_owned()))
+                    .collect(),
+            ),
+        }
+    }
 }
 
 /// A finished job, handed to its sink.
-pub(crate) struct JobDone {
+pub(crate) struct JobDone<'a> {
     pub task: &'static str,
     /// Position of the job within its call (chunk index).
     pub part: usize,
     pub items: usize,
-    pub outcome: Outcome,
+    pub outcome: Outcome<'a>,
 }
 
-impl JobDone {
-    pub(crate) fn failed(task: &'static str, part: usize, items: usize, e: Error) -> JobDone {
+impl JobDone<'static> {
+    pub(crate) fn failed(task: &'static str, part: usize, items: usize, e: Error) -> Self {
         JobDone {
             task,
             part,
@@ -44,7 +62,8 @@ impl JobDone {
 
 /// Receives the outcome of jobs; implemented by each kind of call.
 pub(crate) trait Sink: Send + Sync {
-    fn complete(&self, done: JobDone);
+    /// `done` may borrow the reader's buffer: what a sink keeps past its return, it copies.
+    fn complete(&self, done: JobDone<'_>);
     /// A cancelled call's jobs that have not started are dropped instead of run.
     fn is_cancelled(&self) -> bool {
         false
@@ -200,7 +219,7 @@ pub(crate) enum Fate {
 /// An outcome waiting to be handed to its sink.
 pub(crate) struct Delivery {
     sink: Arc<dyn Sink>,
-    done: JobDone,
+    done: JobDone<'static>,
 }
 
 impl Delivery {
@@ -210,7 +229,7 @@ impl Delivery {
 }
 
 struct Pieces {
-    got: Vec<Option<Outcome>>,
+    got: Vec<Option<Outcome<'static>>>,
     sizes: Vec<usize>,
     missing: usize,
 }
@@ -225,11 +244,11 @@ struct SplitSink {
 }
 
 impl Sink for SplitSink {
-    fn complete(&self, done: JobDone) {
+    fn complete(&self, done: JobDone<'_>) {
         let all = {
             let mut p = lock(&self.pieces);
             match p.got.get_mut(done.part) {
-                Some(slot @ None) => *slot = Some(done.outcome),
+                Some(slot @ None) => *slot = Some(done.outcome.into_owned()),
                 _ => return, // each piece completes once
             }
             p.missing -= 1;
@@ -260,7 +279,7 @@ impl Sink for SplitSink {
 }
 
 /// Decodes a finished job into one result per item.
-pub(crate) fn decode_items<R: serde::de::DeserializeOwned>(done: JobDone) -> Vec<Result<R>> {
+pub(crate) fn decode_items<R: serde::de::DeserializeOwned>(done: JobDone<'_>) -> Vec<Result<R>> {
     let mut out = Vec::with_capacity(done.items);
     decode_into(done.task, done.outcome, done.items, &mut out);
     if tracing::enabled!(target: "multiproc::task", tracing::Level::DEBUG) {
@@ -276,7 +295,7 @@ pub(crate) fn decode_items<R: serde::de::DeserializeOwned>(done: JobDone) -> Vec
 /// succeeded, the usual case: the values are decoded straight into the list. Otherwise item
 /// by item, as `decode_items` does (which logs each failure).
 pub(crate) fn decode_values_into<R: serde::de::DeserializeOwned>(
-    done: JobDone,
+    done: JobDone<'_>,
     list: &mut Vec<R>,
 ) -> Result<()> {
     let mark = list.len();
@@ -297,7 +316,7 @@ pub(crate) fn decode_values_into<R: serde::de::DeserializeOwned>(
 }
 
 fn values_into<R: serde::de::DeserializeOwned>(
-    outcome: &Outcome,
+    outcome: &Outcome<'_>,
     items: usize,
     out: &mut Vec<R>,
 ) -> bool {
@@ -310,7 +329,7 @@ fn values_into<R: serde::de::DeserializeOwned>(
 
 fn decode_into<R: serde::de::DeserializeOwned>(
     task: &str,
-    outcome: Outcome,
+    outcome: Outcome<'_>,
     items: usize,
     out: &mut Vec<Result<R>>,
 ) {
@@ -337,7 +356,7 @@ mod tests {
 
     struct Collect(Mutex<Vec<Result<u32>>>);
     impl Sink for Collect {
-        fn complete(&self, done: JobDone) {
+        fn complete(&self, done: JobDone<'_>) {
             lock(&self.0).extend(decode_items::<u32>(done));
         }
     }
@@ -359,7 +378,7 @@ mod tests {
             task: "t",
             part: j.part,
             items: j.items,
-            outcome: Outcome::Body(result_body(&values), 0),
+            outcome: Outcome::Body(result_body(&values).into(), 0),
         });
     }
 
@@ -449,12 +468,12 @@ mod tests {
         let mut framed = 7u64.to_le_bytes().to_vec();
         framed.extend(result_body(&[1, 2, 3]));
         assert_eq!(
-            decode_values::<u32>(done(Outcome::Body(framed, 8))).unwrap(),
+            decode_values::<u32>(done(Outcome::Body(framed.into(), 8))).unwrap(),
             [1, 2, 3]
         );
         let pieces = Outcome::Pieces(vec![
-            (1, Outcome::Body(result_body(&[1]), 0)),
-            (2, Outcome::Body(result_body(&[2, 3]), 0)),
+            (1, Outcome::Body(result_body(&[1]).into(), 0)),
+            (2, Outcome::Body(result_body(&[2, 3]).into(), 0)),
         ]);
         assert_eq!(decode_values::<u32>(done(pieces)).unwrap(), [1, 2, 3]);
         // One item panicked: the chunk fails with that item's error.
@@ -467,14 +486,14 @@ mod tests {
             },
         );
         body.extend(result_body(&[3]));
-        let e = decode_values::<u32>(done(Outcome::Body(body, 0))).unwrap_err();
+        let e = decode_values::<u32>(done(Outcome::Body(body.into(), 0))).unwrap_err();
         assert!(
             matches!(&e, Error::TaskPanicked { message, .. } if message == "boom"),
             "{e:?}"
         );
         // A piece lost with its worker: its error.
         let pieces = Outcome::Pieces(vec![
-            (2, Outcome::Body(result_body(&[1, 2]), 0)),
+            (2, Outcome::Body(result_body(&[1, 2]).into(), 0)),
             (1, Outcome::Failed(Error::Timeout)),
         ]);
         assert!(matches!(
@@ -482,9 +501,9 @@ mod tests {
             Err(Error::Timeout)
         ));
         // A value that does not decode as the result type, or a short body: errors, not values.
-        let e = decode_values::<String>(done(Outcome::Body(result_body(&[1, 2, 3]), 0)));
+        let e = decode_values::<String>(done(Outcome::Body(result_body(&[1, 2, 3]).into(), 0)));
         assert!(matches!(e, Err(Error::Serialization { .. })), "{e:?}");
-        let e = decode_values::<u32>(done(Outcome::Body(result_body(&[1, 2]), 0)));
+        let e = decode_values::<u32>(done(Outcome::Body(result_body(&[1, 2]).into(), 0)));
         assert!(matches!(e, Err(Error::Protocol(_))), "{e:?}");
     }
 

@@ -19,7 +19,7 @@ pub(crate) struct ApplySink<R> {
 }
 
 impl<R: DeserializeOwned + Send + 'static> Sink for ApplySink<R> {
-    fn complete(&self, done: JobDone) {
+    fn complete(&self, done: JobDone<'_>) {
         let value = decode_items::<R>(done)
             .pop()
             .unwrap_or_else(|| Err(Error::Protocol("no outcome for a single call".into())));
@@ -31,7 +31,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ApplySink<R> {
 }
 
 impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
-    fn complete(&self, done: JobDone) {
+    fn complete(&self, done: JobDone<'_>) {
         let (part, items) = (done.part, done.items);
         self.complete_with(part, items, |list| decode_values_into(done, list));
     }
@@ -41,7 +41,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for MapSink<R> {
 }
 
 impl<R: DeserializeOwned + Send + 'static> Sink for Inbox<R> {
-    fn complete(&self, done: JobDone) {
+    fn complete(&self, done: JobDone<'_>) {
         let part = done.part;
         self.deliver(part, decode_items::<R>(done));
     }

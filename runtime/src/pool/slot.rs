@@ -295,67 +295,14 @@ impl Shared {
                 drop(spent.take()); // the next result is in
             }
             since_wait += 1;
-            let f = match frame::read_frame_buffered(&mut reader) {
-                Ok(Some(f)) => f,
-                Ok(None) => return End::Gone,
-                Err(Error::Io(_)) => return End::Gone,
+            let settled =
+                frame::with_frame_buffered(&mut reader, |kind, body| self.settle(k, kind, body));
+            let (sink, retire_now) = match settled {
+                Ok(Some(Ok(done))) => done,
+                Ok(Some(Err(end))) => return end,
+                Ok(None) | Err(Error::Io(_)) => return End::Gone,
                 Err(e) => return End::Broken(e),
             };
-            let (id, rest) = match frame::split_job_id(&f.body) {
-                Ok(v) => v,
-                Err(e) => return End::Broken(e),
-            };
-            let outcomes_at = f.body.len() - rest.len();
-            let job = {
-                let mut io = lock(&self.slots[k]);
-                match io.inflight.iter().position(|j| j.id == id) {
-                    Some(pos) => io.inflight.remove(pos),
-                    None => None,
-                }
-            };
-            let Some(job) = job else {
-                return End::Broken(Error::Protocol(format!("result for unknown job {id}")));
-            };
-            let outcome = match f.kind {
-                Kind::Result => Outcome::Body(f.body, outcomes_at),
-                Kind::JobFailed => Outcome::Failed(ChunkFailure::decode_error(rest, job.task)),
-                other => {
-                    // Not an answer: the job goes back with the worker's other jobs, and
-                    // the protocol error is blamed on what the worker was running.
-                    lock(&self.slots[k]).inflight.push_front(job);
-                    return End::Broken(Error::Protocol(format!(
-                        "unexpected {other:?} frame from worker"
-                    )));
-                }
-            };
-            // Counts first: a caller woken by this result and submitting at once must see
-            // this worker as free.
-            let now = Instant::now();
-            let retire_now = {
-                let mut s = lock(&self.sched);
-                s.outstanding -= 1;
-                if s.outstanding == 0 {
-                    self.idle.notify_all();
-                }
-                let slot = &mut s.slots[k];
-                slot.timed(now, job.run.bytes.len());
-                slot.retiring && slot.inflight == 0
-            };
-            let Job {
-                task,
-                part,
-                items,
-                sink,
-                run,
-                ..
-            } = job;
-            drop(run);
-            sink.complete(JobDone {
-                task,
-                part,
-                items,
-                outcome,
-            });
             spent = Some(sink);
             if retire_now {
                 self.stop_slot_worker(k);
@@ -364,6 +311,73 @@ impl Shared {
                 self.pump();
             }
         }
+    }
+
+    /// Hands the answer to one of slot `k`'s jobs (a frame of `kind` from its worker, its
+    /// body perhaps borrowed from the reader's buffer) to the job's sink. Returns the sink,
+    /// to drop later (see `serve`), and whether the worker retires now; or how the worker
+    /// broke the protocol.
+    fn settle(
+        &self,
+        k: usize,
+        kind: Kind,
+        body: &[u8],
+    ) -> std::result::Result<(Arc<dyn super::job::Sink>, bool), End> {
+        let (id, rest) = frame::split_job_id(body).map_err(End::Broken)?;
+        let outcomes_at = body.len() - rest.len();
+        let job = {
+            let mut io = lock(&self.slots[k]);
+            match io.inflight.iter().position(|j| j.id == id) {
+                Some(pos) => io.inflight.remove(pos),
+                None => None,
+            }
+        };
+        let Some(job) = job else {
+            return Err(End::Broken(Error::Protocol(format!(
+                "result for unknown job {id}"
+            ))));
+        };
+        let outcome = match kind {
+            Kind::Result => Outcome::Body(body.into(), outcomes_at),
+            Kind::JobFailed => Outcome::Failed(ChunkFailure::decode_error(rest, job.task)),
+            other => {
+                // Not an answer: the job goes back with the worker's other jobs, and
+                // the protocol error is blamed on what the worker was running.
+                lock(&self.slots[k]).inflight.push_front(job);
+                return Err(End::Broken(Error::Protocol(format!(
+                    "unexpected {other:?} frame from worker"
+                ))));
+            }
+        };
+        // Counts first: a caller woken by this result and submitting at once must see
+        // this worker as free.
+        let now = Instant::now();
+        let retire_now = {
+            let mut s = lock(&self.sched);
+            s.outstanding -= 1;
+            if s.outstanding == 0 {
+                self.idle.notify_all();
+            }
+            let slot = &mut s.slots[k];
+            slot.timed(now, job.run.bytes.len());
+            slot.retiring && slot.inflight == 0
+        };
+        let Job {
+            task,
+            part,
+            items,
+            sink,
+            run,
+            ..
+        } = job;
+        drop(run);
+        sink.complete(JobDone {
+            task,
+            part,
+            items,
+            outcome,
+        });
+        Ok((sink, retire_now))
     }
 
     /// Waits until slot `k`'s worker has something to read. Meanwhile, while this worker

@@ -118,24 +118,51 @@ pub(crate) fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, Error> {
     read_frame_with(r, |r, body| r.read_exact(body))
 }
 
-/// `read_frame` from a buffered reader, copying out of the buffer only what it already
-/// holds of the body and reading the rest straight into the body: a big frame is not
-/// copied twice.
-pub(crate) fn read_frame_buffered<R: Read>(
-    r: &mut std::io::BufReader<R>,
-) -> Result<Option<Frame>, Error> {
-    read_frame_with(r, |r, body| {
-        let n = r.buffer().len().min(body.len());
-        body[..n].copy_from_slice(&r.buffer()[..n]);
-        r.consume(n);
-        r.get_mut().read_exact(&mut body[n..])
-    })
+/// Reads one frame from a buffered reader and hands its kind and body to `f`, whose answer
+/// it returns. A body the buffer holds whole (the usual case: results arrive in bursts of
+/// small frames) is lent straight out of the buffer, neither allocated nor copied; a longer
+/// one is read into a buffer of its own, copying out of the reader's buffer only what it
+/// holds of it, so a big frame is not copied twice. `Ok(None)` as for [`read_frame`].
+pub(crate) fn with_frame_buffered<R: Read, T>(
+    r: &mut io::BufReader<R>,
+    f: impl FnOnce(Kind, &[u8]) -> T,
+) -> Result<Option<T>, Error> {
+    let Some((kind, _flags, len)) = read_header(r)? else {
+        return Ok(None);
+    };
+    if let Some(body) = r.buffer().get(..len) {
+        let answer = f(kind, body);
+        r.consume(len);
+        return Ok(Some(answer));
+    }
+    let mut body = vec![0u8; len];
+    let n = r.buffer().len();
+    body[..n].copy_from_slice(r.buffer());
+    r.consume(n);
+    r.get_mut().read_exact(&mut body[n..]).map_err(body_error)?;
+    Ok(Some(f(kind, &body)))
 }
 
 fn read_frame_with<R: Read>(
     r: &mut R,
     read_body: impl FnOnce(&mut R, &mut [u8]) -> io::Result<()>,
 ) -> Result<Option<Frame>, Error> {
+    let Some((kind, flags, len)) = read_header(r)? else {
+        return Ok(None);
+    };
+    let mut body = vec![0u8; len];
+    read_body(r, &mut body).map_err(body_error)?;
+    Ok(Some(Frame {
+        kind,
+        flags,
+        body,
+        fds: Vec::new(),
+    }))
+}
+
+/// Reads and checks a frame header on a channel that carries no descriptors: the frame's
+/// kind, flags and body length, or `None` at a clean end of stream.
+fn read_header(r: &mut impl Read) -> Result<Option<(Kind, u8, usize)>, Error> {
     let mut header = [0u8; HEADER_LEN];
     let mut got = 0;
     while got < HEADER_LEN {
@@ -153,20 +180,15 @@ fn read_frame_with<R: Read>(
             "a {kind:?} frame with descriptors on a channel that carries none"
         )));
     }
-    let mut body = vec![0u8; len];
-    read_body(r, &mut body).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            Error::Protocol("stream ended inside a frame body".into())
-        } else {
-            e.into()
-        }
-    })?;
-    Ok(Some(Frame {
-        kind,
-        flags,
-        body,
-        fds: Vec::new(),
-    }))
+    Ok(Some((kind, flags, len)))
+}
+
+fn body_error(e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        Error::Protocol("stream ended inside a frame body".into())
+    } else {
+        e.into()
+    }
 }
 
 /// Number of descriptors announced by a (validated) header.
@@ -251,5 +273,68 @@ mod tests {
         let mut bad = good;
         bad[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(read_frame(&mut &bad[..]), Err(Error::Protocol(_))));
+    }
+
+    /// A reader that hands out at most `step` bytes per read, as a socket may.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn buffered_frames_of_every_size_arrive_whole_however_they_are_cut() {
+        // Bodies shorter than, as long as and longer than the reader's buffer, read in pieces
+        // that end anywhere: in a header, in a body, on a frame's end.
+        let sizes = [0, 1, 7, 8, 9, 31, 32, 33, 100];
+        let mut stream = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            let body: Vec<u8> = (0..n).map(|b| (b * 7 + i) as u8).collect();
+            stream.extend(encode(Kind::Result, &body).unwrap());
+        }
+        for capacity in [HEADER_LEN, 16, 40, 64, 4096] {
+            for step in [1, 3, 8, 13, 50, 4096] {
+                let trickle = Trickle {
+                    bytes: &stream,
+                    step,
+                };
+                let mut r = io::BufReader::with_capacity(capacity, trickle);
+                for (i, &n) in sizes.iter().enumerate() {
+                    let got = with_frame_buffered(&mut r, |kind, body| (kind, body.to_vec()));
+                    let (kind, body) = got.unwrap().unwrap();
+                    let want: Vec<u8> = (0..n).map(|b| (b * 7 + i) as u8).collect();
+                    assert_eq!(kind, Kind::Result);
+                    assert_eq!(body, want, "frame {i}, capacity {capacity}, step {step}");
+                }
+                assert!(with_frame_buffered(&mut r, |_, _| ()).unwrap().is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn a_buffered_frame_cut_short_is_an_error_and_reaches_no_one() {
+        let good = encode(Kind::Result, b"abcdefghij").unwrap();
+        for cut in 1..good.len() {
+            for capacity in [HEADER_LEN, 64] {
+                let mut r = io::BufReader::with_capacity(capacity, &good[..cut]);
+                let got = with_frame_buffered(&mut r, |_, _| panic!("a cut frame was read"));
+                assert!(matches!(got, Err(Error::Protocol(_))), "cut {cut}");
+            }
+        }
+        let with_fds = {
+            let mut f = encode(Kind::Result, b"x").unwrap();
+            f[3] = 1;
+            f
+        };
+        let mut r = io::BufReader::new(&with_fds[..]);
+        let got = with_frame_buffered(&mut r, |_, _| panic!("read a frame with descriptors"));
+        assert!(matches!(got, Err(Error::Protocol(_))));
     }
 }
