@@ -509,6 +509,45 @@ mod map_sink_tests {
     }
 
     #[test]
+    fn parts_in_shuffled_orders_with_and_without_failures_give_the_right_answer() {
+        // Many parts finishing far ahead of their turn, in pseudo-random orders, their
+        // buffers reused: the list is every value in input order, or the first error.
+        let mut seed = 0x9e37_79b9_u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        for round in 0..60 {
+            let parts = 1 + next() % 48;
+            let mut order: Vec<usize> = (0..parts).collect();
+            for i in (1..parts).rev() {
+                order.swap(i, next() % (i + 1));
+            }
+            let failing: Vec<usize> = match round % 3 {
+                0 => Vec::new(),
+                _ => (0..1 + next() % 3).map(|_| next() % parts).collect(),
+            };
+            let s = sink(parts);
+            for (k, &part) in order.iter().enumerate() {
+                assert!(answer(&s).is_none(), "round {round}: done after {k} parts");
+                let mut items = values(part);
+                if failing.contains(&part) {
+                    items[0] = Err(Error::Protocol(format!("part {part}")));
+                }
+                s.complete_part(part, items);
+            }
+            let got = answer(&s).expect("every part is in");
+            match failing.iter().min() {
+                None => assert_eq!(got.unwrap(), (0..2 * parts as u32).collect::<Vec<_>>()),
+                Some(first) => match got {
+                    Err(Error::Protocol(m)) => assert_eq!(m, format!("part {first}")),
+                    other => panic!("round {round}: {other:?}"),
+                },
+            }
+        }
+    }
+
+    #[test]
     fn a_chunk_completed_twice_counts_once() {
         let s = sink(2);
         s.complete_part(1, values(1));
