@@ -511,10 +511,12 @@ mod map_sink_tests {
     #[test]
     fn parts_in_shuffled_orders_with_and_without_failures_give_the_right_answer() {
         // Many parts finishing far ahead of their turn, in pseudo-random orders, their
-        // buffers reused: the list is every value in input order, or the first error.
+        // the list is every value in input order, or the first error.
         let mut seed = 0x9e37_79b9_u64;
         let mut next = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (seed >> 33) as usize
         };
         for round in 0..60 {
