@@ -510,8 +510,8 @@ mod map_sink_tests {
 
     #[test]
     fn parts_in_shuffled_orders_with_and_without_failures_give_the_right_answer() {
-        // Many parts finishing far ahead of their turn, in pseudo-random orders, their
-        // the list is every value in input order, or the first error.
+        // Many parts finishing far ahead of their turn, in pseudo-random orders: the list
+        // is every value in input order, or the first error.
         let mut seed = 0x9e37_79b9_u64;
         let mut next = move || {
             seed = seed
