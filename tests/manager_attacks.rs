@@ -183,7 +183,7 @@ impl Raw {
         s.set_read_timeout(Some(LONG)).unwrap();
         let mut hello = [0u8; 40];
         s.read_exact(&mut hello).unwrap();
-        assert_eq!(&hello[..8], b"MPMGR004");
+        assert_eq!(&hello[..8], b"MPMGR005");
         let ns = hello[8..].to_vec();
         let nc = [7u8; 32];
         let mut answer = hmac(key, &[b"client", &ns]);

@@ -55,6 +55,9 @@ use crate::sys::wait::{deadline_after, lock, poll_until};
 
 /// How long a peer may take over its half of the handshake, by default.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+/// The handshake's session is dropped once it succeeds (a `Connection` carries its values
+/// as a pipe does, like Python's), so how its messages would be framed does not matter.
+const SESSION_UNUSED: proto::Messages = proto::Messages::Tagged;
 /// How often [`wait`] looks at objects without a descriptor (queues).
 const QUEUE_POLL: Duration = Duration::from_millis(5);
 
@@ -162,7 +165,7 @@ impl Listener {
                     *lock(&self.last) = from;
                     let limit = *lock(&self.handshake);
                     return peer.authenticate(limit, |mut s| {
-                        proto::serve(&mut s, &self.authkey).map(drop)
+                        proto::serve(&mut s, &self.authkey, SESSION_UNUSED).map(drop)
                     });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -245,7 +248,9 @@ impl Client {
             }
         };
         let left = deadline.saturating_duration_since(Instant::now());
-        peer.authenticate(left, |mut s| proto::connect(&mut s, authkey).map(drop))
+        peer.authenticate(left, |mut s| {
+            proto::connect(&mut s, authkey, SESSION_UNUSED).map(drop)
+        })
     }
 }
 

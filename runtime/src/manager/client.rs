@@ -144,6 +144,7 @@ impl Client {
             s.set_nodelay(true)?;
             Stream::Tcp(s)
         };
+        let messages = s.messages();
         let writer = s.try_clone()?;
         writer.set_write_timeout(Some(left(deadline)?))?;
         let mut reader = std::io::BufReader::new(Deadlined::new(s));
@@ -152,17 +153,18 @@ impl Client {
             r: &mut reader,
             w: &writer,
         };
-        let mut session = proto::connect(&mut both, &self.authkey).map_err(|e| match e {
-            Error::Io(io)
-                if matches!(
-                    io.kind(),
-                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
-                ) =>
-            {
-                lost(format!("manager {}: {CUT_SHORT}", self.address))
-            }
-            e => call_error(e, &self.address),
-        })?;
+        let mut session =
+            proto::connect(&mut both, &self.authkey, messages).map_err(|e| match e {
+                Error::Io(io)
+                    if matches!(
+                        io.kind(),
+                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    lost(format!("manager {}: {CUT_SHORT}", self.address))
+                }
+                e => call_error(e, &self.address),
+            })?;
         let welcome: super::messages::Welcome =
             proto::recv(&mut reader, &mut session, 1 << 16, |_| Ok(()))
                 .map_err(|e| call_error(e, &self.address))?

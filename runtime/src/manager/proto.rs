@@ -9,13 +9,19 @@
 //! The labels keep one side's answer from being replayed as the other's. Before the handshake
 //! completes no message longer than the handshake's own is read.
 //!
-//! Messages: `len` (u32 LE) ‖ body ‖ tag, the tag HMAC(direction key, seq ‖ `len` ‖ body),
-//! where the direction keys are HMAC(key, "client→server" ‖ `Ns` ‖ `Nc`) and likewise
+//! Messages over TCP: `len` (u32 LE) ‖ body ‖ tag, the tag HMAC(direction key, seq ‖ `len` ‖
+//! body), where the direction keys are HMAC(key, "client→server" ‖ `Ns` ‖ `Nc`) and likewise
 //! "server→client", and `seq` (u64 LE, never sent) counts the messages sent that way on
 //! this connection. A message injected, altered, replayed, reordered or cut fails its tag,
 //! and the connection ends; a tag from one connection or direction is worth nothing in
-//! another. The body is decoded only after its tag checked out. The server's first message
-//! is a [`Welcome`] with its limits.
+//! another. The body is decoded only after its tag checked out.
+//!
+//! Messages over a Unix socket: `len` ‖ body, untagged ([`Messages::Untagged`]). Once the
+//! handshake has authenticated both ends, only the two processes holding them can write to
+//! the connection, and the kernel carries its bytes: there is no path on which to inject or
+//! alter one, so a tag would guard nothing (and costs ~1 µs of each round trip's 9).
+//!
+//! The server's first message is a [`Welcome`] with its limits.
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -31,7 +37,7 @@ use crate::error::{Error, Result};
 
 /// Names the protocol and the codec: bumped whenever either changes (a test pins the pair),
 /// so a client of another build stops at the greeting instead of misreading messages.
-pub(crate) const MAGIC: &[u8; 8] = b"MPMGR004";
+pub(crate) const MAGIC: &[u8; 8] = b"MPMGR005";
 const NONCE: usize = 32;
 const MAC_LEN: usize = 32;
 /// What the server sends first: `MAGIC` and its nonce.
@@ -74,6 +80,15 @@ pub(crate) fn random_key() -> Result<Vec<u8>> {
     Ok(nonce()?.to_vec())
 }
 
+/// Whether the messages of a connection carry tags, which depends on its transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Messages {
+    /// Over TCP, where anything on the path could inject, alter or replay bytes.
+    Tagged,
+    /// Over a Unix socket, which only its two authenticated ends can write to.
+    Untagged,
+}
+
 /// The keys and counters of one authenticated connection, as one side sees it.
 #[cfg_attr(test, derive(Clone))]
 pub(crate) struct Session {
@@ -81,13 +96,20 @@ pub(crate) struct Session {
     recv: HmacSha256,
     sent: u64,
     received: u64,
+    messages: Messages,
 }
 
 const TO_SERVER: &[u8] = "client→server".as_bytes();
 const TO_CLIENT: &[u8] = "server→client".as_bytes();
 
 impl Session {
-    fn new(key: &[u8], server_nonce: &[u8], client_nonce: &[u8], server: bool) -> Result<Session> {
+    fn new(
+        key: &[u8],
+        server_nonce: &[u8],
+        client_nonce: &[u8],
+        server: bool,
+        messages: Messages,
+    ) -> Result<Session> {
         let direction = |label| -> Result<HmacSha256> {
             let k = mac(key, label, &[server_nonce, client_nonce])?
                 .finalize()
@@ -105,6 +127,7 @@ impl Session {
             recv,
             sent: 0,
             received: 0,
+            messages,
         })
     }
 
@@ -132,6 +155,7 @@ pub(crate) fn verdict(
     key: &[u8],
     ours: &[u8; NONCE],
     answer: &[u8; ANSWER_LEN],
+    messages: Messages,
 ) -> Result<(Vec<u8>, Option<Session>)> {
     let (their_mac, their_nonce) = answer.split_at(MAC_LEN);
     if mac(key, b"client", &[ours])?
@@ -142,19 +166,26 @@ pub(crate) fn verdict(
     }
     let mut out = b"OK__".to_vec();
     out.extend_from_slice(&mac(key, b"server", &[their_nonce])?.finalize().into_bytes());
-    Ok((out, Some(Session::new(key, ours, their_nonce, true)?)))
+    Ok((
+        out,
+        Some(Session::new(key, ours, their_nonce, true, messages)?),
+    ))
 }
 
 /// The server's side of the handshake on a blocking stream (whose timeouts bound it): the
 /// session if the peer holds the key, else `AuthenticationFailed` (after telling it so).
 /// Reads exactly the answer's length: an unauthenticated peer costs no more memory.
-pub(crate) fn serve(s: &mut (impl Read + Write), key: &[u8]) -> Result<Session> {
+pub(crate) fn serve(
+    s: &mut (impl Read + Write),
+    key: &[u8],
+    messages: Messages,
+) -> Result<Session> {
     let (greeting, ours) = hello()?;
     s.write_all(&greeting)?;
     s.flush()?;
     let mut answer = [0u8; ANSWER_LEN];
     s.read_exact(&mut answer)?;
-    let (out, session) = verdict(key, &ours, &answer)?;
+    let (out, session) = verdict(key, &ours, &answer, messages)?;
     // The refused peer may be gone already; its refusal is ours to report either way.
     let sent = s.write_all(&out).and_then(|()| s.flush());
     match session {
@@ -167,7 +198,11 @@ pub(crate) fn serve(s: &mut (impl Read + Write), key: &[u8]) -> Result<Session> 
 }
 
 /// The client's side of the handshake.
-pub(crate) fn connect(s: &mut (impl Read + Write), key: &[u8]) -> Result<Session> {
+pub(crate) fn connect(
+    s: &mut (impl Read + Write),
+    key: &[u8],
+    messages: Messages,
+) -> Result<Session> {
     let mut hello = [0u8; HELLO_LEN];
     s.read_exact(&mut hello)?;
     if &hello[..MAGIC.len()] != MAGIC {
@@ -197,7 +232,7 @@ pub(crate) fn connect(s: &mut (impl Read + Write), key: &[u8]) -> Result<Session
     mac(key, b"server", &[&ours])?
         .verify_slice(&their_mac)
         .map_err(|_| Error::AuthenticationFailed)?;
-    Session::new(key, server_nonce, &ours, false)
+    Session::new(key, server_nonce, &ours, false, messages)
 }
 
 /// Whether an I/O error is a socket timeout (or a deadline's).
@@ -208,7 +243,7 @@ pub(crate) fn is_timeout(e: &std::io::Error) -> bool {
     )
 }
 
-/// Sends one authenticated message. A body over `max` is refused (`TooLarge`) before
+/// Sends one message of an authenticated session, tagged if its transport needs it. A body over `max` is refused (`TooLarge`) before
 /// anything is written, so the connection stays usable.
 pub(crate) fn send<T: Serialize>(
     s: &mut impl Write,
@@ -217,9 +252,11 @@ pub(crate) fn send<T: Serialize>(
     max: usize,
 ) -> Result<()> {
     let mut framed = frame(msg, max)?;
-    let len: [u8; 4] = framed[..4].try_into().expect("four bytes");
-    let tag = Session::tag(&session.send, session.sent, &len, &framed[4..]);
-    framed.extend_from_slice(&tag.finalize().into_bytes());
+    if session.messages == Messages::Tagged {
+        let len: [u8; 4] = framed[..4].try_into().expect("four bytes");
+        let tag = Session::tag(&session.send, session.sent, &len, &framed[4..]);
+        framed.extend_from_slice(&tag.finalize().into_bytes());
+    }
     session.sent += 1;
     s.write_all(&framed)?;
     s.flush()?;
@@ -242,7 +279,7 @@ fn frame<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>> {
     Ok(framed)
 }
 
-/// Reads one authenticated message; `Ok(None)` at a clean end of stream (before its first
+/// Reads one message of an authenticated session (its tag checked, if it has one); `Ok(None)` at a clean end of stream (before its first
 /// byte). A body longer than `max` is refused as soon as its length is read; memory grows as
 /// bytes arrive, not as the length announces, and `reserve(n)` is asked before each `n` more
 /// bytes are taken in (it fails to stop the read). The body is decoded only once its tag
@@ -253,12 +290,9 @@ pub(crate) fn recv<T: serde::de::DeserializeOwned>(
     max: usize,
     mut reserve: impl FnMut(usize) -> Result<()>,
 ) -> Result<Option<T>> {
-    let mut len = [0u8; 4];
-    match s.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
+    let Some(len) = read_len(s)? else {
+        return Ok(None);
+    };
     let n = u32::from_le_bytes(len) as usize;
     if n > max.min(MAX_MESSAGE) {
         return Err(Error::Protocol(format!(
@@ -276,24 +310,44 @@ pub(crate) fn recv<T: serde::de::DeserializeOwned>(
             return Err(Error::Protocol("a manager message was cut short".into()));
         }
     }
-    let mut tag = [0u8; MAC_LEN];
-    s.read_exact(&mut tag).map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => {
-            Error::Protocol("a manager message was cut short".into())
-        }
-        _ => e.into(),
-    })?;
-    Session::tag(&session.recv, session.received, &len, &body)
-        .verify_slice(&tag)
-        .map_err(|_| {
-            Error::Protocol(
-                "a manager message failed authentication (altered, injected or replayed)".into(),
-            )
+    if session.messages == Messages::Tagged {
+        let mut tag = [0u8; MAC_LEN];
+        s.read_exact(&mut tag).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                Error::Protocol("a manager message was cut short".into())
+            }
+            _ => e.into(),
         })?;
+        Session::tag(&session.recv, session.received, &len, &body)
+            .verify_slice(&tag)
+            .map_err(|_| {
+                Error::Protocol(
+                    "a manager message failed authentication (altered, injected or replayed)"
+                        .into(),
+                )
+            })?;
+    }
     session.received += 1;
     crate::wire::serial::decode(&body)
         .map(Some)
         .map_err(|e| Error::Protocol(format!("bad manager message: {e}")))
+}
+
+/// A message's length prefix; `None` at the end of stream before its first byte. A stream
+/// that ends within the prefix was cut short, which is an error.
+fn read_len(s: &mut impl Read) -> Result<Option<[u8; 4]>> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < len.len() {
+        match s.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(Error::Protocol("a manager message was cut short".into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Some(len))
 }
 
 /// Unauthenticated messages, for the owner's control channel to its server (a socket pair
@@ -306,12 +360,9 @@ pub(crate) fn send_plain<T: Serialize>(s: &mut impl Write, msg: &T) -> Result<()
 
 /// Reads one message sent with [`send_plain`]; `Ok(None)` at a clean end of stream.
 pub(crate) fn recv_plain<T: serde::de::DeserializeOwned>(s: &mut impl Read) -> Result<Option<T>> {
-    let mut len = [0u8; 4];
-    match s.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
+    let Some(len) = read_len(s)? else {
+        return Ok(None);
+    };
     let n = u32::from_le_bytes(len) as usize;
     if n > CHUNK {
         return Err(Error::Protocol(format!(
@@ -429,25 +480,25 @@ mod tests {
         assert_eq!(
             (MAGIC, crate::wire::serial::CODEC_ID),
             (
-                b"MPMGR004",
+                b"MPMGR005",
                 "serde-wincode 0.1 (bincode-1 layout, fixint, u64 lengths)"
             )
         );
     }
 
     /// A client and a server session of one handshake, run over a socket pair.
-    fn sessions() -> (Session, Session) {
+    fn sessions(messages: Messages) -> (Session, Session) {
         let (mut a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
         let server = std::thread::spawn(move || {
             let (hello, ours) = hello().unwrap();
             b.write_all(&hello).unwrap();
             let mut answer = [0u8; ANSWER_LEN];
             b.read_exact(&mut answer).unwrap();
-            let (out, session) = verdict(KEY, &ours, &answer).unwrap();
+            let (out, session) = verdict(KEY, &ours, &answer, messages).unwrap();
             b.write_all(&out).unwrap();
             session.unwrap()
         });
-        let client = connect(&mut a, KEY).unwrap();
+        let client = connect(&mut a, KEY, messages).unwrap();
         (client, server.join().unwrap())
     }
 
@@ -494,7 +545,7 @@ mod tests {
     #[test]
     fn authenticated_messages() {
         let mut gen = Inputs::new("manager messages");
-        let (mut client, server) = sessions();
+        let (mut client, server) = sessions(Messages::Tagged);
         // Each seed is the first message of the connection (sequence number 0).
         let seeds: Vec<Vec<u8>> = requests()
             .iter()
@@ -550,6 +601,58 @@ mod tests {
     }
 
     #[test]
+    fn untagged_messages() {
+        // Over a Unix socket a message is its length and body, nothing more; whatever comes
+        // in place of one decodes or fails cleanly, and memory is asked for as bytes arrive.
+        let mut gen = Inputs::new("untagged manager messages");
+        let (client, server) = sessions(Messages::Untagged);
+        let (tagged, _) = sessions(Messages::Tagged);
+        let mut seeds = Vec::new();
+        for req in requests() {
+            let (mut out, mut with_tag) = (Vec::new(), Vec::new());
+            send(&mut out, &mut client.clone(), &req, MAX_MESSAGE).unwrap();
+            send(&mut with_tag, &mut tagged.clone(), &req, MAX_MESSAGE).unwrap();
+            assert_eq!(out.len() + MAC_LEN, with_tag.len());
+            assert_eq!(out[..], with_tag[..out.len()]);
+            let mut r = Cursor::new(&out);
+            let got: Request = recv(&mut r, &mut server.clone(), MAX_MESSAGE, |_| Ok(()))
+                .unwrap()
+                .unwrap();
+            assert_eq!(format!("{got:?}"), format!("{req:?}"));
+            assert_eq!(r.position() as usize, out.len());
+            // Cut anywhere after its first byte, it is an error, not a message.
+            for cut in 1..out.len() {
+                let got = recv::<Request>(
+                    &mut Cursor::new(&out[..cut]),
+                    &mut server.clone(),
+                    MAX_MESSAGE,
+                    |_| Ok(()),
+                );
+                assert!(got.is_err(), "cut at {cut} of {}", out.len());
+            }
+            seeds.push(out);
+        }
+        for _ in 0..Inputs::iterations() {
+            let input = gen.input(&seeds);
+            let mut reserved = 0;
+            let _ = recv::<Request>(
+                &mut Cursor::new(&input),
+                &mut server.clone(),
+                1 << 20,
+                |n| {
+                    reserved += n;
+                    Ok(())
+                },
+            );
+            assert!(
+                reserved <= input.len() + 64 * 1024,
+                "{reserved} for {}",
+                input.len()
+            );
+        }
+    }
+
+    #[test]
     fn handshakes() {
         let mut gen = Inputs::new("manager handshakes");
         let (hello_bytes, ours) = hello().unwrap();
@@ -561,7 +664,10 @@ mod tests {
             .to_vec();
         answer.extend_from_slice(&[5u8; NONCE]);
         let valid: [u8; ANSWER_LEN] = answer.clone().try_into().unwrap();
-        assert!(verdict(KEY, &ours, &valid).unwrap().1.is_some());
+        assert!(verdict(KEY, &ours, &valid, Messages::Tagged)
+            .unwrap()
+            .1
+            .is_some());
         let mut server_side = hello_bytes.to_vec();
         server_side.extend_from_slice(b"OK__");
         server_side.extend_from_slice(&[0u8; MAC_LEN]);
@@ -572,14 +678,19 @@ mod tests {
             // client nonce passes here, but then the client rejects the server's MAC, and
             // the two sides' session keys differ.)
             if let Ok(a) = <[u8; ANSWER_LEN]>::try_from(&input[..]) {
-                let (out, session) = verdict(KEY, &ours, &a).unwrap();
+                let (out, session) = verdict(KEY, &ours, &a, Messages::Tagged).unwrap();
                 let genuine = a[..MAC_LEN] == valid[..MAC_LEN];
                 assert_eq!(session.is_some(), genuine);
                 assert_eq!(out.starts_with(b"OK__"), genuine);
             }
             // A client facing a peer that says anything fails cleanly (no server MAC can be
             // guessed).
-            assert!(connect(&mut Scripted(Cursor::new(input.clone())), KEY).is_err());
+            assert!(connect(
+                &mut Scripted(Cursor::new(input.clone())),
+                KEY,
+                Messages::Tagged
+            )
+            .is_err());
             let _ = recv_plain::<std::result::Result<String, String>>(&mut Cursor::new(&input));
         }
     }

@@ -282,7 +282,9 @@ impl Pending {
         if self.got < ANSWER_LEN {
             return Step::Wait;
         }
-        let Ok((verdict, session)) = proto::verdict(key, &self.ours, &self.answer) else {
+        let Ok((verdict, session)) =
+            proto::verdict(key, &self.ours, &self.answer, self.peer.messages())
+        else {
             return Step::Drop;
         };
         // A fresh socket's buffer takes these few bytes whole; if not, the peer is not

@@ -14,6 +14,14 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
+    /// Whether messages on this stream need tags (see `proto`).
+    pub(crate) fn messages(&self) -> super::proto::Messages {
+        match self {
+            Stream::Unix(_) => super::proto::Messages::Untagged,
+            Stream::Tcp(_) => super::proto::Messages::Tagged,
+        }
+    }
+
     pub(crate) fn try_clone(&self) -> std::io::Result<Stream> {
         Ok(match self {
             Stream::Unix(s) => Stream::Unix(s.try_clone()?),
