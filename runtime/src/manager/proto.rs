@@ -542,6 +542,24 @@ mod tests {
         ]
     }
 
+    /// Reads one request from `input` as `server`'s next message, checking that memory was
+    /// asked for as bytes arrived (never much more than the input holds): what the read gave,
+    /// and how many bytes it took.
+    fn recv_hostile(input: &[u8], server: &Session) -> (Result<Option<Request>>, usize) {
+        let mut r = Cursor::new(input);
+        let mut reserved = 0;
+        let got = recv::<Request>(&mut r, &mut server.clone(), 1 << 20, |n| {
+            reserved += n;
+            Ok(())
+        });
+        assert!(
+            reserved <= input.len() + 64 * 1024,
+            "{reserved} for {}",
+            input.len()
+        );
+        (got, r.position() as usize)
+    }
+
     #[test]
     fn authenticated_messages() {
         let mut gen = Inputs::new("manager messages");
@@ -577,21 +595,8 @@ mod tests {
         .is_err());
         for _ in 0..Inputs::iterations() {
             let input = gen.input(&seeds);
-            let mut r = Cursor::new(&input);
-            let mut reserved = 0;
-            let got = recv::<Request>(&mut r, &mut server.clone(), 1 << 20, |n| {
-                reserved += n;
-                Ok(())
-            });
-            // Memory is asked for as bytes arrive: never much more than the input holds.
-            assert!(
-                reserved <= input.len() + 64 * 1024,
-                "{reserved} for {}",
-                input.len()
-            );
-            if let Ok(Some(_)) = got {
+            if let (Ok(Some(_)), used) = recv_hostile(&input, &server) {
                 // Only an unchanged message passes (bytes after it are not its own).
-                let used = r.position() as usize;
                 assert!(
                     seeds.iter().any(|s| s[..] == input[..used]),
                     "a mutated message passed"
@@ -633,22 +638,7 @@ mod tests {
             seeds.push(out);
         }
         for _ in 0..Inputs::iterations() {
-            let input = gen.input(&seeds);
-            let mut reserved = 0;
-            let _ = recv::<Request>(
-                &mut Cursor::new(&input),
-                &mut server.clone(),
-                1 << 20,
-                |n| {
-                    reserved += n;
-                    Ok(())
-                },
-            );
-            assert!(
-                reserved <= input.len() + 64 * 1024,
-                "{reserved} for {}",
-                input.len()
-            );
+            let _ = recv_hostile(&gen.input(&seeds), &server);
         }
     }
 
