@@ -243,8 +243,9 @@ pub(crate) fn is_timeout(e: &std::io::Error) -> bool {
     )
 }
 
-/// Sends one message of an authenticated session, tagged if its transport needs it. A body over `max` is refused (`TooLarge`) before
-/// anything is written, so the connection stays usable.
+/// Sends one message of an authenticated session, tagged if its transport needs it. A body
+/// over `max` is refused (`TooLarge`) before anything is written, so the connection stays
+/// usable.
 pub(crate) fn send<T: Serialize>(
     s: &mut impl Write,
     session: &mut Session,
@@ -279,8 +280,8 @@ fn frame<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>> {
     Ok(framed)
 }
 
-/// Reads one message of an authenticated session (its tag checked, if it has one); `Ok(None)` at a clean end of stream (before its first
-/// byte). A body longer than `max` is refused as soon as its length is read; memory grows as
+/// Reads one message of an authenticated session (its tag checked, if it has one);
+/// `Ok(None)` at a clean end of stream (before its first byte). A body longer than `max` is refused as soon as its length is read; memory grows as
 /// bytes arrive, not as the length announces, and `reserve(n)` is asked before each `n` more
 /// bytes are taken in (it fails to stop the read). The body is decoded only once its tag
 /// checked out.
@@ -307,15 +308,13 @@ pub(crate) fn recv<T: serde::de::DeserializeOwned>(
         body.reserve_exact(step);
         let got = s.by_ref().take(step as u64).read_to_end(&mut body)?;
         if got < step {
-            return Err(Error::Protocol("a manager message was cut short".into()));
+            return Err(cut_short());
         }
     }
     if session.messages == Messages::Tagged {
         let mut tag = [0u8; MAC_LEN];
         s.read_exact(&mut tag).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => {
-                Error::Protocol("a manager message was cut short".into())
-            }
+            std::io::ErrorKind::UnexpectedEof => cut_short(),
             _ => e.into(),
         })?;
         Session::tag(&session.recv, session.received, &len, &body)
@@ -333,6 +332,10 @@ pub(crate) fn recv<T: serde::de::DeserializeOwned>(
         .map_err(|e| Error::Protocol(format!("bad manager message: {e}")))
 }
 
+fn cut_short() -> Error {
+    Error::Protocol("a manager message was cut short".into())
+}
+
 /// A message's length prefix; `None` at the end of stream before its first byte. A stream
 /// that ends within the prefix was cut short, which is an error.
 fn read_len(s: &mut impl Read) -> Result<Option<[u8; 4]>> {
@@ -341,7 +344,7 @@ fn read_len(s: &mut impl Read) -> Result<Option<[u8; 4]>> {
     while got < len.len() {
         match s.read(&mut len[got..]) {
             Ok(0) if got == 0 => return Ok(None),
-            Ok(0) => return Err(Error::Protocol("a manager message was cut short".into())),
+            Ok(0) => return Err(cut_short()),
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e.into()),
